@@ -1,0 +1,149 @@
+/* Client-facing handlers: sessions, SUBMIT, ACK, and delivery of results.
+ *
+ * A result is sent once when the task finishes and kept until the client ACKs it; if no ACK
+ * comes within the heartbeat expiry, or the client says HELLO again, it is sent again. The
+ * client drops duplicates, so each result reaches the caller exactly once even across a cut
+ * link. A resubmitted task id that the session already knows is acknowledged, not run again.
+ */
+#include <algorithm>
+
+#include "core.hpp"
+#include "dpool/log.hpp"
+
+namespace dpool::detail {
+namespace {
+
+constexpr std::size_t kMaxFunctionName = 256;
+constexpr std::uint32_t kMaxAttemptsCap = 100;
+constexpr std::size_t kMaxResultsPerMessage = 256;
+
+}  // namespace
+
+ClientSession& BrokerCore::client_session(const std::string& identity) {
+  ClientSession* c = clients_.find(identity);
+  if (!c) {
+    c = &clients_.add(identity, next_handle_++);
+    log::debug("client {} connected", log::printable(identity));
+  }
+  c->last_heard = Clock::now();
+  return *c;
+}
+
+void BrokerCore::on_hello(Message& m, ClientSession& c) {
+  auto hello = decode<wire::Hello>(m, drops_, who_);
+  if (!hello) return;
+  c.hello = std::move(*hello);
+  send_heartbeat(c.identity);
+  // A HELLO after results went out may mean they were lost with the old connection.
+  for (auto& [id, r] : c.finished) c.results.push_back(id);
+  if (!c.results.empty()) dirty_clients_.push_back(c.handle);
+}
+
+void BrokerCore::on_submit(Message& m, ClientSession& c) {
+  auto submit = decode<wire::Submit>(m, drops_, who_);
+  if (!submit) return;
+  if (submit->tasks.size() != m.payloads.size()) {
+    drops_.drop(DropReason::kPayloads, who_, "SUBMIT with " + std::to_string(submit->tasks.size()) +
+                                                 " tasks but " + std::to_string(m.payloads.size()) + " payloads");
+    return;
+  }
+  for (std::size_t i = 0; i < submit->tasks.size(); ++i) {
+    auto& spec = submit->tasks[i];
+    c.accepts.push_back(spec.id);
+    if (c.live.contains(spec.id)) continue;  // a resubmission of a task we hold
+    if (c.finished.contains(spec.id)) {      // ... or one whose result was lost on the way
+      c.results.push_back(spec.id);
+      continue;
+    }
+    if (spec.function.empty() || spec.function.size() > kMaxFunctionName) {
+      wire::Result r;
+      r.status = Status::kRejected;
+      r.error_type = "InvalidFunctionName";
+      r.error_message = "a function name must have 1 to 256 characters";
+      deliver(c, spec.id, std::move(r), zmq::message_t());
+      continue;
+    }
+    const auto attempts = spec.max_attempts ? std::min(spec.max_attempts, kMaxAttemptsCap)
+                                            : config_.max_attempts;
+    c.live[spec.id] = ledger_.add(c.handle, spec.id, ledger_.function_id(spec.function), attempts,
+                                  std::move(m.payloads[i]));
+  }
+  dirty_clients_.push_back(c.handle);
+}
+
+void BrokerCore::on_ack(Message& m, ClientSession& c) {
+  auto ack = decode<wire::Ack>(m, drops_, who_);
+  if (!ack) return;
+  c.last_heard = Clock::now();
+  for (auto id : ack->ids) c.finished.erase(id);
+}
+
+void BrokerCore::finish(Task& task, wire::Result meta, zmq::message_t payload) {
+  meta.attempts = task.attempt;
+  const auto client = task.client;
+  const auto client_id = task.client_id;
+  ledger_.apply(task, TaskEvent::kFinish);
+  if (auto* c = clients_.find(client)) {
+    c->live.erase(client_id);
+    deliver(*c, client_id, std::move(meta), std::move(payload));
+  }
+}
+
+void BrokerCore::deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta,
+                         zmq::message_t payload) {
+  ++counters_.completed;
+  if (meta.status != Status::kOk) ++counters_.failed;
+  meta.id = client_id;
+  c.finished[client_id] = FinishedResult{std::move(meta), std::move(payload), {}};
+  c.results.push_back(client_id);
+  dirty_clients_.push_back(c.handle);
+}
+
+void BrokerCore::flush_client(ClientSession& c) {
+  if (!c.accepts.empty()) {
+    send_message(socket_, c.identity, Command::kAccept, wire::Accept{std::move(c.accepts)});
+    c.accepts.clear();
+  }
+  const auto now = Clock::now();
+  for (std::size_t start = 0; start < c.results.size(); start += kMaxResultsPerMessage) {
+    const auto end = std::min(c.results.size(), start + kMaxResultsPerMessage);
+    wire::ResultBatch batch;
+    std::vector<zmq::message_t> payloads;
+    batch.results.reserve(end - start);
+    payloads.reserve(end - start);
+    for (std::size_t i = start; i < end; ++i) {
+      auto it = c.finished.find(c.results[i]);
+      if (it == c.finished.end()) continue;  // ACKed meanwhile
+      it->second.sent_at = now;
+      c.sent.emplace_back(it->first, now);
+      batch.results.push_back(it->second.meta);
+      payloads.push_back(share(it->second.payload));
+    }
+    // If the client is not connected now the results stay in `finished` for a later resend.
+    if (!batch.results.empty()) {
+      send_message(socket_, c.identity, Command::kResult, batch, std::move(payloads));
+    }
+  }
+  c.results.clear();
+}
+
+void BrokerCore::resend_unacked(ClientSession& c, Clock::time_point now) {
+  const auto patience = config_.heartbeat.expiry();
+  while (!c.sent.empty() && c.sent.front().second + patience <= now) {
+    const auto [id, when] = c.sent.front();
+    c.sent.pop_front();
+    auto it = c.finished.find(id);
+    if (it != c.finished.end() && it->second.sent_at == when) c.results.push_back(id);
+  }
+  if (!c.results.empty()) dirty_clients_.push_back(c.handle);
+}
+
+void BrokerCore::purge_client(ClientSession& c) {
+  for (auto& [id, key] : c.live) {
+    // A leased task stays on its worker; its outcome will find no task and be dropped.
+    if (Task* t = ledger_.find(key)) ledger_.apply(*t, TaskEvent::kDrop);
+  }
+  clients_.remove(c.handle);
+}
+
+}  // namespace dpool::detail

@@ -1,0 +1,236 @@
+/* The broker's loop: poll, read, one handler per command, dispatch, flush, timers.
+ *
+ * Everything happens on the thread that calls run(); the only cross-thread entries are stop()
+ * (an eventfd the loop polls) and stats() (a snapshot published once per heartbeat tick). The
+ * loop drains at most a bounded number of messages per turn so that heartbeats and expiry still
+ * run while a client floods the broker.
+ */
+#include "core.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+
+#include "dpool/error.hpp"
+#include "dpool/log.hpp"
+
+namespace dpool::detail {
+namespace {
+
+constexpr int kMaxMessagesPerTurn = 4096;
+
+/* True when `endpoint` can only be reached from this host. */
+bool loopback_only(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  const auto rest = endpoint.substr(6);
+  const auto colon = rest.rfind(':');
+  const auto host = rest.substr(0, colon);
+  return host == "localhost" || host == "lo" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
+    : config_(std::move(config)), context_(1), socket_(context_, zmq::socket_type::router),
+      instance_(random_u64()) {
+  if (!loopback_only(config_.bind) && !insecure) {
+    throw Error(Errc::kUsage, "refusing to listen on " + config_.bind +
+                                  ": it is reachable from other hosts and CURVE is not set up; "
+                                  "pass --insecure to do it anyway");
+  }
+  // A peer that reconnects (same routing id, new TCP connection) takes over its old pipe.
+  socket_.set(zmq::sockopt::router_handover, 1);
+  // Sending to a peer that is gone fails instead of vanishing, so results can be kept.
+  socket_.set(zmq::sockopt::router_mandatory, 1);
+  // Our own credit and windows bound what is queued; a HWM would drop silently instead.
+  socket_.set(zmq::sockopt::sndhwm, 0);
+  socket_.set(zmq::sockopt::rcvhwm, 0);
+  socket_.set(zmq::sockopt::linger, 0);
+  try {
+    socket_.bind(config_.bind);
+  } catch (const zmq::error_t& e) {
+    throw Error(Errc::kUsage, "cannot listen on " + config_.bind + ": " + e.what());
+  }
+  endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw Error(Errc::kInternal, "eventfd failed");
+}
+
+BrokerCore::~BrokerCore() {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void BrokerCore::stop() noexcept {
+  stopping_.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void BrokerCore::run() {
+  log::info("listening on {} (instance {:016x})", endpoint_, instance_);
+  const auto interval = config_.heartbeat.interval;
+  next_tick_ = Clock::now() + interval;
+  std::array<zmq::pollitem_t, 2> items{{{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                        {nullptr, wake_fd_, ZMQ_POLLIN, 0}}};
+  while (!stopping_.load()) {
+    zmq::poll(items.data(), items.size(), until(next_tick_, interval));
+    for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+      bool got = false;
+      auto m = read_message(socket_, true, drops_, &got);
+      if (!got) break;
+      if (m) handle(*m);
+    }
+    dispatch();
+    flush();
+    const auto now = Clock::now();
+    if (now >= next_tick_) {
+      on_tick(now);
+      next_tick_ = now + interval;
+    }
+  }
+  publish_stats();
+  log::info("stopped: {} tasks held, {} workers, {} clients", ledger_.size(), workers_.size(),
+            clients_.size());
+}
+
+void BrokerCore::handle(Message& m) {
+  who_ = identity_of(m);
+  switch (m.command) {
+    case Command::kHello:
+      on_hello(m, client_session(who_));
+      break;
+    case Command::kSubmit:
+      on_submit(m, client_session(who_));
+      break;
+    case Command::kAck:
+      if (auto* c = clients_.find(who_)) on_ack(m, *c);
+      else drops_.drop(DropReason::kUnknownPeer, who_, "ACK from an unknown client");
+      break;
+    case Command::kReady:
+      on_ready(m);
+      break;
+    case Command::kDone:
+      if (auto* w = workers_.find(who_)) {
+        on_done(m, *w);
+      } else {
+        drops_.drop(DropReason::kUnknownPeer, who_, "DONE from an unregistered worker");
+        disown(who_, "not registered");
+      }
+      break;
+    case Command::kHeartbeat:
+      on_heartbeat(m);
+      break;
+    case Command::kDisconnect:
+      if (auto* w = workers_.find(who_)) remove_worker(*w, "it disconnected", false);
+      else if (auto* c = clients_.find(who_)) purge_client(*c);
+      break;
+    case Command::kAccept:
+    case Command::kTask:
+    case Command::kResult:
+      drops_.drop(DropReason::kCommand, who_, std::string(to_string(m.command)) + " sent to the broker");
+      break;
+  }
+}
+
+void BrokerCore::on_heartbeat(Message& m) {
+  auto hb = decode<wire::Heartbeat>(m, drops_, who_);
+  if (!hb) return;
+  if (auto* w = workers_.find(who_)) {
+    on_worker_heartbeat(*hb, *w);
+  } else if (auto* c = clients_.find(who_)) {
+    c->last_heard = Clock::now();
+  } else {
+    // A peer we do not know (we restarted, or expired it): tell it to introduce itself again.
+    disown(who_, "unknown peer");
+  }
+}
+
+bool BrokerCore::send_heartbeat(const std::string& identity) {
+  wire::Heartbeat hb;
+  hb.instance = instance_;
+  return send_message(socket_, identity, Command::kHeartbeat, hb);
+}
+
+void BrokerCore::disown(const std::string& identity, std::string_view reason) {
+  send_message(socket_, identity, Command::kDisconnect, wire::Disconnect{std::string(reason)});
+}
+
+void BrokerCore::on_tick(Clock::time_point now) {
+  for (auto h : workers_.expired(now)) {
+    if (auto* w = workers_.find(h)) {
+      remove_worker(*w, "no heartbeat for " + std::to_string(config_.heartbeat.expiry().count()) + " ms");
+    }
+  }
+  std::vector<PeerHandle> silent;
+  for (auto& [h, c] : clients_) {
+    if (now - c.last_heard > config_.client_timeout) silent.push_back(h);
+    else resend_unacked(c, now);
+  }
+  for (auto h : silent) {
+    if (auto* c = clients_.find(h)) {
+      log::warn("client {} silent for {} s: dropping its {} tasks", log::printable(c->identity),
+                config_.client_timeout.count(), c->live.size());
+      purge_client(*c);
+    }
+  }
+  for (auto& [h, w] : workers_) send_heartbeat(w.identity);
+  for (auto& [h, c] : clients_) send_heartbeat(c.identity);
+  flush();
+
+  if (ledger_.queued_total() > 0 && now >= next_idle_warning_) {
+    const auto st = stats();
+    for (const auto& [name, f] : st.functions) {
+      if (f.queued > 0 && f.workers == 0) {
+        log::warn("{} tasks wait for '{}': no connected worker offers it", f.queued, name);
+        next_idle_warning_ = now + std::chrono::seconds(10);
+      }
+    }
+  }
+  publish_stats();
+}
+
+void BrokerCore::flush() {
+  for (auto h : dirty_clients_) {
+    if (auto* c = clients_.find(h)) flush_client(*c);
+  }
+  dirty_clients_.clear();
+}
+
+void BrokerCore::publish_stats() {
+  BrokerStats s = counters_;
+  s.workers = workers_.size();
+  s.clients = clients_.size();
+  s.tasks = ledger_.size();
+  s.queued = ledger_.queued_total();
+  s.dropped = drops_.total();
+  for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
+    s.functions[ledger_.function_name(f)].queued = ledger_.queued(f);
+  }
+  for (auto& [h, w] : workers_) {
+    for (auto f : w.functions) ++s.functions[ledger_.function_name(f)].workers;
+  }
+  std::lock_guard lock(stats_mutex_);
+  published_ = std::move(s);
+}
+
+BrokerStats BrokerCore::stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return published_;
+}
+
+}  // namespace dpool::detail
+
+namespace dpool {
+
+Broker::Broker(BrokerConfig config, bool insecure)
+    : core_(std::make_unique<detail::BrokerCore>(std::move(config), insecure)) {}
+Broker::~Broker() = default;
+std::string Broker::endpoint() const { return core_->endpoint(); }
+void Broker::run() { core_->run(); }
+void Broker::stop() noexcept { core_->stop(); }
+BrokerStats Broker::stats() const { return core_->stats(); }
+
+}  // namespace dpool

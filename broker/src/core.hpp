@@ -1,0 +1,82 @@
+/* The broker's state and handlers. The loop is in core.cpp, client handlers in clients.cpp,
+ * worker handlers and dispatch in workers.cpp; each handler is one command's whole effect. */
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "dpool/broker.hpp"
+#include "dpool/codec.hpp"
+#include "dpool/config.hpp"
+#include "dpool/util.hpp"
+#include "ledger.hpp"
+#include "peers.hpp"
+
+namespace dpool::detail {
+
+class BrokerCore {
+ public:
+  BrokerCore(BrokerConfig config, bool insecure);
+  ~BrokerCore();
+  void run();
+  void stop() noexcept;
+  [[nodiscard]] std::string endpoint() const { return endpoint_; }
+  [[nodiscard]] BrokerStats stats() const;
+
+ private:
+  // core.cpp: the loop and its timers
+  void handle(Message& m);
+  void on_heartbeat(Message& m);
+  void on_tick(Clock::time_point now);
+  void publish_stats();
+  void flush();
+  bool send_heartbeat(const std::string& identity);
+  void disown(const std::string& identity, std::string_view reason);
+
+  // clients.cpp
+  ClientSession& client_session(const std::string& identity);
+  void on_hello(Message& m, ClientSession& c);
+  void on_submit(Message& m, ClientSession& c);
+  void on_ack(Message& m, ClientSession& c);
+  void finish(Task& task, wire::Result meta, zmq::message_t payload);
+  void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta, zmq::message_t payload);
+  void flush_client(ClientSession& c);
+  void resend_unacked(ClientSession& c, Clock::time_point now);
+  void purge_client(ClientSession& c);
+
+  // workers.cpp
+  void on_ready(Message& m);
+  void on_done(Message& m, WorkerRecord& w);
+  void on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w);
+  void worker_lost(Task& task, const std::string& why, bool charge);
+  void remove_worker(WorkerRecord& w, std::string_view why, bool charge = true);
+  void dispatch();
+  void dispatch_to(WorkerRecord& w);
+
+  BrokerConfig config_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::string endpoint_;
+  const std::uint64_t instance_;
+
+  Ledger ledger_;
+  WorkerRegistry workers_;
+  PeerTable<ClientSession> clients_;
+  PeerHandle next_handle_ = 1;
+  std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
+  DropCounters drops_;
+  std::string who_;  // the peer of the message being handled, for drop logs
+
+  BrokerStats counters_;
+  mutable std::mutex stats_mutex_;
+  BrokerStats published_;
+  Clock::time_point next_tick_;
+  Clock::time_point next_idle_warning_;
+};
+
+}  // namespace dpool::detail

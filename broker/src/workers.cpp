@@ -1,0 +1,175 @@
+/* Worker-facing handlers and dispatch: READY, DONE, worker heartbeats, dead workers.
+ *
+ * A worker host announces its functions and its credit (how many leases it may hold). The
+ * broker never holds out more than that credit; each TASK batch carries a per-worker sequence
+ * number, and each worker heartbeat reports the highest sequence received and the tasks the
+ * worker holds, so a lease that the worker should have but does not (lost on a cut link, or
+ * its DONE lost) is requeued without charging the task an attempt.
+ */
+#include <unordered_set>
+
+#include "core.hpp"
+#include "dpool/log.hpp"
+
+namespace dpool::detail {
+namespace {
+
+constexpr std::uint32_t kMaxCredit = 100000;
+constexpr std::size_t kMaxFunctions = 10000;
+
+}  // namespace
+
+void BrokerCore::on_ready(Message& m) {
+  auto ready = decode<wire::Ready>(m, drops_, who_);
+  if (!ready) return;
+  if (ready->credit == 0 || ready->credit > kMaxCredit || ready->functions.size() > kMaxFunctions) {
+    drops_.drop(DropReason::kBody, who_, "READY with credit " + std::to_string(ready->credit) +
+                                             " and " + std::to_string(ready->functions.size()) + " functions");
+    return;
+  }
+  WorkerRecord* w = workers_.find(who_);
+  const bool fresh = w == nullptr;
+  if (fresh) w = &workers_.add(who_, next_handle_++);
+  w->host = std::move(ready->host);
+  w->pid = ready->pid;
+  w->credit = ready->credit;
+  w->tags = std::move(ready->tags);
+  w->functions.clear();
+  for (const auto& f : ready->functions) {
+    if (!f.empty() && f.size() <= 256) w->functions.push_back(ledger_.function_id(f));
+  }
+  workers_.heard(*w, Clock::now(), config_.heartbeat.expiry());
+  send_heartbeat(w->identity);
+  log::info("worker {} pid {} {}: {} functions, credit {}", w->host, w->pid,
+            fresh ? "registered" : "registered again", w->functions.size(), w->credit);
+}
+
+void BrokerCore::on_done(Message& m, WorkerRecord& w) {
+  auto done = decode<wire::DoneBatch>(m, drops_, who_);
+  if (!done) return;
+  if (done->outcomes.size() != m.payloads.size()) {
+    drops_.drop(DropReason::kPayloads, who_, "DONE with mismatched payloads");
+    return;
+  }
+  workers_.heard(w, Clock::now(), config_.heartbeat.expiry());
+  for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
+    auto& o = done->outcomes[i];
+    Task* t = ledger_.find(o.task);
+    if (!t) {
+      w.leases.erase(o.task);  // its client went away; the lease is over all the same
+      drops_.drop(DropReason::kStale, who_, "outcome for a task no longer held");
+      continue;
+    }
+    if (t->state != TaskState::kLeased || t->worker != w.handle || t->attempt != o.attempt) {
+      drops_.drop(DropReason::kStale, who_, "outcome for attempt " + std::to_string(o.attempt) +
+                                                " of a task now at attempt " + std::to_string(t->attempt));
+      continue;
+    }
+    w.leases.erase(o.task);
+    if (o.status == Status::kLost) {
+      worker_lost(*t, o.error_message, true);
+      continue;
+    }
+    o.status == Status::kOk ? ++w.done : ++w.failed;
+    wire::Result r;
+    r.status = o.status;
+    r.error_type = std::move(o.error_type);
+    r.error_message = std::move(o.error_message);
+    r.host = w.host;
+    r.pid = o.pid;
+    finish(*t, std::move(r), std::move(m.payloads[i]));
+  }
+}
+
+void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w) {
+  workers_.heard(w, Clock::now(), config_.heartbeat.expiry());
+  const std::unordered_set<std::uint64_t> held(hb.held.begin(), hb.held.end());
+  std::vector<TaskKey> missing;
+  for (auto key : w.leases) {
+    const Task* t = ledger_.find(key);
+    if (!t || (t->seq <= hb.last_seq && !held.contains(key))) missing.push_back(key);
+  }
+  for (auto key : missing) {
+    w.leases.erase(key);
+    if (Task* t = ledger_.find(key)) {
+      log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key, w.host);
+      ledger_.apply(*t, TaskEvent::kLostInTransit);
+      ++counters_.requeued;
+    }
+  }
+}
+
+void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
+  if (!charge) {
+    ledger_.apply(task, TaskEvent::kLostInTransit);
+    ++counters_.requeued;
+    return;
+  }
+  const auto client = task.client;
+  const auto client_id = task.client_id;
+  const auto attempts = task.attempt;
+  const auto function = ledger_.function_name(task.function);
+  if (ledger_.apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
+    ++counters_.requeued;
+    return;
+  }
+  // kExhausted: the task is gone from the ledger; tell its client why.
+  if (auto* c = clients_.find(client)) {
+    c->live.erase(client_id);
+    wire::Result r;
+    r.status = Status::kLost;
+    r.error_type = "WorkerLost";
+    r.error_message = "the worker running '" + function + "' died on each of " +
+                      std::to_string(attempts) + " attempts (last: " + why + ")";
+    r.attempts = attempts;
+    deliver(*c, client_id, std::move(r), zmq::message_t());
+  }
+}
+
+void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charge) {
+  log::warn("worker {} pid {} lost ({}): {} leases {}", w.host, w.pid, why, w.leases.size(),
+            charge ? "requeued" : "returned");
+  const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
+  for (auto key : w.leases) {
+    Task* t = ledger_.find(key);
+    if (t && t->state == TaskState::kLeased && t->worker == w.handle) worker_lost(*t, what, charge);
+  }
+  workers_.remove(w.handle);
+}
+
+void BrokerCore::dispatch() {
+  if (ledger_.queued_total() == 0) return;
+  for (auto& [h, w] : workers_) {
+    if (w.free_credit() > 0) dispatch_to(w);
+    if (ledger_.queued_total() == 0) break;
+  }
+}
+
+void BrokerCore::dispatch_to(WorkerRecord& w) {
+  const std::size_t n = w.functions.size();
+  std::size_t free = w.free_credit();
+  wire::TaskBatch batch;
+  batch.seq = w.next_seq;
+  std::vector<zmq::message_t> payloads;
+  // Take one task at a time from each of the worker's functions in turn, so that a worker
+  // offering several functions serves all of them.
+  for (std::size_t misses = 0; free > 0 && misses < n; ++w.next_function) {
+    const FunctionId f = w.functions[w.next_function % n];
+    Task* t = ledger_.lease_next(f, w.handle, batch.seq);
+    if (!t) {
+      ++misses;
+      continue;
+    }
+    misses = 0;
+    --free;
+    w.leases.insert(t->key);
+    batch.leases.push_back(wire::Lease{t->key, t->attempt, ledger_.function_name(f)});
+    payloads.push_back(share(t->payload));
+  }
+  if (batch.leases.empty()) return;
+  ++w.next_seq;
+  // If the worker vanished the send fails; its leases are requeued when it expires.
+  send_message(socket_, w.identity, Command::kTask, batch, std::move(payloads));
+}
+
+}  // namespace dpool::detail

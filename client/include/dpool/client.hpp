@@ -1,0 +1,102 @@
+/* dpool::Client: the low-level client that the Pool API and the dpool command line build on.
+ *
+ * A Client owns one DEALER connection to the broker and one I/O thread. submit() may be called
+ * from any thread; it queues the task and returns at once. The completion runs later on the
+ * I/O thread, exactly once per task, whatever happens in between:
+ *   - the broker ACCEPTs tasks; a task not accepted within the heartbeat expiry is sent again
+ *     (the broker recognises the id and does not run it twice);
+ *   - every RESULT is ACKed; a duplicate (a result sent again after a cut link) is ACKed and
+ *     otherwise ignored;
+ *   - when the broker restarts (its instance id changes) or disowns this client, every task
+ *     without a result is submitted again;
+ *   - when no broker answers for connect_timeout (never connected) or broker_timeout (after
+ *     contact was lost), waiting tasks complete with Status::kUnreachable;
+ *   - when the Client is destroyed, tasks still waiting complete with Status::kCancelled.
+ * At most `window` tasks are held by the broker at once; the rest wait in the client, so a
+ * caller can submit a million tasks without the broker holding them all.
+ *
+ * Completions must be quick (they run on the I/O thread); they may call submit().
+ */
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+
+#include "dpool/config.hpp"
+#include "dpool/error.hpp"
+#include "dpool/protocol.hpp"
+
+namespace dpool {
+
+/* A finished task: its status and, when kOk, the msgpack-encoded return value. */
+struct TaskResult {
+  wire::Result meta;
+  zmq::message_t value;
+  [[nodiscard]] bool ok() const noexcept { return meta.status == Status::kOk; }
+  [[nodiscard]] std::string_view bytes() const noexcept {
+    return {static_cast<const char*>(value.data()), value.size()};
+  }
+  /* Decodes the value as T. Throws the task's failure as dpool::RemoteError (or Error for
+   * kUnreachable, kCancelled, kRejected), and dpool::Error(kUsage) if the value is no T. */
+  template <class T>
+  [[nodiscard]] T as(const std::string& function) const;
+  /* Throws the failure this result carries, if any. */
+  void throw_if_failed(const std::string& function) const;
+};
+
+using Completion = std::function<void(TaskResult&&)>;
+
+struct TaskOptions {
+  std::uint32_t max_attempts = 0;  // leases a task may lose to dying workers; 0: broker default
+};
+
+class Client {
+ public:
+  /* Connects (in the background) to config.broker. Throws Error(kUsage) for a malformed
+   * address. */
+  explicit Client(ClientConfig config);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /* Queues a task calling `function` with `args` (a msgpack array) and returns its id.
+   * `done` runs once, on the I/O thread, with the outcome. Thread-safe. */
+  std::uint64_t submit(std::string function, std::string args, Completion done,
+                       TaskOptions options = {});
+
+  /* Tasks submitted whose completion has not run yet. */
+  [[nodiscard]] std::size_t pending() const;
+
+  /* True once the broker has answered (it may have gone silent since). */
+  [[nodiscard]] bool connected() const;
+
+  [[nodiscard]] const ClientConfig& config() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/* Packs arguments as the msgpack array a task function expects. */
+template <class... A>
+[[nodiscard]] std::string pack_args(const A&... args) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(sizeof...(A));
+  (packer.pack(args), ...);
+  return std::string(buffer.data(), buffer.size());
+}
+
+/* Calls `function` and waits for its result (a convenience for tools and tests). */
+template <class R, class... A>
+R call(Client& client, const std::string& function, const A&... args);
+
+}  // namespace dpool
+
+#include "dpool/client_impl.hpp"

@@ -1,0 +1,364 @@
+/* The client's I/O thread and its bookkeeping (see client.hpp for the guarantees).
+ *
+ * Every task is in one of three states on this side: waiting (not sent, or to be sent again),
+ * sent (the broker has not ACCEPTed it yet) or accepted. Only sent and accepted tasks count
+ * against the window. A task leaves the table when its completion runs.
+ */
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dpool/client.hpp"
+#include "dpool/codec.hpp"
+#include "dpool/log.hpp"
+#include "dpool/util.hpp"
+
+namespace dpool {
+namespace {
+
+constexpr std::size_t kMaxTasksPerSubmit = 1000;
+
+enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
+
+struct Pending {
+  wire::TaskSpec spec;
+  zmq::message_t payload;
+  Completion done;
+  Stage stage = Stage::kWaiting;
+  Clock::time_point submitted;
+  Clock::time_point sent_at;
+};
+
+struct NewTask {
+  wire::TaskSpec spec;
+  std::string args;
+  Completion done;
+};
+
+}  // namespace
+
+struct Client::Impl {
+  explicit Impl(ClientConfig c);
+  ~Impl();
+  void loop();
+  void take_new_tasks();
+  void on_message(Message& m);
+  void on_results(Message& m);
+  void on_broker_instance(std::uint64_t instance);
+  void resubmit_all();
+  void send_waiting();
+  void on_tick(Clock::time_point now);
+  void fail_unreachable(Clock::time_point now);
+  void complete(std::uint64_t id, TaskResult&& result);
+  void complete_locally(Pending& p, Status status, std::string type, std::string message);
+
+  ClientConfig config;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  std::string identity = make_peer_id('c');
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> heard_ever{false};
+  std::atomic<std::size_t> pending_count{0};
+
+  std::mutex inbox_mutex;
+  std::vector<NewTask> inbox;
+  std::uint64_t next_id = 1;  // guarded by inbox_mutex
+
+  // I/O thread only:
+  std::unordered_map<std::uint64_t, Pending> tasks;
+  std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
+  std::size_t outstanding = 0;        // sent or accepted
+  std::uint64_t broker_instance = 0;
+  Clock::time_point last_heard;
+  Clock::time_point started = Clock::now();
+  DropCounters drops;
+  std::thread thread;
+};
+
+Client::Impl::Impl(ClientConfig c) : config(std::move(c)) {
+  socket.set(zmq::sockopt::routing_id, identity);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+  socket.set(zmq::sockopt::linger, 500);
+  socket.set(zmq::sockopt::reconnect_ivl, 100);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  const auto ivl = static_cast<int>(config.heartbeat.interval.count());
+  socket.set(zmq::sockopt::heartbeat_ivl, ivl);
+  socket.set(zmq::sockopt::heartbeat_timeout, ivl * static_cast<int>(config.heartbeat.liveness));
+  try {
+    socket.connect(config.broker);
+  } catch (const zmq::error_t& e) {
+    throw Error(Errc::kUsage, "cannot connect to broker '" + config.broker + "': " + e.what());
+  }
+  wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) throw Error(Errc::kInternal, "eventfd failed");
+  wire::Hello hello{host_name(), static_cast<std::uint32_t>(::getpid()), "client"};
+  send_message(socket, {}, Command::kHello, hello);
+  thread = std::thread([this] { loop(); });
+}
+
+Client::Impl::~Impl() {
+  stopping.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  if (thread.joinable()) thread.join();
+  ::close(wake_fd);
+}
+
+void Client::Impl::loop() {
+  auto next_tick = Clock::now() + config.heartbeat.interval;
+  std::array<zmq::pollitem_t, 2> items{{{socket.handle(), 0, ZMQ_POLLIN, 0},
+                                        {nullptr, wake_fd, ZMQ_POLLIN, 0}}};
+  while (!stopping.load()) {
+    zmq::poll(items.data(), items.size(), until(next_tick, config.heartbeat.interval));
+    std::uint64_t drained = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd, &drained, sizeof drained);
+    take_new_tasks();
+    while (auto m = read_message(socket, false, drops)) on_message(*m);
+    send_waiting();
+    const auto now = Clock::now();
+    if (now >= next_tick) {
+      on_tick(now);
+      next_tick = now + config.heartbeat.interval;
+    }
+  }
+  // Nothing is dropped silently: what is still waiting is completed as cancelled.
+  take_new_tasks();
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, p] : tasks) ids.push_back(id);
+  for (auto id : ids) {
+    if (auto it = tasks.find(id); it != tasks.end()) {
+      complete_locally(it->second, Status::kCancelled, "Cancelled", "the client was closed before the task finished");
+    }
+  }
+  send_message(socket, {}, Command::kDisconnect, wire::Disconnect{"client closed"});
+}
+
+void Client::Impl::take_new_tasks() {
+  std::vector<NewTask> fresh;
+  {
+    std::lock_guard lock(inbox_mutex);
+    fresh.swap(inbox);
+  }
+  const auto now = Clock::now();
+  for (auto& t : fresh) {
+    const auto id = t.spec.id;
+    Pending& p = tasks[id];
+    p.spec = std::move(t.spec);
+    p.payload = zmq::message_t(t.args.data(), t.args.size());
+    p.done = std::move(t.done);
+    p.submitted = now;
+    waiting.push_back(id);
+  }
+}
+
+void Client::Impl::on_message(Message& m) {
+  last_heard = Clock::now();
+  heard_ever.store(true);
+  switch (m.command) {
+    case Command::kAccept: {
+      auto accept = decode<wire::Accept>(m, drops, "broker");
+      if (!accept) return;
+      for (auto id : accept->ids) {
+        auto it = tasks.find(id);
+        if (it != tasks.end() && it->second.stage == Stage::kSent) it->second.stage = Stage::kAccepted;
+      }
+      break;
+    }
+    case Command::kResult:
+      on_results(m);
+      break;
+    case Command::kHeartbeat:
+      if (auto hb = decode<wire::Heartbeat>(m, drops, "broker")) on_broker_instance(hb->instance);
+      break;
+    case Command::kDisconnect:
+      // The broker does not know us (it expired this session): introduce ourselves again.
+      log::info("broker disowned this client: resubmitting {} tasks", outstanding);
+      send_message(socket, {}, Command::kHello, wire::Hello{host_name(), static_cast<std::uint32_t>(::getpid()), "client"});
+      resubmit_all();
+      break;
+    case Command::kHello:
+    case Command::kReady:
+    case Command::kSubmit:
+    case Command::kTask:
+    case Command::kDone:
+    case Command::kAck:
+      drops.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a client");
+      break;
+  }
+}
+
+void Client::Impl::on_results(Message& m) {
+  auto batch = decode<wire::ResultBatch>(m, drops, "broker");
+  if (!batch) return;
+  if (batch->results.size() != m.payloads.size()) {
+    drops.drop(DropReason::kPayloads, "broker", "RESULT with mismatched payloads");
+    return;
+  }
+  wire::Ack ack;
+  ack.ids.reserve(batch->results.size());
+  for (std::size_t i = 0; i < batch->results.size(); ++i) {
+    const auto id = batch->results[i].id;
+    ack.ids.push_back(id);  // duplicates too, so the broker stops sending them
+    complete(id, TaskResult{std::move(batch->results[i]), std::move(m.payloads[i])});
+  }
+  send_message(socket, {}, Command::kAck, ack);
+}
+
+void Client::Impl::on_broker_instance(std::uint64_t instance) {
+  if (instance == broker_instance) return;
+  const bool restarted = broker_instance != 0;
+  broker_instance = instance;
+  if (restarted) {
+    log::warn("broker restarted: resubmitting {} tasks", outstanding);
+    resubmit_all();
+  }
+}
+
+void Client::Impl::resubmit_all() {
+  std::vector<std::uint64_t> ids;
+  for (auto& [id, p] : tasks) {
+    if (p.stage != Stage::kWaiting) {
+      p.stage = Stage::kWaiting;
+      ids.push_back(id);
+    }
+  }
+  // Resubmit oldest first, ahead of tasks never sent, so that order of completion is kept.
+  std::sort(ids.begin(), ids.end());
+  waiting.insert(waiting.begin(), ids.begin(), ids.end());
+  outstanding -= std::min(outstanding, ids.size());
+}
+
+void Client::Impl::send_waiting() {
+  const auto now = Clock::now();
+  while (!waiting.empty() && outstanding < config.window) {
+    wire::Submit submit;
+    std::vector<zmq::message_t> payloads;
+    while (!waiting.empty() && outstanding < config.window && submit.tasks.size() < kMaxTasksPerSubmit) {
+      const auto id = waiting.front();
+      waiting.pop_front();
+      auto it = tasks.find(id);
+      if (it == tasks.end() || it->second.stage != Stage::kWaiting) continue;  // stale entry
+      it->second.stage = Stage::kSent;
+      it->second.sent_at = now;
+      submit.tasks.push_back(it->second.spec);
+      zmq::message_t copy;
+      copy.copy(it->second.payload);  // shares the bytes; ours stays for a resubmission
+      payloads.push_back(std::move(copy));
+      ++outstanding;
+    }
+    if (!submit.tasks.empty()) send_message(socket, {}, Command::kSubmit, submit, std::move(payloads));
+  }
+}
+
+void Client::Impl::on_tick(Clock::time_point now) {
+  send_message(socket, {}, Command::kHeartbeat, wire::Heartbeat{});
+  // A SUBMIT lost on a cut link is never ACCEPTed: send those tasks again.
+  std::vector<std::uint64_t> again;
+  for (auto& [id, p] : tasks) {
+    if (p.stage == Stage::kSent && now - p.sent_at > config.heartbeat.expiry()) again.push_back(id);
+  }
+  if (!again.empty()) {
+    std::sort(again.begin(), again.end());
+    for (auto id : again) tasks[id].stage = Stage::kWaiting;
+    waiting.insert(waiting.begin(), again.begin(), again.end());
+    outstanding -= std::min(outstanding, again.size());
+  }
+  fail_unreachable(now);
+}
+
+void Client::Impl::fail_unreachable(Clock::time_point now) {
+  const bool ever = heard_ever.load();
+  const auto limit = ever ? std::chrono::duration_cast<std::chrono::milliseconds>(config.broker_timeout)
+                          : config.connect_timeout;
+  const auto heard = ever ? last_heard : started;
+  if (now - heard <= limit || tasks.empty()) return;
+  std::vector<std::uint64_t> expired;
+  for (auto& [id, p] : tasks) {
+    if (now - std::max(p.submitted, heard) > limit) expired.push_back(id);
+  }
+  const std::string why = "no broker answered at " + config.broker + " for " +
+                          std::to_string(limit.count()) + " ms";
+  for (auto id : expired) {
+    auto it = tasks.find(id);
+    if (it != tasks.end()) complete_locally(it->second, Status::kUnreachable, "BrokerUnreachable", why);
+  }
+}
+
+void Client::Impl::complete(std::uint64_t id, TaskResult&& result) {
+  auto it = tasks.find(id);
+  if (it == tasks.end()) return;  // a duplicate: its completion already ran
+  if (it->second.stage != Stage::kWaiting) --outstanding;
+  Completion done = std::move(it->second.done);
+  tasks.erase(it);
+  pending_count.fetch_sub(1);
+  try {
+    done(std::move(result));
+  } catch (const std::exception& e) {
+    log::error("a task completion threw: {}", e.what());
+  }
+}
+
+void Client::Impl::complete_locally(Pending& p, Status status, std::string type, std::string message) {
+  TaskResult r;
+  r.meta.id = p.spec.id;
+  r.meta.status = status;
+  r.meta.error_type = std::move(type);
+  r.meta.error_message = std::move(message);
+  complete(p.spec.id, std::move(r));
+}
+
+Client::Client(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Client::~Client() = default;
+
+std::uint64_t Client::submit(std::string function, std::string args, Completion done,
+                             TaskOptions options) {
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(impl_->inbox_mutex);
+    id = impl_->next_id++;
+    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts},
+                                   std::move(args), std::move(done)});
+  }
+  impl_->pending_count.fetch_add(1);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  return id;
+}
+
+std::size_t Client::pending() const { return impl_->pending_count.load(); }
+bool Client::connected() const { return impl_->heard_ever.load(); }
+const ClientConfig& Client::config() const { return impl_->config; }
+
+void TaskResult::throw_if_failed(const std::string& function) const {
+  switch (meta.status) {
+    case Status::kOk:
+      return;
+    case Status::kError:
+    case Status::kLost:
+    case Status::kTimeout: {
+      RemoteError::Info info{meta.error_type, meta.error_message, function, meta.host, meta.pid, meta.attempts};
+      const auto code = meta.status == Status::kLost    ? Errc::kWorkerLost
+                        : meta.status == Status::kTimeout ? Errc::kTimeout
+                                                          : Errc::kRemote;
+      throw RemoteError(code, std::move(info));
+    }
+    case Status::kCancelled:
+      throw Error(Errc::kCancelled, function + ": " + meta.error_message);
+    case Status::kRejected:
+      throw Error(Errc::kRejected, function + ": " + meta.error_type + ": " + meta.error_message);
+    case Status::kUnreachable:
+      throw Error(Errc::kUnreachable, function + ": " + meta.error_message);
+  }
+  throw Error(Errc::kInternal, "unknown task status");
+}
+
+}  // namespace dpool

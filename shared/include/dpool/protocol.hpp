@@ -1,0 +1,164 @@
+/* The dpool wire protocol: every command, every message body, the protocol version.
+ *
+ * This header is to dpool what mdp.h is to Majordomo: the one place that names what travels
+ * between clients, the broker and workers. Every role includes it; docs/protocol.md is its
+ * prose twin and must change with it.
+ *
+ * A message is a ZeroMQ multipart message (after the ROUTER's routing-id frame):
+ *   frame 0  header   4 bytes: 'D' 'P' version command
+ *   frame 1  body     one msgpack array, the command's struct below (MSGPACK_DEFINE order)
+ *   frame 2… payloads opaque bytes, one per task or result that the body lists, in order
+ * Payloads travel as frames of their own so that the broker can hold and forward them without
+ * decoding or copying them (zmq_msg_copy shares the buffer).
+ *
+ * Bodies are msgpack arrays so that a later version may append fields: a reader ignores
+ * trailing fields it does not know and fills missing trailing fields with defaults.
+ */
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace dpool {
+
+inline constexpr std::uint8_t kProtocolVersion = 1;
+inline constexpr char kSignature[2] = {'D', 'P'};
+
+/* Who may send what is fixed per command; a command arriving from the wrong role is dropped
+ * and counted like any other malformed message. */
+enum class Command : std::uint8_t {
+  kHello = 1,       // client -> broker   a client session starts (or resumes)
+  kReady = 2,       // worker -> broker   a worker host registers its functions and credit
+  kSubmit = 3,      // client -> broker   a batch of tasks, one payload each
+  kAccept = 4,      // broker -> client   these tasks are now held by the broker
+  kTask = 5,        // broker -> worker   a batch of leases, one payload each
+  kDone = 6,        // worker -> broker   outcomes of leases, one payload each
+  kResult = 7,      // broker -> client   outcomes of tasks, one payload each
+  kAck = 8,         // client -> broker   these results arrived; forget them
+  kHeartbeat = 9,   // both ways          liveness; the broker's carries its instance id
+  kDisconnect = 10, // both ways          a worker leaves, or the broker disowns a peer
+};
+inline constexpr std::uint8_t kMaxCommand = 10;
+
+/* How a task ended. kLost is a worker's report that the process running the task died; the
+ * broker turns it into a requeue or, past the attempt limit, a final kLost for the client. */
+enum class Status : std::uint8_t {
+  kOk = 0,
+  kError = 1,        // the task threw: error_type and error_message say what
+  kLost = 2,         // the worker process died under the task (on every allowed attempt)
+  kTimeout = 3,      // reserved: hard time limits
+  kCancelled = 4,    // reserved: cancellation
+  kRejected = 5,     // the broker refused the task (bad function name, over a limit)
+  kUnreachable = 6,  // client side only: no broker answered in time
+};
+
+[[nodiscard]] std::string_view to_string(Command c) noexcept;
+[[nodiscard]] std::string_view to_string(Status s) noexcept;
+[[nodiscard]] bool is_known_command(std::uint8_t raw) noexcept;
+
+}  // namespace dpool
+
+MSGPACK_ADD_ENUM(dpool::Status);
+
+namespace dpool::wire {
+
+struct Hello {
+  std::string host;
+  std::uint32_t pid = 0;
+  std::string name;  // free text for `dpool status`
+  MSGPACK_DEFINE(host, pid, name)
+};
+
+struct Ready {
+  std::string host;
+  std::uint32_t pid = 0;
+  std::uint32_t credit = 0;            // leases the broker may hold out to this worker at once
+  std::vector<std::string> functions;  // names this worker runs
+  std::map<std::string, std::string> tags;
+  MSGPACK_DEFINE(host, pid, credit, functions, tags)
+};
+
+struct TaskSpec {
+  std::uint64_t id = 0;  // the client's own id, unique within its session
+  std::string function;
+  std::uint32_t max_attempts = 0;  // 0: the broker's default
+  MSGPACK_DEFINE(id, function, max_attempts)
+};
+
+struct Submit {
+  std::vector<TaskSpec> tasks;  // payload i is tasks[i]'s arguments
+  MSGPACK_DEFINE(tasks)
+};
+
+struct Accept {
+  std::vector<std::uint64_t> ids;
+  MSGPACK_DEFINE(ids)
+};
+
+struct Lease {
+  std::uint64_t task = 0;      // the broker's key for the task
+  std::uint32_t attempt = 0;   // 1 for the first lease, +1 for each later one
+  std::string function;
+  MSGPACK_DEFINE(task, attempt, function)
+};
+
+struct TaskBatch {
+  std::uint64_t seq = 0;  // per-worker sequence number of this batch, from 1
+  std::vector<Lease> leases;
+  MSGPACK_DEFINE(seq, leases)
+};
+
+struct Outcome {
+  std::uint64_t task = 0;
+  std::uint32_t attempt = 0;
+  Status status = Status::kOk;
+  std::string error_type;
+  std::string error_message;
+  std::uint32_t pid = 0;  // the process that ran (or died running) the task
+  MSGPACK_DEFINE(task, attempt, status, error_type, error_message, pid)
+};
+
+struct DoneBatch {
+  std::vector<Outcome> outcomes;  // payload i is outcomes[i]'s result (empty unless kOk)
+  MSGPACK_DEFINE(outcomes)
+};
+
+struct Result {
+  std::uint64_t id = 0;  // the client's id from TaskSpec
+  Status status = Status::kOk;
+  std::uint32_t attempts = 0;
+  std::string error_type;
+  std::string error_message;
+  std::string host;
+  std::uint32_t pid = 0;
+  MSGPACK_DEFINE(id, status, attempts, error_type, error_message, host, pid)
+};
+
+struct ResultBatch {
+  std::vector<Result> results;  // payload i is results[i]'s value (empty unless kOk)
+  MSGPACK_DEFINE(results)
+};
+
+struct Ack {
+  std::vector<std::uint64_t> ids;
+  MSGPACK_DEFINE(ids)
+};
+
+struct Heartbeat {
+  std::uint64_t instance = 0;         // broker: random per broker start; peers send 0
+  std::uint64_t last_seq = 0;         // worker: highest TaskBatch seq received
+  std::vector<std::uint64_t> held;    // worker: tasks it holds (queued locally or running)
+  MSGPACK_DEFINE(instance, last_seq, held)
+};
+
+struct Disconnect {
+  std::string reason;
+  MSGPACK_DEFINE(reason)
+};
+
+}  // namespace dpool::wire

@@ -1,0 +1,150 @@
+/* Framing and body decoding for dpool messages (see codec.hpp for the contract).
+ *
+ * read_message() always drains a whole multipart message, even a malformed one, so that the
+ * next read starts at a message boundary. Bodies are unpacked with msgpack-c's unpack_limit:
+ * without it a 5-byte body announcing a 4-billion-element array would make msgpack-c allocate
+ * the array up front.
+ */
+#include "dpool/codec.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include "dpool/log.hpp"
+
+namespace dpool {
+
+std::string_view to_string(DropReason r) noexcept {
+  switch (r) {
+    case DropReason::kFraming: return "framing";
+    case DropReason::kVersion: return "version";
+    case DropReason::kCommand: return "command";
+    case DropReason::kBody: return "body";
+    case DropReason::kPayloads: return "payloads";
+    case DropReason::kUnknownPeer: return "unknown-peer";
+    case DropReason::kStale: return "stale";
+    case DropReason::kCount_: break;
+  }
+  return "?";
+}
+
+void DropCounters::drop(DropReason r, std::string_view who, std::string_view what) noexcept {
+  const auto i = static_cast<std::size_t>(r);
+  const auto n = counts_[i].fetch_add(1, std::memory_order_relaxed) + 1;
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+  auto last = last_log_[i].load(std::memory_order_relaxed);
+  if (now - last < 1000 || !last_log_[i].compare_exchange_strong(last, now)) return;
+  try {
+    log::warn("dropped a message ({}) from {}: {} [{} {} drops so far]", to_string(r),
+              log::printable(who), what, n, to_string(r));
+  } catch (...) {
+  }
+}
+
+std::uint64_t DropCounters::count(DropReason r) const noexcept {
+  return counts_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+}
+
+std::uint64_t DropCounters::total() const noexcept {
+  std::uint64_t sum = 0;
+  for (const auto& c : counts_) sum += c.load(std::memory_order_relaxed);
+  return sum;
+}
+
+namespace {
+
+/* Receives the rest of a multipart message into `frames`; returns false if nothing waited. */
+bool recv_all(zmq::socket_ref socket, std::vector<zmq::message_t>& frames) {
+  zmq::message_t first;
+  if (!socket.recv(first, zmq::recv_flags::dontwait)) return false;
+  bool more = first.more();
+  frames.push_back(std::move(first));
+  while (more) {
+    zmq::message_t part;
+    // The rest of a multipart message is already here: ZeroMQ delivers them atomically.
+    if (!socket.recv(part, zmq::recv_flags::none)) break;
+    more = part.more();
+    frames.push_back(std::move(part));
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<Message> read_message(zmq::socket_ref socket, bool routed, DropCounters& drops,
+                                    bool* got_any) {
+  std::vector<zmq::message_t> frames;
+  frames.reserve(4);
+  if (got_any) *got_any = false;
+  if (!recv_all(socket, frames)) return std::nullopt;
+  if (got_any) *got_any = true;
+
+  Message m;
+  std::size_t next = 0;
+  if (routed) m.identity = std::move(frames[next++]);
+  const std::string who = routed ? std::string(view(m.identity)) : std::string("broker");
+  if (frames.size() < next + 2) {
+    drops.drop(DropReason::kFraming, who, "fewer than two frames");
+    return std::nullopt;
+  }
+  const auto& header = frames[next];
+  const auto* h = static_cast<const unsigned char*>(header.data());
+  if (header.size() != 4 || h[0] != kSignature[0] || h[1] != kSignature[1]) {
+    drops.drop(DropReason::kFraming, who, "bad header frame");
+    return std::nullopt;
+  }
+  if (h[2] != kProtocolVersion) {
+    drops.drop(DropReason::kVersion, who, "protocol version " + std::to_string(h[2]));
+    return std::nullopt;
+  }
+  if (!is_known_command(h[3])) {
+    drops.drop(DropReason::kCommand, who, "command " + std::to_string(h[3]));
+    return std::nullopt;
+  }
+  m.command = static_cast<Command>(h[3]);
+  m.body = std::move(frames[next + 1]);
+  m.payloads.reserve(frames.size() - next - 2);
+  for (std::size_t i = next + 2; i < frames.size(); ++i) m.payloads.push_back(std::move(frames[i]));
+  return m;
+}
+
+namespace detail {
+
+bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
+                 const DecodeLimits& limits) noexcept {
+  try {
+    const msgpack::unpack_limit limit(limits.max_array, limits.max_map, limits.max_str,
+                                      limits.max_str, limits.max_str, limits.max_depth);
+    std::size_t offset = 0;
+    out = msgpack::unpack(static_cast<const char*>(body.data()), body.size(), offset, nullptr,
+                          nullptr, limit);
+    return offset == body.size();
+  } catch (...) {
+    return false;
+  }
+}
+
+bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,
+                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads) {
+  const unsigned char header[4] = {static_cast<unsigned char>(kSignature[0]),
+                                   static_cast<unsigned char>(kSignature[1]), kProtocolVersion,
+                                   static_cast<unsigned char>(command)};
+  try {
+    if (!identity.empty()) socket.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    socket.send(zmq::buffer(header, sizeof header), zmq::send_flags::sndmore);
+    socket.send(zmq::const_buffer(body.data(), body.size()),
+                payloads.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+      socket.send(payloads[i], i + 1 == payloads.size() ? zmq::send_flags::none
+                                                        : zmq::send_flags::sndmore);
+    }
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;  // ROUTER_MANDATORY: the peer is gone
+    throw;
+  }
+}
+
+}  // namespace detail
+}  // namespace dpool

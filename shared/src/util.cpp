@@ -1,0 +1,48 @@
+/* Ids, host names and clock helpers (see util.hpp). */
+#include "dpool/util.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+
+namespace dpool {
+
+std::uint64_t random_u64() {
+  // Reseeded after fork: a forked child must not repeat its parent's ids.
+  thread_local std::mt19937_64 gen;
+  thread_local pid_t seeded_for = 0;
+  if (seeded_for != ::getpid()) {
+    std::random_device rd;
+    gen.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
+    seeded_for = ::getpid();
+  }
+  std::uint64_t v = 0;
+  while (v == 0) v = gen();
+  return v;
+}
+
+std::string make_peer_id(char role) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id{role, '-'};
+  for (int half = 0; half < 2; ++half) {
+    auto v = random_u64();
+    for (int i = 0; i < 16; ++i, v >>= 4) id.push_back(kHex[v & 15]);
+  }
+  return id;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::chrono::milliseconds until(Clock::time_point t, std::chrono::milliseconds cap) {
+  auto d = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now());
+  // Round up so that a poll does not wake a hair early and spin.
+  if (t > Clock::now() && d.count() == 0) d = std::chrono::milliseconds(1);
+  return std::clamp(d, std::chrono::milliseconds(0), cap);
+}
+
+}  // namespace dpool

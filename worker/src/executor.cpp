@@ -1,0 +1,152 @@
+/* A worker child process: the only place user code runs.
+ *
+ * Before running a task the child stores its key in a word of memory shared with the
+ * supervisor, and clears it after; when a child dies, that word names the one task that was
+ * running, so only that task is charged an attempt and the others it held are simply given to
+ * another child. Outcomes are batched while more tasks are waiting (up to 64, or 2 ms), and
+ * sent at once when the child runs out of work, so a lone task sees no batching delay.
+ */
+#include "executor.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+
+#include "dpool/codec.hpp"
+#include "dpool/log.hpp"
+#include "dpool/task.hpp"
+#include "dpool/util.hpp"
+
+namespace dpool::detail {
+namespace {
+
+constexpr std::size_t kMaxBatch = 64;
+constexpr auto kMaxBatchDelay = std::chrono::milliseconds(2);
+
+struct Item {
+  wire::Lease lease;
+  zmq::message_t payload;
+};
+
+zmq::message_t to_message(msgpack::sbuffer& buffer) {
+  const auto size = buffer.size();
+  char* data = buffer.release();
+  return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
+}
+
+wire::Outcome run_one(Item& item, zmq::message_t& result) {
+  wire::Outcome o;
+  o.task = item.lease.task;
+  o.attempt = item.lease.attempt;
+  o.pid = static_cast<std::uint32_t>(::getpid());
+  const TaskInfo* task = find_task(item.lease.function);
+  try {
+    if (!task) throw Error(Errc::kUsage, "no task named '" + item.lease.function + "' on this worker");
+    msgpack::object_handle args;
+    if (!detail::unpack_body(item.payload, args, DecodeLimits{1u << 24, 1u << 20, 1u << 30, 16})) {
+      throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack");
+    }
+    msgpack::sbuffer out;
+    task->call(args.get(), out);
+    result = to_message(out);
+    o.status = Status::kOk;
+  } catch (const std::exception& e) {
+    o.status = Status::kError;
+    o.error_type = type_name(typeid(e));
+    o.error_message = e.what();
+  } catch (...) {
+    o.status = Status::kError;
+    o.error_type = "unknown";
+    o.error_message = "a non-standard exception was thrown";
+  }
+  return o;
+}
+
+class Executor {
+ public:
+  explicit Executor(const ExecutorSetup& setup)
+      : setup_(setup), context_(1), pair_(context_, zmq::socket_type::pair) {
+    pair_.set(zmq::sockopt::linger, 1000);
+    pair_.connect(setup.endpoint);
+  }
+
+  [[noreturn]] void run() {
+    for (;;) {
+      const bool idle = queue_.empty();
+      if (idle) flush();
+      zmq::pollitem_t item{pair_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, idle ? std::chrono::milliseconds(-1) : std::chrono::milliseconds(0));
+      while (auto m = read_message(pair_, false, drops_)) take(*m);
+      if (queue_.empty()) continue;
+      Item next = std::move(queue_.front());
+      queue_.pop_front();
+      setup_.running->store(next.lease.task);
+      zmq::message_t result;
+      auto outcome = run_one(next, result);
+      setup_.running->store(0);
+      if (done_.outcomes.empty()) first_unsent_ = Clock::now();
+      done_.outcomes.push_back(std::move(outcome));
+      results_.push_back(std::move(result));
+      if (done_.outcomes.size() >= kMaxBatch || Clock::now() - first_unsent_ >= kMaxBatchDelay) flush();
+    }
+  }
+
+ private:
+  void take(Message& m) {
+    if (m.command == Command::kDisconnect) {
+      flush();
+      pair_.close();
+      context_.close();
+      std::_Exit(0);
+    }
+    if (m.command != Command::kTask) return;
+    auto batch = decode<wire::TaskBatch>(m, drops_, "supervisor");
+    if (!batch || batch->leases.size() != m.payloads.size()) return;
+    for (std::size_t i = 0; i < batch->leases.size(); ++i) {
+      queue_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
+    }
+  }
+
+  void flush() {
+    if (done_.outcomes.empty()) return;
+    send_message(pair_, {}, Command::kDone, done_, std::move(results_));
+    done_.outcomes.clear();
+    results_.clear();
+  }
+
+  const ExecutorSetup& setup_;
+  zmq::context_t context_;
+  zmq::socket_t pair_;
+  DropCounters drops_;
+  std::deque<Item> queue_;
+  wire::DoneBatch done_;
+  std::vector<zmq::message_t> results_;
+  Clock::time_point first_unsent_;
+};
+
+}  // namespace
+
+void run_executor(const ExecutorSetup& setup) {
+  // Die with the supervisor: a child must never outlive the host that answers for its task.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != setup.parent) std::_Exit(0);  // it died before prctl took effect
+  // Ctrl-C reaches the whole process group; the supervisor decides what happens to children.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+  ::signal(SIGCHLD, SIG_DFL);
+  try {
+    log::init("worker-child");
+    Executor executor(setup);
+    if (setup.initializer) setup.initializer();
+    executor.run();
+  } catch (const std::exception& e) {
+    log::error("worker child failed: {}", e.what());
+  }
+  std::_Exit(70);
+}
+
+}  // namespace dpool::detail

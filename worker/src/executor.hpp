@@ -1,0 +1,22 @@
+/* The child side of a worker host: receives leases from the supervisor over a PAIR socket,
+ * runs them one at a time in order, and sends outcomes back (see executor.cpp). */
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace dpool::detail {
+
+struct ExecutorSetup {
+  std::string endpoint;                   // the supervisor's PAIR socket for this child
+  std::atomic<std::uint64_t>* running;    // shared with the supervisor: the task being run
+  std::function<void()> initializer;
+  int parent = 0;                         // the supervisor's pid
+};
+
+/* Runs in a freshly forked child; never returns. Exits 0 when the supervisor says DISCONNECT. */
+[[noreturn]] void run_executor(const ExecutorSetup& setup);
+
+}  // namespace dpool::detail

@@ -1,0 +1,335 @@
+/* The worker host's supervisor loop (see supervisor.hpp for the design). */
+#include "supervisor.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "dpool/log.hpp"
+#include "executor.hpp"
+
+namespace dpool::detail {
+namespace {
+
+constexpr auto kQuickDeath = std::chrono::seconds(1);
+constexpr auto kMaxRestartDelay = std::chrono::seconds(10);
+
+std::string describe_exit(pid_t pid, int status) {
+  std::string s = "worker process " + std::to_string(pid);
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* name = sigabbrev_np(sig);
+    s += " killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+  } else if (WIFEXITED(status)) {
+    s += " exited with code " + std::to_string(WEXITSTATUS(status));
+  }
+  return s;
+}
+
+}  // namespace
+
+Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
+    : config_(std::move(config)), hooks_(std::move(hooks)), context_(1),
+      broker_(context_, zmq::socket_type::dealer), identity_(make_peer_id('w')), host_(host_name()) {
+  if (config_.processes == 0) config_.processes = std::max(1u, std::thread::hardware_concurrency());
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  void* mem = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>) * config_.processes,
+                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (wake_fd_ < 0 || mem == MAP_FAILED) throw Error(Errc::kInternal, "cannot set up the supervisor");
+  running_ = static_cast<std::atomic<std::uint64_t>*>(mem);
+  for (std::size_t i = 0; i < config_.processes; ++i) new (&running_[i]) std::atomic<std::uint64_t>(0);
+
+  broker_.set(zmq::sockopt::routing_id, identity_);
+  broker_.set(zmq::sockopt::sndhwm, 0);
+  broker_.set(zmq::sockopt::rcvhwm, 0);
+  broker_.set(zmq::sockopt::linger, 1000);
+  broker_.set(zmq::sockopt::reconnect_ivl, 100);
+  broker_.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  // ZMTP heartbeats notice a dead TCP connection (a cut link) and make ZeroMQ reconnect.
+  const auto ivl = static_cast<int>(config_.heartbeat.interval.count());
+  broker_.set(zmq::sockopt::heartbeat_ivl, ivl);
+  broker_.set(zmq::sockopt::heartbeat_timeout, ivl * static_cast<int>(config_.heartbeat.liveness));
+  try {
+    broker_.connect(config_.broker);
+  } catch (const zmq::error_t& e) {
+    throw Error(Errc::kUsage, "cannot connect to broker " + config_.broker + ": " + e.what());
+  }
+  children_.resize(config_.processes);
+  for (std::size_t i = 0; i < children_.size(); ++i) children_[i].slot = i;
+}
+
+Supervisor::~Supervisor() {
+  shutdown_children();
+  if (running_) ::munmap(running_, sizeof(std::atomic<std::uint64_t>) * config_.processes);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Supervisor::stop() noexcept {
+  stopping_.store(true);
+  child_event();
+}
+
+void Supervisor::child_event() noexcept {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+int Supervisor::run() {
+  log::info("worker host {} connecting to {} with {} processes, {} functions", host_,
+            config_.broker, config_.processes, task_names().size());
+  for (auto& c : children_) spawn(c);
+  send_ready();
+  last_heard_ = Clock::now();
+  auto next_heartbeat = Clock::now() + config_.heartbeat.interval;
+  std::vector<zmq::pollitem_t> items;
+  while (!stopping_.load()) {
+    items.clear();
+    items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    for (auto& c : children_) {
+      if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
+    }
+    zmq::poll(items.data(), items.size(), until(next_heartbeat, config_.heartbeat.interval));
+    std::uint64_t drained = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd_, &drained, sizeof drained);
+
+    while (auto m = read_message(broker_, false, drops_)) on_broker_message(*m);
+    for (auto& c : children_) {
+      while (c.pair) {
+        auto m = read_message(*c.pair, false, drops_);
+        if (!m) break;
+        on_child_message(c, *m);
+      }
+    }
+    reap();
+    const auto now = Clock::now();
+    for (auto& c : children_) {
+      if (c.pid < 0 && now >= c.restart_at && !stopping_.load()) spawn(c);
+    }
+    assign();
+    flush_outcomes();
+    if (now >= next_heartbeat) {
+      send_heartbeat();
+      next_heartbeat = now + config_.heartbeat.interval;
+      if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
+        log::warn("broker {} silent for {} ms; still trying", config_.broker,
+                  config_.heartbeat.expiry().count());
+        broker_silent_logged_ = true;
+      }
+    }
+  }
+  log::info("stopping: returning {} tasks to the broker", backlog_.size());
+  flush_outcomes();
+  send_message(broker_, {}, Command::kDisconnect, wire::Disconnect{"worker stopping"});
+  shutdown_children();
+  return 0;
+}
+
+void Supervisor::send_ready() {
+  wire::Ready r;
+  r.host = host_;
+  r.pid = static_cast<std::uint32_t>(::getpid());
+  r.credit = config_.processes * (1 + config_.prefetch);
+  r.functions = task_names();
+  r.tags = config_.tags;
+  send_message(broker_, {}, Command::kReady, r);
+}
+
+void Supervisor::send_heartbeat() {
+  wire::Heartbeat hb;
+  hb.last_seq = last_seq_;
+  for (const auto& item : backlog_) hb.held.push_back(item.lease.task);
+  for (const auto& c : children_) {
+    for (const auto& item : c.assigned) hb.held.push_back(item.lease.task);
+  }
+  send_message(broker_, {}, Command::kHeartbeat, hb);
+}
+
+void Supervisor::on_broker_message(Message& m) {
+  last_heard_ = Clock::now();
+  if (broker_silent_logged_) {
+    log::info("broker {} answers again", config_.broker);
+    broker_silent_logged_ = false;
+  }
+  switch (m.command) {
+    case Command::kTask: {
+      auto batch = decode<wire::TaskBatch>(m, drops_, "broker");
+      if (!batch) return;
+      if (batch->leases.size() != m.payloads.size()) {
+        drops_.drop(DropReason::kPayloads, "broker", "TASK with mismatched payloads");
+        return;
+      }
+      last_seq_ = std::max(last_seq_, batch->seq);
+      for (std::size_t i = 0; i < batch->leases.size(); ++i) {
+        backlog_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
+      }
+      break;
+    }
+    case Command::kHeartbeat: {
+      auto hb = decode<wire::Heartbeat>(m, drops_, "broker");
+      if (!hb || hb->instance == broker_instance_) return;
+      if (broker_instance_ != 0) {
+        // A new broker knows none of our leases; unstarted ones would be run for nobody.
+        log::warn("broker restarted: registering again, dropping {} unstarted tasks", backlog_.size());
+        backlog_.clear();
+        send_ready();
+      }
+      broker_instance_ = hb->instance;
+      break;
+    }
+    case Command::kDisconnect:
+      log::info("broker does not know this worker: registering again");
+      send_ready();
+      break;
+    case Command::kHello:
+    case Command::kReady:
+    case Command::kSubmit:
+    case Command::kAccept:
+    case Command::kDone:
+    case Command::kResult:
+    case Command::kAck:
+      drops_.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a worker");
+      break;
+  }
+}
+
+void Supervisor::on_child_message(Child& c, Message& m) {
+  if (m.command != Command::kDone) return;
+  auto done = decode<wire::DoneBatch>(m, drops_, "child");
+  if (!done || done->outcomes.size() != m.payloads.size()) return;
+  for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
+    auto& o = done->outcomes[i];
+    auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
+                           [&](const Item& item) { return item.lease.task == o.task; });
+    if (it == c.assigned.end()) continue;
+    c.assigned.erase(it);
+    ++c.done;
+    outcomes_.outcomes.push_back(std::move(o));
+    results_.push_back(std::move(m.payloads[i]));
+  }
+  if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child && c.assigned.empty() &&
+      !c.retiring) {
+    // Recycle: the child exits after this, and reap() starts a fresh one at once.
+    c.retiring = true;
+    send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"});
+  }
+}
+
+void Supervisor::spawn(Child& c) {
+  const std::string endpoint = "ipc://@dpool-" + std::to_string(::getpid()) + "-" +
+                               std::to_string(c.slot) + "-" + std::to_string(++generation_);
+  c.pair = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+  c.pair->set(zmq::sockopt::linger, 0);
+  c.pair->set(zmq::sockopt::sndhwm, 0);
+  c.pair->set(zmq::sockopt::rcvhwm, 0);
+  c.pair->bind(endpoint);
+  running_[c.slot].store(0);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    log::error("fork failed: {}", std::strerror(errno));
+    c.pair.reset();
+    c.restart_at = Clock::now() + std::chrono::seconds(1);
+    return;
+  }
+  if (pid == 0) {
+    run_executor(ExecutorSetup{endpoint, &running_[c.slot], hooks_.initializer, parent});
+  }
+  c.pid = pid;
+  c.started = Clock::now();
+  c.retiring = false;
+  c.done = 0;
+  c.assigned_total = 0;
+}
+
+void Supervisor::reap() {
+  for (auto& c : children_) {
+    if (c.pid < 0) continue;
+    int status = 0;
+    if (::waitpid(c.pid, &status, WNOHANG) == c.pid) on_child_exit(c, status);
+  }
+}
+
+void Supervisor::on_child_exit(Child& c, int status) {
+  const auto running = running_[c.slot].exchange(0);
+  const bool recycled = c.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  const auto what = describe_exit(c.pid, status);
+  if (!recycled) log::warn("{} ({} tasks held)", what, c.assigned.size());
+  // The task it was running is charged; the ones it had not started go to another child.
+  for (auto it = c.assigned.rbegin(); it != c.assigned.rend(); ++it) {
+    if (running != 0 && it->lease.task == running) {
+      wire::Outcome o;
+      o.task = it->lease.task;
+      o.attempt = it->lease.attempt;
+      o.status = Status::kLost;
+      o.error_type = "WorkerLost";
+      o.error_message = what;
+      o.pid = static_cast<std::uint32_t>(c.pid);
+      outcomes_.outcomes.push_back(std::move(o));
+      results_.emplace_back();
+    } else {
+      backlog_.push_front(std::move(*it));
+    }
+  }
+  c.assigned.clear();
+  c.pair.reset();
+  const auto now = Clock::now();
+  c.quick_deaths = (!recycled && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
+  // Children that keep dying young are restarted after 0.2 s, 0.4 s, ... up to 10 s.
+  const auto delay = c.quick_deaths == 0
+                         ? std::chrono::milliseconds(0)
+                         : std::min<std::chrono::milliseconds>(
+                               std::chrono::milliseconds(100L << std::min(c.quick_deaths, 10u)),
+                               kMaxRestartDelay);
+  c.restart_at = now + delay;
+  c.pid = -1;
+}
+
+void Supervisor::assign() {
+  const std::size_t cap = 1 + config_.prefetch;
+  for (auto& c : children_) {
+    if (backlog_.empty()) break;
+    if (c.pid < 0 || c.retiring || !c.pair) continue;
+    wire::TaskBatch batch;
+    std::vector<zmq::message_t> payloads;
+    while (!backlog_.empty() && c.assigned.size() < cap &&
+           (config_.max_tasks_per_child == 0 || c.assigned_total < config_.max_tasks_per_child)) {
+      Item& item = backlog_.front();
+      batch.leases.push_back(item.lease);
+      payloads.push_back(share(item.payload));  // the original stays here for a requeue
+      c.assigned.push_back(std::move(item));
+      backlog_.pop_front();
+      ++c.assigned_total;
+    }
+    if (!batch.leases.empty()) send_message(*c.pair, {}, Command::kTask, batch, std::move(payloads));
+  }
+}
+
+void Supervisor::flush_outcomes() {
+  if (outcomes_.outcomes.empty()) return;
+  send_message(broker_, {}, Command::kDone, outcomes_, std::move(results_));
+  outcomes_.outcomes.clear();
+  results_.clear();
+}
+
+void Supervisor::shutdown_children() {
+  for (auto& c : children_) {
+    if (c.pid > 0) ::kill(c.pid, SIGKILL);
+  }
+  for (auto& c : children_) {
+    if (c.pid > 0) {
+      int status = 0;
+      ::waitpid(c.pid, &status, 0);
+      c.pid = -1;
+    }
+    c.pair.reset();
+  }
+}
+
+}  // namespace dpool::detail

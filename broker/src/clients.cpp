@@ -16,6 +16,7 @@ namespace {
 constexpr std::size_t kMaxFunctionName = 256;
 constexpr std::uint32_t kMaxAttemptsCap = 100;
 constexpr std::size_t kMaxResultsPerMessage = 256;
+constexpr std::size_t kMaxAcceptsPerMessage = 10000;
 
 }  // namespace
 
@@ -100,10 +101,14 @@ void BrokerCore::deliver(ClientSession& c, std::uint64_t client_id, wire::Result
 }
 
 void BrokerCore::flush_client(ClientSession& c) {
-  if (!c.accepts.empty()) {
-    send_message(socket_, c.identity, Command::kAccept, wire::Accept{std::move(c.accepts)});
-    c.accepts.clear();
+  for (std::size_t start = 0; start < c.accepts.size(); start += kMaxAcceptsPerMessage) {
+    const auto end = std::min(c.accepts.size(), start + kMaxAcceptsPerMessage);
+    wire::Accept accept;
+    accept.ids.assign(c.accepts.begin() + static_cast<std::ptrdiff_t>(start),
+                      c.accepts.begin() + static_cast<std::ptrdiff_t>(end));
+    send_message(socket_, c.identity, Command::kAccept, accept);
   }
+  c.accepts.clear();
   const auto now = Clock::now();
   for (std::size_t start = 0; start < c.results.size(); start += kMaxResultsPerMessage) {
     const auto end = std::min(c.results.size(), start + kMaxResultsPerMessage);

@@ -76,7 +76,7 @@ void BrokerCore::run() {
   std::array<zmq::pollitem_t, 2> items{{{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                         {nullptr, wake_fd_, ZMQ_POLLIN, 0}}};
   while (!stopping_.load()) {
-    zmq::poll(items.data(), items.size(), until(next_tick_, interval));
+    dpool::poll(items.data(), items.size(), until(next_tick_, interval));
     for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
       bool got = false;
       auto m = read_message(socket_, true, drops_, &got);
@@ -171,7 +171,7 @@ void BrokerCore::on_tick(Clock::time_point now) {
   }
   for (auto h : silent) {
     if (auto* c = clients_.find(h)) {
-      log::warn("client {} silent for {} s: dropping its {} tasks", log::printable(c->identity),
+      log::warn("client {} silent for {} ms: dropping its {} tasks", log::printable(c->identity),
                 config_.client_timeout.count(), c->live.size());
       purge_client(*c);
     }

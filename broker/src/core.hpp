@@ -68,6 +68,8 @@ class BrokerCore {
   WorkerRegistry workers_;
   PeerTable<ClientSession> clients_;
   PeerHandle next_handle_ = 1;
+  // TASK batch numbers, broker-wide so that they only grow for a worker that registers again.
+  std::uint64_t next_seq_ = 1;
   std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
   DropCounters drops_;
   std::string who_;  // the peer of the message being handled, for drop logs

@@ -3,7 +3,11 @@
 
 #include <cassert>
 
+#include "dpool/util.hpp"
+
 namespace dpool::detail {
+
+Ledger::Ledger() : next_key_((random_u64() >> 2) + 1) {}
 
 FunctionId Ledger::function_id(const std::string& name) {
   if (auto it = function_ids_.find(name); it != function_ids_.end()) return it->second;

@@ -45,7 +45,8 @@ struct Task {
   std::uint32_t lost = 0;         // leases that ended with the worker dying
   std::uint32_t max_attempts = 0;
   PeerHandle worker = 0;          // while leased
-  std::uint64_t seq = 0;          // the worker's TaskBatch seq that carried the lease
+  std::uint64_t seq = 0;          // the TaskBatch seq that carried the lease
+  std::int64_t leased_at = 0;     // steady-clock milliseconds when the lease was sent
   zmq::message_t payload;
 };
 
@@ -60,6 +61,7 @@ enum class Transition : std::uint8_t {
 
 class Ledger {
  public:
+  Ledger();
   /* Interns a function name; the id is stable for the broker's life. */
   FunctionId function_id(const std::string& name);
   [[nodiscard]] const std::string& function_name(FunctionId id) const { return functions_[id].name; }
@@ -87,7 +89,7 @@ class Ledger {
     std::string name;
     std::unordered_map<PeerHandle, std::deque<TaskKey>> by_client;
     std::deque<PeerHandle> ring;  // clients with queued tasks, served in turn
-    std::size_t size = 0;         // includes lazily-skipped keys until popped
+    std::size_t size = 0;         // live queued tasks (the deques may also hold dropped keys)
   };
   void enqueue(Task& task, bool front);
   Task* pop(FunctionId function);
@@ -95,7 +97,9 @@ class Ledger {
   std::unordered_map<TaskKey, Task> tasks_;
   std::vector<Queue> functions_;
   std::unordered_map<std::string, FunctionId> function_ids_;
-  TaskKey next_key_ = 1;
+  // Keys start at a random point so that an outcome for a task of an earlier broker instance
+  // (still running on a worker when the broker restarted) cannot match a task of this one.
+  TaskKey next_key_;
   std::size_t queued_total_ = 0;
 };
 

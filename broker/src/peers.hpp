@@ -38,7 +38,6 @@ struct WorkerRecord {
   std::vector<FunctionId> functions;
   std::map<std::string, std::string> tags;
   std::unordered_set<TaskKey> leases;
-  std::uint64_t next_seq = 1;
   std::size_t next_function = 0;  // round-robin start among `functions`
   Clock::time_point expiry;
   Clock::time_point last_heard;

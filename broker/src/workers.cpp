@@ -6,6 +6,7 @@
  * worker holds, so a lease that the worker should have but does not (lost on a cut link, or
  * its DONE lost) is requeued without charging the task an attempt.
  */
+#include <algorithm>
 #include <unordered_set>
 
 #include "core.hpp"
@@ -22,11 +23,12 @@ constexpr std::size_t kMaxFunctions = 10000;
 void BrokerCore::on_ready(Message& m) {
   auto ready = decode<wire::Ready>(m, drops_, who_);
   if (!ready) return;
-  if (ready->credit == 0 || ready->credit > kMaxCredit || ready->functions.size() > kMaxFunctions) {
-    drops_.drop(DropReason::kBody, who_, "READY with credit " + std::to_string(ready->credit) +
-                                             " and " + std::to_string(ready->functions.size()) + " functions");
+  if (ready->functions.size() > kMaxFunctions) {
+    drops_.drop(DropReason::kBody, who_, "READY with " + std::to_string(ready->functions.size()) + " functions");
     return;
   }
+  // Out-of-range credit is clamped, not refused: a refusal would only make it register again.
+  ready->credit = std::clamp<std::uint32_t>(ready->credit, 1, kMaxCredit);
   WorkerRecord* w = workers_.find(who_);
   const bool fresh = w == nullptr;
   if (fresh) w = &workers_.add(who_, next_handle_++);
@@ -54,6 +56,12 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
   workers_.heard(w, Clock::now(), config_.heartbeat.expiry());
   for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
     auto& o = done->outcomes[i];
+    if (o.status != Status::kOk && o.status != Status::kError && o.status != Status::kLost &&
+        o.status != Status::kTimeout && o.status != Status::kCancelled) {
+      // Left leased: the next heartbeat shows the worker no longer holds it, and it is requeued.
+      drops_.drop(DropReason::kBody, who_, "outcome with status " + std::to_string(static_cast<int>(o.status)));
+      continue;
+    }
     Task* t = ledger_.find(o.task);
     if (!t) {
       w.leases.erase(o.task);  // its client went away; the lease is over all the same
@@ -82,19 +90,26 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
 }
 
 void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w) {
-  workers_.heard(w, Clock::now(), config_.heartbeat.expiry());
+  const auto now = Clock::now();
+  workers_.heard(w, now, config_.heartbeat.expiry());
   const std::unordered_set<std::uint64_t> held(hb.held.begin(), hb.held.end());
+  // A lease the worker does not hold although it has seen the batch that carried it (seq <=
+  // last_seq), or has not seen that batch for a whole expiry period, is lost: the batch or the
+  // outcome went down with a connection. It is requeued without charging the task.
+  const auto patience = std::chrono::duration_cast<std::chrono::milliseconds>(config_.heartbeat.expiry()).count();
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::vector<TaskKey> missing;
   for (auto key : w.leases) {
+    if (held.contains(key)) continue;
     const Task* t = ledger_.find(key);
-    if (!t || (t->seq <= hb.last_seq && !held.contains(key))) missing.push_back(key);
+    if (!t || t->seq <= hb.last_seq || now_ms - t->leased_at > patience) missing.push_back(key);
   }
   for (auto key : missing) {
     w.leases.erase(key);
-    if (Task* t = ledger_.find(key)) {
+    Task* t = ledger_.find(key);
+    if (t && t->state == TaskState::kLeased && t->worker == w.handle) {
       log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key, w.host);
-      ledger_.apply(*t, TaskEvent::kLostInTransit);
-      ++counters_.requeued;
+      worker_lost(*t, "lost in transit", false);
     }
   }
 }
@@ -108,6 +123,7 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
   const auto client = task.client;
   const auto client_id = task.client_id;
   const auto attempts = task.attempt;
+  const auto deaths = task.lost + 1;
   const auto function = ledger_.function_name(task.function);
   if (ledger_.apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
     ++counters_.requeued;
@@ -119,8 +135,8 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
     wire::Result r;
     r.status = Status::kLost;
     r.error_type = "WorkerLost";
-    r.error_message = "the worker running '" + function + "' died on each of " +
-                      std::to_string(attempts) + " attempts (last: " + why + ")";
+    r.error_message = "the worker running '" + function + "' died on " + std::to_string(deaths) +
+                      " of " + std::to_string(attempts) + " attempts (last: " + why + ")";
     r.attempts = attempts;
     deliver(*c, client_id, std::move(r), zmq::message_t());
   }
@@ -149,7 +165,8 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
   const std::size_t n = w.functions.size();
   std::size_t free = w.free_credit();
   wire::TaskBatch batch;
-  batch.seq = w.next_seq;
+  batch.seq = next_seq_;
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
   std::vector<zmq::message_t> payloads;
   // Take one task at a time from each of the worker's functions in turn, so that a worker
   // offering several functions serves all of them.
@@ -162,14 +179,19 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
     }
     misses = 0;
     --free;
+    t->leased_at = now_ms;
     w.leases.insert(t->key);
     batch.leases.push_back(wire::Lease{t->key, t->attempt, ledger_.function_name(f)});
     payloads.push_back(share(t->payload));
   }
   if (batch.leases.empty()) return;
-  ++w.next_seq;
-  // If the worker vanished the send fails; its leases are requeued when it expires.
-  send_message(socket_, w.identity, Command::kTask, batch, std::move(payloads));
+  ++next_seq_;
+  if (send_message(socket_, w.identity, Command::kTask, batch, std::move(payloads))) return;
+  // The worker is not connected right now: the leases go back, uncharged.
+  for (const auto& lease : batch.leases) {
+    w.leases.erase(lease.task);
+    if (Task* t = ledger_.find(lease.task)) worker_lost(*t, "not connected", false);
+  }
 }
 
 }  // namespace dpool::detail

@@ -118,7 +118,7 @@ void Client::Impl::loop() {
   std::array<zmq::pollitem_t, 2> items{{{socket.handle(), 0, ZMQ_POLLIN, 0},
                                         {nullptr, wake_fd, ZMQ_POLLIN, 0}}};
   while (!stopping.load()) {
-    zmq::poll(items.data(), items.size(), until(next_tick, config.heartbeat.interval));
+    dpool::poll(items.data(), items.size(), until(next_tick, config.heartbeat.interval));
     std::uint64_t drained = 0;
     [[maybe_unused]] auto n = ::read(wake_fd, &drained, sizeof drained);
     take_new_tasks();
@@ -277,8 +277,7 @@ void Client::Impl::on_tick(Clock::time_point now) {
 
 void Client::Impl::fail_unreachable(Clock::time_point now) {
   const bool ever = heard_ever.load();
-  const auto limit = ever ? std::chrono::duration_cast<std::chrono::milliseconds>(config.broker_timeout)
-                          : config.connect_timeout;
+  const auto limit = ever ? config.broker_timeout : config.connect_timeout;
   const auto heard = ever ? last_heard : started;
   if (now - heard <= limit || tasks.empty()) return;
   std::vector<std::uint64_t> expired;

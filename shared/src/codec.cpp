@@ -52,12 +52,26 @@ std::uint64_t DropCounters::total() const noexcept {
   return sum;
 }
 
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
 namespace {
 
 /* Receives the rest of a multipart message into `frames`; returns false if nothing waited. */
 bool recv_all(zmq::socket_ref socket, std::vector<zmq::message_t>& frames) {
   zmq::message_t first;
-  if (!socket.recv(first, zmq::recv_flags::dontwait)) return false;
+  try {
+    if (!socket.recv(first, zmq::recv_flags::dontwait)) return false;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return false;
+    throw;
+  }
   bool more = first.more();
   frames.push_back(std::move(first));
   while (more) {
@@ -126,13 +140,20 @@ bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
 }
 
 bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,
-                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads) {
+                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads, bool dontwait) {
   const unsigned char header[4] = {static_cast<unsigned char>(kSignature[0]),
                                    static_cast<unsigned char>(kSignature[1]), kProtocolVersion,
                                    static_cast<unsigned char>(command)};
   try {
-    if (!identity.empty()) socket.send(zmq::buffer(identity), zmq::send_flags::sndmore);
-    socket.send(zmq::buffer(header, sizeof header), zmq::send_flags::sndmore);
+    // Only the first frame can find the socket unable to take the message; after it, ZeroMQ
+    // takes the rest of a multipart message whole.
+    const auto first = dontwait ? zmq::send_flags::sndmore | zmq::send_flags::dontwait : zmq::send_flags::sndmore;
+    if (!identity.empty()) {
+      if (!socket.send(zmq::buffer(identity), first)) return false;
+    } else if (!socket.send(zmq::buffer(header, sizeof header), first)) {
+      return false;
+    }
+    if (!identity.empty()) socket.send(zmq::buffer(header, sizeof header), zmq::send_flags::sndmore);
     socket.send(zmq::const_buffer(body.data(), body.size()),
                 payloads.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
     for (std::size_t i = 0; i < payloads.size(); ++i) {

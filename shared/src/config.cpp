@@ -6,6 +6,7 @@
  */
 #include "dpool/config.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <string_view>
@@ -62,6 +63,7 @@ std::chrono::milliseconds duration(const YAML::Node& n, const Where& w) {
   else if (unit == "h") ms = value * 3600e3;
   else w.fail(n, "a duration needs a unit (ms, s, m, h), got '" + text + "'");
   if (ms < 0) w.fail(n, "a duration cannot be negative");
+  if (!std::isfinite(ms) || ms > 1e12) w.fail(n, "expected a duration from 0 to about 30 years, got '" + text + "'");
   return std::chrono::milliseconds(static_cast<long long>(ms));
 }
 
@@ -89,11 +91,13 @@ void apply(const std::string& path, std::string_view section, const Schema& sche
   if (!root.IsMap()) throw Error(Errc::kConfig, path + ":1: expected a map of settings");
   static const char* const kSections[] = {"broker", "worker", "client"};
   bool sectioned = false;
-  for (const auto* s : kSections) sectioned = sectioned || root[s].IsDefined();
+  // `broker:` is also a worker's and a client's flat key: only a map makes it a section.
+  for (const auto* s : kSections) sectioned = sectioned || root[s].IsMap();
   const YAML::Node settings = sectioned ? root[std::string(section)] : root;
   if (!settings || settings.IsNull()) return;
   if (!settings.IsMap()) Where{path, std::string(section)}.fail(settings, "expected a map of settings");
   for (const auto& kv : settings) {
+    if (!kv.first.IsScalar()) Where{path, "?"}.fail(kv.first, "a setting's name must be a plain word");
     const auto key = kv.first.as<std::string>();
     const Where where{path, key};
     bool known = false;
@@ -119,9 +123,7 @@ void load_config_file(const std::string& path, BrokerConfig& c) {
   s.emplace_back("bind", [&c](const YAML::Node& n, const Where& w) { c.bind = scalar<std::string>(n, w, "an address"); });
   heartbeat_keys(s, c.heartbeat);
   s.emplace_back("max_attempts", [&c](const YAML::Node& n, const Where& w) { c.max_attempts = positive(n, w, false); });
-  s.emplace_back("client_timeout", [&c](const YAML::Node& n, const Where& w) {
-    c.client_timeout = std::chrono::duration_cast<std::chrono::seconds>(duration(n, w));
-  });
+  s.emplace_back("client_timeout", [&c](const YAML::Node& n, const Where& w) { c.client_timeout = duration(n, w); });
   s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
   apply(path, "broker", s);
 }
@@ -141,7 +143,7 @@ void load_config_file(const std::string& path, WorkerConfig& c) {
   s.emplace_back("tags", [&c](const YAML::Node& n, const Where& w) {
     if (!n.IsMap()) w.fail(n, "expected a map of KEY: VALUE");
     c.tags.clear();
-    for (const auto& kv : n) c.tags[kv.first.as<std::string>()] = scalar<std::string>(kv.second, w, "a value");
+    for (const auto& kv : n) c.tags[scalar<std::string>(kv.first, w, "a tag name")] = scalar<std::string>(kv.second, w, "a value");
   });
   heartbeat_keys(s, c.heartbeat);
   s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
@@ -153,9 +155,7 @@ void load_config_file(const std::string& path, ClientConfig& c) {
   s.emplace_back("broker", [&c](const YAML::Node& n, const Where& w) { c.broker = scalar<std::string>(n, w, "an address"); });
   heartbeat_keys(s, c.heartbeat);
   s.emplace_back("connect_timeout", [&c](const YAML::Node& n, const Where& w) { c.connect_timeout = duration(n, w); });
-  s.emplace_back("broker_timeout", [&c](const YAML::Node& n, const Where& w) {
-    c.broker_timeout = std::chrono::duration_cast<std::chrono::seconds>(duration(n, w));
-  });
+  s.emplace_back("broker_timeout", [&c](const YAML::Node& n, const Where& w) { c.broker_timeout = duration(n, w); });
   s.emplace_back("window", [&c](const YAML::Node& n, const Where& w) { c.window = positive(n, w, false); });
   s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
   apply(path, "client", s);

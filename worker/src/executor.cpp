@@ -3,8 +3,9 @@
  * Before running a task the child stores its key in a word of memory shared with the
  * supervisor, and clears it after; when a child dies, that word names the one task that was
  * running, so only that task is charged an attempt and the others it held are simply given to
- * another child. Outcomes are batched while more tasks are waiting (up to 64, or 2 ms), and
- * sent at once when the child runs out of work, so a lone task sees no batching delay.
+ * another child. Outcomes are batched while more short tasks are waiting (up to 64, or 2 ms),
+ * and sent before a task that is not known to be short and whenever the child runs out of
+ * work, so a lone task sees no batching delay and no outcome waits behind a long task.
  */
 #include "executor.hpp"
 
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <unordered_map>
 
 #include "dpool/codec.hpp"
 #include "dpool/log.hpp"
@@ -26,6 +28,18 @@ namespace {
 
 constexpr std::size_t kMaxBatch = 64;
 constexpr auto kMaxBatchDelay = std::chrono::milliseconds(2);
+// A task expected to take longer than this is not kept waiting behind: outcomes are sent first.
+constexpr double kShortTaskMicros = 200;
+// Error texts are cut here so that an outcome always fits the supervisor's decode limits.
+constexpr std::size_t kMaxErrorText = 64u << 10;
+
+std::string clip(std::string text) {
+  if (text.size() > kMaxErrorText) {
+    text.resize(kMaxErrorText);
+    text += "... [cut]";
+  }
+  return text;
+}
 
 struct Item {
   wire::Lease lease;
@@ -56,8 +70,8 @@ wire::Outcome run_one(Item& item, zmq::message_t& result) {
     o.status = Status::kOk;
   } catch (const std::exception& e) {
     o.status = Status::kError;
-    o.error_type = type_name(typeid(e));
-    o.error_message = e.what();
+    o.error_type = clip(type_name(typeid(e)));
+    o.error_message = clip(e.what());
   } catch (...) {
     o.status = Status::kError;
     o.error_type = "unknown";
@@ -74,24 +88,38 @@ class Executor {
     pair_.connect(setup.endpoint);
   }
 
+  /* Tells the supervisor this child is connected and initialised: it may now get tasks. */
+  void announce() {
+    wire::Ready ready;
+    ready.pid = static_cast<std::uint32_t>(::getpid());
+    send_message(pair_, {}, Command::kReady, ready);
+  }
+
   [[noreturn]] void run() {
     for (;;) {
       const bool idle = queue_.empty();
       if (idle) flush();
       zmq::pollitem_t item{pair_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, idle ? std::chrono::milliseconds(-1) : std::chrono::milliseconds(0));
+      dpool::poll(&item, 1, idle ? std::chrono::milliseconds(-1) : std::chrono::milliseconds(0));
       while (auto m = read_message(pair_, false, drops_)) take(*m);
       if (queue_.empty()) continue;
       Item next = std::move(queue_.front());
       queue_.pop_front();
+      // Outcomes wait for company only in front of a task known to be short.
+      auto& expected = micros_[next.lease.function];
+      if (expected == 0 || expected > kShortTaskMicros) flush();
+      const auto start = Clock::now();
       setup_.running->store(next.lease.task);
       zmq::message_t result;
       auto outcome = run_one(next, result);
       setup_.running->store(0);
-      if (done_.outcomes.empty()) first_unsent_ = Clock::now();
+      const auto end = Clock::now();
+      const double took = std::chrono::duration<double, std::micro>(end - start).count();
+      expected = expected == 0 ? took : 0.8 * expected + 0.2 * took;
+      if (done_.outcomes.empty()) first_unsent_ = end;
       done_.outcomes.push_back(std::move(outcome));
       results_.push_back(std::move(result));
-      if (done_.outcomes.size() >= kMaxBatch || Clock::now() - first_unsent_ >= kMaxBatchDelay) flush();
+      if (done_.outcomes.size() >= kMaxBatch || end - first_unsent_ >= kMaxBatchDelay) flush();
     }
   }
 
@@ -126,6 +154,7 @@ class Executor {
   wire::DoneBatch done_;
   std::vector<zmq::message_t> results_;
   Clock::time_point first_unsent_;
+  std::unordered_map<std::string, double> micros_;  // recent duration per function
 };
 
 }  // namespace
@@ -142,6 +171,7 @@ void run_executor(const ExecutorSetup& setup) {
     log::init("worker-child");
     Executor executor(setup);
     if (setup.initializer) setup.initializer();
+    executor.announce();
     executor.run();
   } catch (const std::exception& e) {
     log::error("worker child failed: {}", e.what());

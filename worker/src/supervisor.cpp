@@ -95,7 +95,7 @@ int Supervisor::run() {
     for (auto& c : children_) {
       if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
     }
-    zmq::poll(items.data(), items.size(), until(next_heartbeat, config_.heartbeat.interval));
+    dpool::poll(items.data(), items.size(), until(next_heartbeat, config_.heartbeat.interval));
     std::uint64_t drained = 0;
     [[maybe_unused]] auto n = ::read(wake_fd_, &drained, sizeof drained);
 
@@ -178,13 +178,17 @@ void Supervisor::on_broker_message(Message& m) {
         // A new broker knows none of our leases; unstarted ones would be run for nobody.
         log::warn("broker restarted: registering again, dropping {} unstarted tasks", backlog_.size());
         backlog_.clear();
+        last_seq_ = 0;
         send_ready();
       }
       broker_instance_ = hb->instance;
       break;
     }
     case Command::kDisconnect:
-      log::info("broker does not know this worker: registering again");
+      // The broker expired us and has requeued our leases: unstarted ones would run twice.
+      log::info("broker does not know this worker: registering again, dropping {} unstarted tasks",
+                backlog_.size());
+      backlog_.clear();
       send_ready();
       break;
     case Command::kHello:
@@ -200,6 +204,10 @@ void Supervisor::on_broker_message(Message& m) {
 }
 
 void Supervisor::on_child_message(Child& c, Message& m) {
+  if (m.command == Command::kReady) {
+    c.ready = true;
+    return;
+  }
   if (m.command != Command::kDone) return;
   auto done = decode<wire::DoneBatch>(m, drops_, "child");
   if (!done || done->outcomes.size() != m.payloads.size()) return;
@@ -217,7 +225,9 @@ void Supervisor::on_child_message(Child& c, Message& m) {
       !c.retiring) {
     // Recycle: the child exits after this, and reap() starts a fresh one at once.
     c.retiring = true;
-    send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"});
+    if (!send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"}, {}, true)) {
+      ::kill(c.pid, SIGKILL);  // it cannot hear us; reap() replaces it all the same
+    }
   }
 }
 
@@ -244,6 +254,7 @@ void Supervisor::spawn(Child& c) {
   c.pid = pid;
   c.started = Clock::now();
   c.retiring = false;
+  c.ready = false;
   c.done = 0;
   c.assigned_total = 0;
 }
@@ -295,7 +306,7 @@ void Supervisor::assign() {
   const std::size_t cap = 1 + config_.prefetch;
   for (auto& c : children_) {
     if (backlog_.empty()) break;
-    if (c.pid < 0 || c.retiring || !c.pair) continue;
+    if (c.pid < 0 || !c.ready || c.retiring || !c.pair) continue;
     wire::TaskBatch batch;
     std::vector<zmq::message_t> payloads;
     while (!backlog_.empty() && c.assigned.size() < cap &&
@@ -307,7 +318,16 @@ void Supervisor::assign() {
       backlog_.pop_front();
       ++c.assigned_total;
     }
-    if (!batch.leases.empty()) send_message(*c.pair, {}, Command::kTask, batch, std::move(payloads));
+    if (batch.leases.empty()) continue;
+    // Never block on a child: one that died (not yet reaped) or has not connected yet would
+    // hold the whole host. Its tasks wait for the next turn.
+    if (!send_message(*c.pair, {}, Command::kTask, batch, std::move(payloads), true)) {
+      for (std::size_t i = 0; i < batch.leases.size(); ++i) {
+        backlog_.push_front(std::move(c.assigned.back()));
+        c.assigned.pop_back();
+        --c.assigned_total;
+      }
+    }
   }
 }
 

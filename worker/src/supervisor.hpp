@@ -52,6 +52,7 @@ class Supervisor {
     std::deque<Item> assigned;   // in the order the child runs them
     std::uint64_t assigned_total = 0;
     std::uint64_t done = 0;
+    bool ready = false;     // it said READY: connected, initializer done
     bool retiring = false;
     unsigned quick_deaths = 0;
     Clock::time_point started;

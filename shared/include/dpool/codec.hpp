@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -58,10 +59,10 @@ struct Message {
 
 /* Limits applied while decoding bodies; they bound what a hostile body can make us allocate. */
 struct DecodeLimits {
-  std::size_t max_array = 1u << 20;
+  std::size_t max_array = 1u << 17;
   std::size_t max_map = 1024;
   std::size_t max_str = 1u << 20;
-  std::size_t max_depth = 8;
+  std::size_t max_depth = 6;
 };
 
 /* Reads one whole multipart message without blocking. Returns nullopt when nothing is waiting
@@ -78,16 +79,18 @@ template <class T>
 
 /* Packs `body` and sends header, body and payloads as one multipart message. `identity` is the
  * routing id when sending through a ROUTER (empty otherwise). Payload messages are moved into
- * the socket. Returns false only when the ROUTER cannot route to that peer (it is gone). */
+ * the socket. Returns false when the ROUTER cannot route to that peer (it is gone) or, with
+ * `dontwait`, when the socket cannot take the message now (a PAIR whose peer is not there);
+ * then nothing was sent. */
 template <class T>
 bool send_message(zmq::socket_ref socket, std::string_view identity, Command command,
-                  const T& body, std::vector<zmq::message_t> payloads = {});
+                  const T& body, std::vector<zmq::message_t> payloads = {}, bool dontwait = false);
 
 namespace detail {
 [[nodiscard]] bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
                                const DecodeLimits& limits) noexcept;
 bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,
-                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads);
+                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads, bool dontwait);
 }  // namespace detail
 
 template <class T>
@@ -113,11 +116,15 @@ std::optional<T> decode(const Message& m, DropCounters& drops, std::string_view 
 
 template <class T>
 bool send_message(zmq::socket_ref socket, std::string_view identity, Command command,
-                  const T& body, std::vector<zmq::message_t> payloads) {
+                  const T& body, std::vector<zmq::message_t> payloads, bool dontwait) {
   msgpack::sbuffer buffer;
   msgpack::pack(buffer, body);
-  return detail::send_frames(socket, identity, command, buffer, payloads);
+  return detail::send_frames(socket, identity, command, buffer, payloads, dontwait);
 }
+
+/* zmq::poll that treats a signal's interruption (EINTR) as a timeout: dpool processes get
+ * SIGCHLD and SIGTERM, and a signal must never turn into an exception out of a loop. */
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
 
 /* The routing id of a message as a string key (for maps keyed by peer). */
 [[nodiscard]] inline std::string identity_of(const Message& m) {

@@ -31,7 +31,7 @@ struct BrokerConfig {
   std::string bind = kDefaultBroker;
   HeartbeatConfig heartbeat;
   std::uint32_t max_attempts = 3;              // leases a task may lose to dying workers
-  std::chrono::seconds client_timeout{60};     // a silent client's tasks are dropped after this
+  std::chrono::milliseconds client_timeout{60000};  // a silent client's tasks are dropped after this
   std::string log_level = "info";
 };
 
@@ -51,7 +51,7 @@ struct ClientConfig {
   std::string broker = kDefaultBroker;
   HeartbeatConfig heartbeat;
   std::chrono::milliseconds connect_timeout{5000};  // no broker by then: tasks fail
-  std::chrono::seconds broker_timeout{60};          // broker silent this long: tasks fail
+  std::chrono::milliseconds broker_timeout{60000};  // broker silent this long: tasks fail
   std::uint32_t window = 10000;                     // tasks held by the broker at once
   std::string log_level = "warn";
 };

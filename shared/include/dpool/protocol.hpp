@@ -34,6 +34,7 @@ inline constexpr char kSignature[2] = {'D', 'P'};
 enum class Command : std::uint8_t {
   kHello = 1,       // client -> broker   a client session starts (or resumes)
   kReady = 2,       // worker -> broker   a worker host registers its functions and credit
+                    // (also child -> supervisor: connected and initialised)
   kSubmit = 3,      // client -> broker   a batch of tasks, one payload each
   kAccept = 4,      // broker -> client   these tasks are now held by the broker
   kTask = 5,        // broker -> worker   a batch of leases, one payload each
@@ -52,8 +53,8 @@ enum class Status : std::uint8_t {
   kError = 1,        // the task threw: error_type and error_message say what
   kLost = 2,         // the worker process died under the task (on every allowed attempt)
   kTimeout = 3,      // reserved: hard time limits
-  kCancelled = 4,    // reserved: cancellation
-  kRejected = 5,     // the broker refused the task (bad function name, over a limit)
+  kCancelled = 4,    // cancelled; today only set by the client for tasks it closed on
+  kRejected = 5,     // the broker refused the task (an invalid function name)
   kUnreachable = 6,  // client side only: no broker answered in time
 };
 

@@ -516,3 +516,21 @@ TEST(Config, BrokerFromEnvReadsDpoolBroker) {
 }
 
 }  // namespace
+
+/* The documented examples in config/ must stay loadable by the binaries they are for. */
+TEST(Config, TheExampleFilesLoad) {
+  const std::string dir = std::string(DPOOL_SOURCE_DIR) + "/config/";
+  dpool::BrokerConfig broker;
+  dpool::WorkerConfig worker;
+  dpool::ClientConfig client;
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "broker.yaml", broker));
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "worker.yaml", worker));
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "client.yaml", client));
+  dpool::BrokerConfig b2;
+  dpool::WorkerConfig w2;
+  dpool::ClientConfig c2;
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", b2));
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", w2));
+  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", c2));
+  EXPECT_EQ(w2.processes, 4u);
+}

@@ -3,6 +3,8 @@
  * volume and at 1, 2 and 4 worker processes, remote errors, waiting for a worker, long tasks
  * kept while their worker lives, and an unreachable broker. */
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <future>
 #include <map>
@@ -26,8 +28,8 @@ TaskResult run_one(Client& client, const std::string& function, std::string args
 }
 
 void run_squares(const std::string& endpoint, std::size_t n) {
-  Client client(client_config(endpoint));
   Collector results(n);
+  Client client(client_config(endpoint));
   for (std::size_t i = 0; i < n; ++i) {
     client.submit("square", pack_args(static_cast<long long>(i)), results.slot(i));
   }
@@ -60,9 +62,9 @@ TEST(EndToEnd, TwoWorkerHostsShareTheWork) {
   auto broker = BrokerProcess::start();
   auto w1 = start_worker(broker.endpoint, 1);
   auto w2 = start_worker(broker.endpoint, 1);
-  Client client(client_config(broker.endpoint));
   const std::size_t n = 400;
   Collector results(n);
+  Client client(client_config(broker.endpoint));
   for (std::size_t i = 0; i < n; ++i) client.submit("slow_square", pack_args(static_cast<long long>(i), 2), results.slot(i));
   ASSERT_TRUE(results.wait_all(60s));
   std::set<std::uint32_t> pids;
@@ -172,4 +174,22 @@ TEST(EndToEnd, DestroyingTheClientCompletesItsWaitingTasksAsCancelled) {
   }
   ASSERT_EQ(results.done(), 3u);
   EXPECT_EQ(results.result(0).meta.status, Status::kCancelled);
+}
+
+TEST(EndToEnd, BrokerAndWorkerHostExitCleanlyOnSigterm) {
+  auto broker = BrokerProcess::start();
+  auto worker = start_worker(broker.endpoint, 2);
+  Client client(client_config(broker.endpoint));
+  ASSERT_EQ(run_one(client, "square", pack_args(3)).as<long long>("square"), 9);
+  const auto worker_pid = worker.pid();
+  auto children = task_processes(worker_pid);
+  worker.signal(SIGTERM);
+  auto ws = worker.wait(10s);
+  ASSERT_TRUE(ws.has_value()) << "worker host did not stop on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 0) << worker.log();
+  for (auto child : children) EXPECT_NE(::kill(child, 0), 0) << "child " << child << " outlived its host";
+  broker.process.signal(SIGTERM);
+  auto bs = broker.process.wait(10s);
+  ASSERT_TRUE(bs.has_value()) << "broker did not stop on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*bs) && WEXITSTATUS(*bs) == 0) << broker.process.log();
 }

@@ -34,27 +34,27 @@ void submit_squares(Client& client, Collector& results, std::size_t n, int milli
 TEST(Failures, EveryResultArrivesOnceWhenAWorkerProcessIsKilledMidRun) {
   auto broker = BrokerProcess::start();
   auto worker = start_worker(broker.endpoint, 2);
-  Client client(client_config(broker.endpoint));
   const std::size_t n = 3000;
   Collector results(n);
+  Client client(client_config(broker.endpoint));
   submit_squares(client, results, n, 1);
   ASSERT_TRUE(wait_for([&] { return results.done() >= 300; }, 60s));
-  auto children = children_of(worker.pid());
+  auto children = task_processes(worker.pid());
   ASSERT_EQ(children.size(), 2u);
   ::kill(children[0], SIGKILL);
   ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n;
   expect_squares(results, n);
   // The supervisor replaced the child.
-  EXPECT_TRUE(wait_for([&] { return children_of(worker.pid()).size() == 2; }, 10s));
+  EXPECT_TRUE(wait_for([&] { return task_processes(worker.pid()).size() == 2; }, 10s));
 }
 
 TEST(Failures, AWholeWorkerHostKilledHasItsTasksRunElsewhere) {
   auto broker = BrokerProcess::start();
   auto doomed = start_worker(broker.endpoint, 2);
   auto survivor = start_worker(broker.endpoint, 2);
-  Client client(client_config(broker.endpoint));
   const std::size_t n = 2000;
   Collector results(n);
+  Client client(client_config(broker.endpoint));
   submit_squares(client, results, n, 2);
   ASSERT_TRUE(wait_for([&] { return results.done() >= 200; }, 60s));
   doomed.kill();  // the supervisor; its children follow it (PR_SET_PDEATHSIG)
@@ -66,9 +66,9 @@ TEST(Failures, AWholeWorkerHostKilledHasItsTasksRunElsewhere) {
 TEST(Failures, ATaskThatKillsItsWorkerEveryTimeFailsAfterTheAttemptLimit) {
   auto broker = BrokerProcess::start();
   auto worker = start_worker(broker.endpoint, 2);
-  Client client(client_config(broker.endpoint));
   const std::size_t n = 50;
   Collector results(n + 1);
+  Client client(client_config(broker.endpoint));
   for (std::size_t i = 0; i < n; ++i) client.submit("slow_square", pack_args(static_cast<long long>(i), 1), results.slot(i));
   client.submit("crash_always", pack_args(1), results.slot(n));
   ASSERT_TRUE(results.wait_all(60s)) << results.done() << " of " << n + 1;
@@ -91,8 +91,8 @@ TEST(Failures, ATaskThatKillsItsWorkerOnceSucceedsOnItsSecondAttempt) {
   TempDir dir;
   auto broker = BrokerProcess::start();
   auto worker = start_worker(broker.endpoint, 1);
-  Client client(client_config(broker.endpoint));
   Collector results(1);
+  Client client(client_config(broker.endpoint));
   client.submit("crash_once_per_file", pack_args(dir.path() + "/marker", 42), results.slot(0));
   ASSERT_TRUE(results.wait_all(30s));
   EXPECT_EQ(results.result(0).as<int>("crash_once_per_file"), 42);
@@ -103,9 +103,9 @@ TEST(Failures, TheRunCompletesWhenTheBrokerIsKilledAndRestarted) {
   auto broker = BrokerProcess::start();
   const auto endpoint = broker.endpoint;
   auto worker = start_worker(endpoint, 2);
-  Client client(client_config(endpoint));
   const std::size_t n = 3000;
   Collector results(n);
+  Client client(client_config(endpoint));
   submit_squares(client, results, n, 1);
   ASSERT_TRUE(wait_for([&] { return results.done() >= 300; }, 60s));
   broker.process.kill();
@@ -118,20 +118,24 @@ TEST(Failures, AFrozenWorkerHostLosesItsLeasesAndItsLateResultsAreDropped) {
   auto broker = BrokerProcess::start();
   auto frozen = start_worker(broker.endpoint, 1);
   auto other = start_worker(broker.endpoint, 1);
-  Client client(client_config(broker.endpoint));
   const std::size_t n = 400;
   Collector results(n);
+  Client client(client_config(broker.endpoint));
   submit_squares(client, results, n, 5);
   ASSERT_TRUE(wait_for([&] { return results.done() >= 20; }, 60s));
   frozen.signal(SIGSTOP);
-  for (auto child : children_of(frozen.pid())) ::kill(child, SIGSTOP);
+  for (auto child : task_processes(frozen.pid())) ::kill(child, SIGSTOP);
   // Long enough for the broker to declare it dead (expiry 600 ms) and requeue its leases.
   ASSERT_TRUE(wait_for([&] { return broker.process.log().find("no heartbeat") != std::string::npos; }, 10s));
-  for (auto child : children_of(frozen.pid())) ::kill(child, SIGCONT);
+  for (auto child : task_processes(frozen.pid())) ::kill(child, SIGCONT);
   frozen.signal(SIGCONT);
   ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n;
   expect_squares(results, n);
   // The thawed host registers again and gets work once more.
-  EXPECT_TRUE(wait_for([&] { return broker.process.log().find("registered again") != std::string::npos; }, 10s))
-      << broker.process.log();
+  const std::string registered = "pid " + std::to_string(frozen.pid()) + " registered";
+  EXPECT_TRUE(wait_for([&] {
+    const auto log = broker.process.log();
+    const auto first = log.find(registered);
+    return first != std::string::npos && log.find(registered, first + 1) != std::string::npos;
+  }, 10s)) << broker.process.log();
 }

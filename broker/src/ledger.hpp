@@ -1,7 +1,7 @@
 /* The task ledger: every task the broker holds, its state, and the per-function queues.
  *
  * A task lives here from SUBMIT until its outcome is known; then its result moves to the
- * client's session (sessions.hpp) until the client acknowledges it. All state changes go
+ * client's session (peers.hpp) until the client acknowledges it. All state changes go
  * through Ledger::apply(), the one transition function; docs/protocol.md has the table:
  *
  *   queued  --lease-->          leased      (attempt + 1)

@@ -1,10 +1,10 @@
 /* Worker-facing handlers and dispatch: READY, DONE, worker heartbeats, dead workers.
  *
  * A worker host announces its functions and its credit (how many leases it may hold). The
- * broker never holds out more than that credit; each TASK batch carries a per-worker sequence
- * number, and each worker heartbeat reports the highest sequence received and the tasks the
- * worker holds, so a lease that the worker should have but does not (lost on a cut link, or
- * its DONE lost) is requeued without charging the task an attempt.
+ * broker never holds out more than that credit; each TASK batch carries a broker-wide, growing
+ * sequence number, and each worker heartbeat reports the highest sequence received and the
+ * tasks the worker holds, so a lease that the worker should have but does not (lost on a cut
+ * link, or its DONE lost) is requeued without charging the task an attempt.
  */
 #include <algorithm>
 #include <unordered_set>
@@ -38,7 +38,10 @@ void BrokerCore::on_ready(Message& m) {
   w->tags = std::move(ready->tags);
   w->functions.clear();
   for (const auto& f : ready->functions) {
-    if (!f.empty() && f.size() <= 256) w->functions.push_back(ledger_.function_id(f));
+    if (f.empty() || f.size() > 256) continue;
+    const auto id = ledger_.function_id(f);
+    // A name listed twice would get twice the share of this worker's credit.
+    if (std::find(w->functions.begin(), w->functions.end(), id) == w->functions.end()) w->functions.push_back(id);
   }
   workers_.heard(*w, Clock::now(), config_.heartbeat.expiry());
   send_heartbeat(w->identity);

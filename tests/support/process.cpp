@@ -150,6 +150,14 @@ std::vector<pid_t> children_of(pid_t parent) {
   return out;
 }
 
+std::vector<pid_t> task_processes(pid_t worker_host) {
+  std::vector<pid_t> out;
+  for (pid_t zygote : children_of(worker_host)) {
+    for (pid_t p : children_of(zygote)) out.push_back(p);
+  }
+  return out;
+}
+
 TempDir::TempDir() {
   char templ[] = "/tmp/dpool-test-XXXXXX";
   if (!::mkdtemp(templ)) throw std::runtime_error("mkdtemp failed");

@@ -63,6 +63,10 @@ Process start_worker(const std::string& endpoint, int processes,
 /* The pids of the children of `parent` (from /proc). */
 std::vector<pid_t> children_of(pid_t parent);
 
+/* The processes of a worker host that run tasks: the children of its zygote (the host's one
+ * child process, which forks them). */
+std::vector<pid_t> task_processes(pid_t worker_host);
+
 /* A fresh empty directory under the system temp dir, removed by the destructor. */
 class TempDir {
  public:

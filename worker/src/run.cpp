@@ -25,10 +25,6 @@ extern "C" void on_stop_signal(int) {
   if (auto* s = g_supervisor.load()) s->stop();
 }
 
-extern "C" void on_child_signal(int) {
-  if (auto* s = g_supervisor.load()) s->child_event();
-}
-
 void load_plugin(const std::string& path) {
   // RTLD_GLOBAL: a plugin's DPOOL_TASK registers into this process's one registry.
   if (!::dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
@@ -49,9 +45,6 @@ int run_worker(const WorkerConfig& config, const WorkerHooks& hooks) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
-  sa.sa_handler = on_child_signal;
-  sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
-  ::sigaction(SIGCHLD, &sa, nullptr);
   const int rc = supervisor.run();
   g_supervisor.store(nullptr);
   return rc;

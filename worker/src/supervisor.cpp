@@ -32,18 +32,32 @@ std::string describe_exit(pid_t pid, int status) {
   return s;
 }
 
+WorkerConfig resolved(WorkerConfig c) {
+  if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
+  return c;
+}
+
 }  // namespace
 
+Supervisor::SharedSlots::SharedSlots(std::size_t n) : n_(n) {
+  void* mem = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>) * n, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw Error(Errc::kInternal, "cannot map memory shared with the children");
+  words_ = static_cast<std::atomic<std::uint64_t>*>(mem);
+  for (std::size_t i = 0; i < n; ++i) new (&words_[i]) std::atomic<std::uint64_t>(0);
+}
+
+Supervisor::SharedSlots::~SharedSlots() { ::munmap(words_, sizeof(std::atomic<std::uint64_t>) * n_); }
+
 Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
-    : config_(std::move(config)), hooks_(std::move(hooks)), context_(1),
-      broker_(context_, zmq::socket_type::dealer), identity_(make_peer_id('w')), host_(host_name()) {
-  if (config_.processes == 0) config_.processes = std::max(1u, std::thread::hardware_concurrency());
+    : config_(resolved(std::move(config))), hooks_(std::move(hooks)), running_(config_.processes),
+      zygote_([this](std::size_t slot, const std::string& endpoint) {
+        run_executor(ExecutorSetup{endpoint, &running_[slot], hooks_.initializer, ::getppid()});
+      }),
+      context_(1), broker_(context_, zmq::socket_type::dealer), identity_(make_peer_id('w')),
+      host_(host_name()) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  void* mem = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>) * config_.processes,
-                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (wake_fd_ < 0 || mem == MAP_FAILED) throw Error(Errc::kInternal, "cannot set up the supervisor");
-  running_ = static_cast<std::atomic<std::uint64_t>*>(mem);
-  for (std::size_t i = 0; i < config_.processes; ++i) new (&running_[i]) std::atomic<std::uint64_t>(0);
+  if (wake_fd_ < 0) throw Error(Errc::kInternal, "cannot set up the supervisor");
 
   broker_.set(zmq::sockopt::routing_id, identity_);
   broker_.set(zmq::sockopt::sndhwm, 0);
@@ -66,16 +80,11 @@ Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
 
 Supervisor::~Supervisor() {
   shutdown_children();
-  if (running_) ::munmap(running_, sizeof(std::atomic<std::uint64_t>) * config_.processes);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void Supervisor::stop() noexcept {
   stopping_.store(true);
-  child_event();
-}
-
-void Supervisor::child_event() noexcept {
   const std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
@@ -92,6 +101,7 @@ int Supervisor::run() {
     items.clear();
     items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, zygote_.fd(), ZMQ_POLLIN, 0});
     for (auto& c : children_) {
       if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
     }
@@ -107,7 +117,7 @@ int Supervisor::run() {
         on_child_message(c, *m);
       }
     }
-    reap();
+    on_zygote_events();
     const auto now = Clock::now();
     for (auto& c : children_) {
       if (c.pid < 0 && now >= c.restart_at && !stopping_.load()) spawn(c);
@@ -124,11 +134,11 @@ int Supervisor::run() {
       }
     }
   }
-  log::info("stopping: returning {} tasks to the broker", backlog_.size());
+  log::info("stopping: the broker requeues the {} tasks held here", backlog_.size());
   flush_outcomes();
   send_message(broker_, {}, Command::kDisconnect, wire::Disconnect{"worker stopping"});
   shutdown_children();
-  return 0;
+  return exit_code_;
 }
 
 void Supervisor::send_ready() {
@@ -185,10 +195,12 @@ void Supervisor::on_broker_message(Message& m) {
       break;
     }
     case Command::kDisconnect:
-      // The broker expired us and has requeued our leases: unstarted ones would run twice.
+      // The broker expired us (and requeued our leases) or restarted (and never knew them):
+      // either way unstarted ones would run for nobody, and its batch numbers start afresh.
       log::info("broker does not know this worker: registering again, dropping {} unstarted tasks",
                 backlog_.size());
       backlog_.clear();
+      last_seq_ = 0;
       send_ready();
       break;
     case Command::kHello:
@@ -223,10 +235,10 @@ void Supervisor::on_child_message(Child& c, Message& m) {
   }
   if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child && c.assigned.empty() &&
       !c.retiring) {
-    // Recycle: the child exits after this, and reap() starts a fresh one at once.
+    // Recycle: the child exits after this, and the exit report starts a fresh one at once.
     c.retiring = true;
     if (!send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"}, {}, true)) {
-      ::kill(c.pid, SIGKILL);  // it cannot hear us; reap() replaces it all the same
+      ::kill(c.pid, SIGKILL);  // it cannot hear us; its exit report replaces it all the same
     }
   }
 }
@@ -240,30 +252,43 @@ void Supervisor::spawn(Child& c) {
   c.pair->set(zmq::sockopt::rcvhwm, 0);
   c.pair->bind(endpoint);
   running_[c.slot].store(0);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    log::error("fork failed: {}", std::strerror(errno));
-    c.pair.reset();
-    c.restart_at = Clock::now() + std::chrono::seconds(1);
-    return;
-  }
-  if (pid == 0) {
-    run_executor(ExecutorSetup{endpoint, &running_[c.slot], hooks_.initializer, parent});
-  }
-  c.pid = pid;
+  c.pid = 0;
   c.started = Clock::now();
   c.retiring = false;
   c.ready = false;
   c.done = 0;
   c.assigned_total = 0;
+  zygote_.spawn(c.slot, endpoint);
 }
 
-void Supervisor::reap() {
-  for (auto& c : children_) {
-    if (c.pid < 0) continue;
-    int status = 0;
-    if (::waitpid(c.pid, &status, WNOHANG) == c.pid) on_child_exit(c, status);
+void Supervisor::on_zygote_events() {
+  bool alive = true;
+  for (const auto& e : zygote_.events(alive)) {
+    switch (e.kind) {
+      case Zygote::Event::Kind::kSpawned:
+        if (e.slot < children_.size() && children_[e.slot].pid == 0) children_[e.slot].pid = e.pid;
+        break;
+      case Zygote::Event::Kind::kFailed:
+        log::error("cannot start a worker process: {}", std::strerror(e.status));
+        if (e.slot < children_.size()) {
+          children_[e.slot].pid = -1;
+          children_[e.slot].pair.reset();
+          children_[e.slot].restart_at = Clock::now() + std::chrono::seconds(1);
+        }
+        break;
+      case Zygote::Event::Kind::kExited:
+        for (auto& c : children_) {
+          if (c.pid == e.pid) on_child_exit(c, e.status);
+        }
+        break;
+    }
+  }
+  if (!alive && !stopping_.load()) {
+    // Without the zygote no child can be replaced; stopping lets the broker requeue our
+    // leases at once, and whoever runs this host (systemd, docker) can start it again.
+    log::error("the process that starts worker processes died: stopping this worker host");
+    stopping_.store(true);
+    exit_code_ = 1;
   }
 }
 
@@ -306,7 +331,7 @@ void Supervisor::assign() {
   const std::size_t cap = 1 + config_.prefetch;
   for (auto& c : children_) {
     if (backlog_.empty()) break;
-    if (c.pid < 0 || !c.ready || c.retiring || !c.pair) continue;
+    if (c.pid <= 0 || !c.ready || c.retiring || !c.pair) continue;
     wire::TaskBatch batch;
     std::vector<zmq::message_t> payloads;
     while (!backlog_.empty() && c.assigned.size() < cap &&
@@ -339,15 +364,10 @@ void Supervisor::flush_outcomes() {
 }
 
 void Supervisor::shutdown_children() {
+  // The zygote reaps them (and kills any left when this process closes its end).
   for (auto& c : children_) {
     if (c.pid > 0) ::kill(c.pid, SIGKILL);
-  }
-  for (auto& c : children_) {
-    if (c.pid > 0) {
-      int status = 0;
-      ::waitpid(c.pid, &status, 0);
-      c.pid = -1;
-    }
+    c.pid = -1;
     c.pair.reset();
   }
 }

@@ -1,8 +1,9 @@
 /* The supervisor of a worker host: one DEALER connection to the broker, N child processes.
  *
  * Leases from the broker wait in a local backlog and are handed to children, at most
- * 1 + prefetch each. Outcomes from children go back to the broker in batches. A child that
- * dies is reaped at once: the task it was running is reported kLost (the broker retries it
+ * 1 + prefetch each. Outcomes from children go back to the broker in batches. Children are
+ * forked by the zygote (zygote.hpp), never by this multi-threaded process. A child that dies
+ * is reported at once: the task it was running is reported kLost (the broker retries it
  * or, past the attempt limit, fails it), the tasks it had not started go back to the backlog,
  * and a new child is started, with a growing delay when children keep dying young.
  *
@@ -26,6 +27,7 @@
 #include "dpool/config.hpp"
 #include "dpool/util.hpp"
 #include "dpool/worker.hpp"
+#include "zygote.hpp"
 
 namespace dpool::detail {
 
@@ -38,16 +40,28 @@ class Supervisor {
 
   int run();
   void stop() noexcept;
-  void child_event() noexcept;  // from the SIGCHLD handler
 
  private:
   struct Item {
     wire::Lease lease;
     zmq::message_t payload;
   };
+  /* One word per child slot in memory shared with the children: the task each is running. */
+  class SharedSlots {
+   public:
+    explicit SharedSlots(std::size_t n);
+    ~SharedSlots();
+    SharedSlots(const SharedSlots&) = delete;
+    SharedSlots& operator=(const SharedSlots&) = delete;
+    std::atomic<std::uint64_t>& operator[](std::size_t i) { return words_[i]; }
+
+   private:
+    std::atomic<std::uint64_t>* words_ = nullptr;
+    std::size_t n_ = 0;
+  };
   struct Child {
     std::size_t slot = 0;
-    pid_t pid = -1;
+    pid_t pid = -1;  // -1: none, 0: asked of the zygote
     std::unique_ptr<zmq::socket_t> pair;
     std::deque<Item> assigned;   // in the order the child runs them
     std::uint64_t assigned_total = 0;
@@ -64,21 +78,23 @@ class Supervisor {
   void on_broker_message(Message& m);
   void on_child_message(Child& c, Message& m);
   void spawn(Child& c);
-  void reap();
+  void on_zygote_events();
   void on_child_exit(Child& c, int status);
   void assign();
   void flush_outcomes();
   void shutdown_children();
 
+  // Order matters: the shared slots and the zygote exist before any thread (ZeroMQ's) does.
   WorkerConfig config_;
   WorkerHooks hooks_;
+  SharedSlots running_;
+  Zygote zygote_;
   zmq::context_t context_;
   zmq::socket_t broker_;
   std::string identity_;
   std::string host_;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t>* running_ = nullptr;  // one word per child slot, shared memory
   std::uint64_t generation_ = 0;
 
   std::deque<Item> backlog_;
@@ -87,6 +103,8 @@ class Supervisor {
   std::uint64_t last_seq_ = 0;
   Clock::time_point last_heard_;
   bool broker_silent_logged_ = false;
+  bool zygote_lost_ = false;
+  int exit_code_ = 0;
   wire::DoneBatch outcomes_;
   std::vector<zmq::message_t> results_;
   DropCounters drops_;

@@ -109,7 +109,7 @@ struct Lease {
 };
 
 struct TaskBatch {
-  std::uint64_t seq = 0;  // per-worker sequence number of this batch, from 1
+  std::uint64_t seq = 0;  // broker-wide batch number, growing, from 1 per broker instance
   std::vector<Lease> leases;
   MSGPACK_DEFINE(seq, leases)
 };

@@ -1,0 +1,59 @@
+/* The zygote: a single-threaded process that forks the worker host's children.
+ *
+ * fork() copies only the calling thread; a lock another thread held at that moment stays held
+ * forever in the child. The supervisor runs ZeroMQ's I/O threads, so a child forked from it
+ * can deadlock on the first allocation (it does, reliably, under AddressSanitizer). The zygote
+ * is forked before the supervisor starts any thread, so the children it forks inherit a
+ * quiet, single-threaded process: Python's forkserver, for the same reason.
+ *
+ * The supervisor and the zygote talk over a SOCK_SEQPACKET socketpair: the supervisor sends
+ * spawn requests; the zygote answers each with the new pid, and reports every child's exit
+ * with its wait status. The zygote dies with the supervisor (PR_SET_PDEATHSIG), and the
+ * children die with the zygote, so nothing outlives the host.
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dpool::detail {
+
+class Zygote {
+ public:
+  /* What a spawned child runs: given its slot and the endpoint to connect to; never returns. */
+  using ChildMain = std::function<void(std::size_t slot, const std::string& endpoint)>;
+
+  struct Event {
+    enum class Kind : std::uint8_t { kSpawned = 1, kExited = 2, kFailed = 3 };
+    Kind kind = Kind::kSpawned;
+    std::uint32_t slot = 0;
+    pid_t pid = -1;
+    int status = 0;  // wait status for kExited, errno for kFailed
+  };
+
+  /* Forks the zygote. Call while this process has a single thread. Throws Error(kInternal). */
+  explicit Zygote(ChildMain child_main);
+  ~Zygote();
+  Zygote(const Zygote&) = delete;
+  Zygote& operator=(const Zygote&) = delete;
+
+  /* Asks for a child in `slot`; its pid comes back as a kSpawned event. */
+  void spawn(std::size_t slot, const std::string& endpoint);
+
+  /* The descriptor to poll: readable when events are waiting, or at end of file if the
+   * zygote died. */
+  [[nodiscard]] int fd() const { return fd_; }
+
+  /* Events waiting now. Sets `alive` to false when the zygote is gone. */
+  std::vector<Event> events(bool& alive);
+
+ private:
+  int fd_ = -1;
+  pid_t pid_ = -1;
+};
+
+}  // namespace dpool::detail

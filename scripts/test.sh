@@ -1,8 +1,27 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs the whole test suite with ctest (what CI runs).
+# Sets up, builds and runs the whole test suite with ctest: what CI runs.
+#   1. the normal build (build/), every test;
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/), every test;
+#   3. ThreadSanitizer (build-tsan/), every test.
+# `scripts/test.sh --quick` runs only the first; other arguments go to ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh
-build=${DPOOL_BUILD_DIR:-build}
-cd "$build"
-ctest --output-on-failure --timeout 300 -j2 "$@"
+quick=false
+if [ "${1:-}" = "--quick" ]; then quick=true; shift; fi
+
+run_suite() {  # run_suite NAME BUILD_DIR EXTRA_CMAKE_ARGS
+  local name=$1 dir=$2 args=$3
+  echo "== $name: building in $dir" >&2
+  DPOOL_BUILD_DIR=$dir DPOOL_CMAKE_ARGS="${DPOOL_CMAKE_ARGS:-} $args" scripts/build.sh
+  echo "== $name: testing" >&2
+  (cd "$dir" && ctest --output-on-failure --timeout 300 -j2 "${@:4}")
+}
+
+run_suite "plain" build "" "$@"
+if ! $quick; then
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+  run_suite "address,undefined sanitizers" build-asan "-DCMAKE_BUILD_TYPE=Debug -DDPOOL_SANITIZE=address,undefined" "$@"
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}
+  run_suite "thread sanitizer" build-tsan "-DCMAKE_BUILD_TYPE=Debug -DDPOOL_SANITIZE=thread" "$@"
+fi

@@ -45,7 +45,11 @@ void run_squares(const std::string& endpoint, std::size_t n) {
 TEST(EndToEnd, ComputesAHundredThousandSquaresOnTwoWorkerProcesses) {
   auto broker = BrokerProcess::start();
   auto worker = start_worker(broker.endpoint, 2);
+#ifdef DPOOL_SANITIZED
+  run_squares(broker.endpoint, 20000);
+#else
   run_squares(broker.endpoint, 100000);
+#endif
 }
 
 class EndToEndScaling : public ::testing::TestWithParam<int> {};

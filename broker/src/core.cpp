@@ -36,6 +36,12 @@ bool loopback_only(const std::string& endpoint) {
 BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
     : config_(std::move(config)), context_(1), socket_(context_, zmq::socket_type::router),
       instance_(random_u64()) {
+  const bool known_scheme = config_.bind.rfind("tcp://", 0) == 0 || config_.bind.rfind("ipc://", 0) == 0 ||
+                            config_.bind.rfind("inproc://", 0) == 0;
+  if (!known_scheme) {
+    throw Error(Errc::kUsage, "cannot listen on '" + config_.bind +
+                                  "': an address looks like tcp://HOST:PORT or ipc:///PATH");
+  }
   if (!loopback_only(config_.bind) && !insecure) {
     throw Error(Errc::kUsage, "refusing to listen on " + config_.bind +
                                   ": it is reachable from other hosts and CURVE is not set up; "

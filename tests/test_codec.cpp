@@ -417,7 +417,7 @@ TEST(Codec, DropsAreCountedPerReasonAcrossManyMessages) {
   send_raw(s.a, {header(3, 9), body});                  // version
   send_raw(s.a, {header(dpool::kProtocolVersion, 0), body});    // command
   send_raw(s.a, {header(dpool::kProtocolVersion, 200), body});  // command
-  send_raw(s.a, {header(dpool::kProtocolVersion, 11), body});   // command
+  send_raw(s.a, {header(dpool::kProtocolVersion, dpool::kMaxCommand + 1), body});   // command
   dpool::send_message(s.a, "", Command::kAck, wire::Ack{{1}});
   for (int i = 0; i < 6; ++i) EXPECT_FALSE(read_one(s.b, false, drops).has_value()) << i;
   auto ack = read_one(s.b, false, drops);

@@ -6,6 +6,7 @@
  * link. A resubmitted task id that the session already knows is acknowledged, not run again.
  */
 #include <algorithm>
+#include <unordered_map>
 
 #include "core.hpp"
 #include "dpool/log.hpp"
@@ -34,7 +35,9 @@ void BrokerCore::on_hello(Message& m, ClientSession& c) {
   auto hello = decode<wire::Hello>(m, drops_, who_);
   if (!hello) return;
   c.hello = std::move(*hello);
-  send_heartbeat(c.identity);
+  std::uint32_t processes = 0;
+  for (auto& [h, w] : workers_) processes += w.processes;
+  send_heartbeat(c.identity, processes);
   // A HELLO after results went out may mean they were lost with the old connection.
   for (auto& [id, r] : c.finished) c.results.push_back(id);
   if (!c.results.empty()) dirty_clients_.push_back(c.handle);
@@ -66,8 +69,24 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
     }
     const auto attempts = spec.max_attempts ? std::min(spec.max_attempts, kMaxAttemptsCap)
                                             : config_.max_attempts;
-    c.live[spec.id] = ledger_.add(c.handle, spec.id, ledger_.function_id(spec.function), attempts,
-                                  std::move(m.payloads[i]));
+    const auto key = ledger_.add(c.handle, spec.id, ledger_.function_id(spec.function), attempts,
+                                 std::move(m.payloads[i]), spec.items);
+    c.live[spec.id] = key;
+    if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) {
+      auto [it, fresh] = queue_ids_.try_emplace(spec.queue, 0);
+      if (fresh) {
+        if (free_queues_.empty()) {
+          it->second = static_cast<std::uint32_t>(queues_.size());
+          queues_.push_back(NamedQueue{});
+        } else {
+          it->second = free_queues_.back();
+          free_queues_.pop_back();
+        }
+        queues_[it->second].name = spec.queue;
+      }
+      ledger_.find(key)->queue = it->second;
+      ++queues_[it->second].outstanding;
+    }
   }
   dirty_clients_.push_back(c.handle);
 }
@@ -79,11 +98,82 @@ void BrokerCore::on_ack(Message& m, ClientSession& c) {
   for (auto id : ack->ids) c.finished.erase(id);
 }
 
+void BrokerCore::on_cancel(Message& m, ClientSession& c) {
+  auto cancel = decode<wire::Cancel>(m, drops_, who_);
+  if (!cancel) return;
+  c.last_heard = Clock::now();
+  std::unordered_map<PeerHandle, wire::Cancel> to_workers;
+  for (auto id : cancel->ids) {
+    auto it = c.live.find(id);
+    if (it == c.live.end()) continue;  // finished already, or never known: nothing to stop
+    Task* t = ledger_.find(it->second);
+    if (!t) continue;
+    if (t->state == TaskState::kQueued) {
+      c.live.erase(it);
+      apply(*t, TaskEvent::kDrop);
+      wire::Result r;
+      r.status = Status::kCancelled;
+      r.error_type = "Cancelled";
+      r.error_message = "cancelled before it started";
+      deliver(c, id, std::move(r), zmq::message_t());
+    } else if (!t->cancel_requested) {
+      // Running: the worker kills the process running it and reports it cancelled.
+      t->cancel_requested = true;
+      to_workers[t->worker].ids.push_back(t->key);
+    }
+  }
+  for (auto& [handle, msg] : to_workers) {
+    if (auto* w = workers_.find(handle)) send_message(socket_, w->identity, Command::kCancel, msg);
+  }
+}
+
+void BrokerCore::on_join(Message& m, ClientSession& c) {
+  auto join = decode<wire::Join>(m, drops_, who_);
+  if (!join) return;
+  c.last_heard = Clock::now();
+  auto it = queue_ids_.find(join->queue);
+  if (it == queue_ids_.end() || queues_[it->second].outstanding == 0) {
+    send_message(socket_, c.identity, Command::kJoined, wire::Joined{join->request});
+    return;
+  }
+  auto& waiters = queues_[it->second].waiters;
+  const std::pair<std::string, std::uint64_t> waiter{c.identity, join->request};
+  if (std::find(waiters.begin(), waiters.end(), waiter) == waiters.end()) waiters.push_back(waiter);
+}
+
+Transition BrokerCore::apply(Task& task, TaskEvent event) {
+  const auto queue = task.queue;
+  const auto t = ledger_.apply(task, event);
+  if (queue != 0 && (t == Transition::kRemoved || t == Transition::kExhausted)) queue_left(queue);
+  return t;
+}
+
+void BrokerCore::queue_left(std::uint32_t queue) {
+  auto& q = queues_[queue];
+  if (q.outstanding > 0) --q.outstanding;
+  if (q.outstanding > 0) return;
+  for (const auto& [identity, request] : q.waiters) {
+    send_message(socket_, identity, Command::kJoined, wire::Joined{request});
+  }
+  // An empty queue is forgotten (names are often unique): its slot is reused.
+  queue_ids_.erase(q.name);
+  q = NamedQueue{};
+  free_queues_.push_back(queue);
+}
+
+void BrokerCore::finish_cancelled(Task& task) {
+  wire::Result r;
+  r.status = Status::kCancelled;
+  r.error_type = "Cancelled";
+  r.error_message = "cancelled while running";
+  finish(task, std::move(r), zmq::message_t());
+}
+
 void BrokerCore::finish(Task& task, wire::Result meta, zmq::message_t payload) {
   meta.attempts = task.attempt;
   const auto client = task.client;
   const auto client_id = task.client_id;
-  ledger_.apply(task, TaskEvent::kFinish);
+  apply(task, TaskEvent::kFinish);
   if (auto* c = clients_.find(client)) {
     c->live.erase(client_id);
     deliver(*c, client_id, std::move(meta), std::move(payload));
@@ -146,7 +236,7 @@ void BrokerCore::resend_unacked(ClientSession& c, Clock::time_point now) {
 void BrokerCore::purge_client(ClientSession& c) {
   for (auto& [id, key] : c.live) {
     // A leased task stays on its worker; its outcome will find no task and be dropped.
-    if (Task* t = ledger_.find(key)) ledger_.apply(*t, TaskEvent::kDrop);
+    if (Task* t = ledger_.find(key)) apply(*t, TaskEvent::kDrop);
   }
   clients_.remove(c.handle);
 }

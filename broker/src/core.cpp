@@ -115,6 +115,13 @@ void BrokerCore::handle(Message& m) {
       if (auto* c = clients_.find(who_)) on_ack(m, *c);
       else drops_.drop(DropReason::kUnknownPeer, who_, "ACK from an unknown client");
       break;
+    case Command::kCancel:
+      if (auto* c = clients_.find(who_)) on_cancel(m, *c);
+      else drops_.drop(DropReason::kUnknownPeer, who_, "CANCEL from an unknown client");
+      break;
+    case Command::kJoin:
+      on_join(m, client_session(who_));
+      break;
     case Command::kReady:
       on_ready(m);
       break;
@@ -136,6 +143,7 @@ void BrokerCore::handle(Message& m) {
     case Command::kAccept:
     case Command::kTask:
     case Command::kResult:
+    case Command::kJoined:
       drops_.drop(DropReason::kCommand, who_, std::string(to_string(m.command)) + " sent to the broker");
       break;
   }
@@ -154,9 +162,10 @@ void BrokerCore::on_heartbeat(Message& m) {
   }
 }
 
-bool BrokerCore::send_heartbeat(const std::string& identity) {
+bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t processes) {
   wire::Heartbeat hb;
   hb.instance = instance_;
+  hb.processes = processes;
   return send_message(socket_, identity, Command::kHeartbeat, hb);
 }
 
@@ -182,8 +191,12 @@ void BrokerCore::on_tick(Clock::time_point now) {
       purge_client(*c);
     }
   }
-  for (auto& [h, w] : workers_) send_heartbeat(w.identity);
-  for (auto& [h, c] : clients_) send_heartbeat(c.identity);
+  std::uint32_t processes = 0;
+  for (auto& [h, w] : workers_) {
+    processes += w.processes;
+    send_heartbeat(w.identity);
+  }
+  for (auto& [h, c] : clients_) send_heartbeat(c.identity, processes);
   flush();
 
   if (ledger_.queued_total() > 0 && now >= next_idle_warning_) {

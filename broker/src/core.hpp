@@ -5,6 +5,9 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -33,7 +36,7 @@ class BrokerCore {
   void on_tick(Clock::time_point now);
   void publish_stats();
   void flush();
-  bool send_heartbeat(const std::string& identity);
+  bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0);
   void disown(const std::string& identity, std::string_view reason);
 
   // clients.cpp
@@ -41,6 +44,12 @@ class BrokerCore {
   void on_hello(Message& m, ClientSession& c);
   void on_submit(Message& m, ClientSession& c);
   void on_ack(Message& m, ClientSession& c);
+  void on_cancel(Message& m, ClientSession& c);
+  void on_join(Message& m, ClientSession& c);
+  /* Ledger::apply, plus the named queues' accounting when the task leaves the ledger. */
+  Transition apply(Task& task, TaskEvent event);
+  void queue_left(std::uint32_t queue);
+  void finish_cancelled(Task& task);
   void finish(Task& task, wire::Result meta, zmq::message_t payload);
   void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta, zmq::message_t payload);
   void flush_client(ClientSession& c);
@@ -73,6 +82,16 @@ class BrokerCore {
   std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
   DropCounters drops_;
   std::string who_;  // the peer of the message being handled, for drop logs
+
+  // Named queues (JoinableQueue): tasks still held per name, and the JOINs waiting on them.
+  struct NamedQueue {
+    std::string name;
+    std::size_t outstanding = 0;
+    std::vector<std::pair<std::string, std::uint64_t>> waiters;  // routing id, request
+  };
+  std::vector<NamedQueue> queues_{NamedQueue{}};  // [0] is "no queue"
+  std::unordered_map<std::string, std::uint32_t> queue_ids_;
+  std::vector<std::uint32_t> free_queues_;
 
   BrokerStats counters_;
   mutable std::mutex stats_mutex_;

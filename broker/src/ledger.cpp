@@ -18,7 +18,7 @@ FunctionId Ledger::function_id(const std::string& name) {
 }
 
 TaskKey Ledger::add(PeerHandle client, std::uint64_t client_id, FunctionId function,
-                    std::uint32_t max_attempts, zmq::message_t payload) {
+                    std::uint32_t max_attempts, zmq::message_t payload, std::uint32_t items) {
   const TaskKey key = next_key_++;
   Task& t = tasks_[key];
   t.key = key;
@@ -26,6 +26,7 @@ TaskKey Ledger::add(PeerHandle client, std::uint64_t client_id, FunctionId funct
   t.client_id = client_id;
   t.function = function;
   t.max_attempts = max_attempts;
+  t.items = items;
   t.payload = std::move(payload);
   enqueue(t, false);
   return key;

@@ -44,6 +44,9 @@ struct Task {
   std::uint32_t attempt = 0;      // leases so far
   std::uint32_t lost = 0;         // leases that ended with the worker dying
   std::uint32_t max_attempts = 0;
+  std::uint32_t items = 0;        // > 0: a chunk of that many calls
+  bool cancel_requested = false;  // its client cancelled it while leased
+  std::uint32_t queue = 0;        // index of its named queue in the broker (0: none)
   PeerHandle worker = 0;          // while leased
   std::uint64_t seq = 0;          // the TaskBatch seq that carried the lease
   std::int64_t leased_at = 0;     // steady-clock milliseconds when the lease was sent
@@ -69,7 +72,7 @@ class Ledger {
 
   /* Adds a queued task and returns its key. */
   TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId function,
-              std::uint32_t max_attempts, zmq::message_t payload);
+              std::uint32_t max_attempts, zmq::message_t payload, std::uint32_t items = 0);
 
   [[nodiscard]] Task* find(TaskKey key);
 

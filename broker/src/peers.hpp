@@ -35,6 +35,7 @@ struct WorkerRecord {
   std::string host;
   std::uint32_t pid = 0;
   std::uint32_t credit = 0;
+  std::uint32_t processes = 0;
   std::vector<FunctionId> functions;
   std::map<std::string, std::string> tags;
   std::unordered_set<TaskKey> leases;

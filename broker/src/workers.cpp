@@ -35,6 +35,7 @@ void BrokerCore::on_ready(Message& m) {
   w->host = std::move(ready->host);
   w->pid = ready->pid;
   w->credit = ready->credit;
+  w->processes = std::min<std::uint32_t>(ready->processes, w->credit);
   w->tags = std::move(ready->tags);
   w->functions.clear();
   for (const auto& f : ready->functions) {
@@ -118,8 +119,12 @@ void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w)
 }
 
 void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
+  if (task.cancel_requested) {  // nobody wants it run again
+    finish_cancelled(task);
+    return;
+  }
   if (!charge) {
-    ledger_.apply(task, TaskEvent::kLostInTransit);
+    apply(task, TaskEvent::kLostInTransit);
     ++counters_.requeued;
     return;
   }
@@ -128,7 +133,7 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
   const auto attempts = task.attempt;
   const auto deaths = task.lost + 1;
   const auto function = ledger_.function_name(task.function);
-  if (ledger_.apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
+  if (apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
     ++counters_.requeued;
     return;
   }
@@ -146,8 +151,12 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
 }
 
 void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charge) {
-  log::warn("worker {} pid {} lost ({}): {} leases {}", w.host, w.pid, why, w.leases.size(),
-            charge ? "requeued" : "returned");
+  if (charge || !w.leases.empty()) {
+    log::warn("worker {} pid {} lost ({}): {} leases {}", w.host, w.pid, why, w.leases.size(),
+              charge ? "requeued" : "returned");
+  } else {
+    log::info("worker {} pid {} left ({})", w.host, w.pid, why);
+  }
   const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
   for (auto key : w.leases) {
     Task* t = ledger_.find(key);
@@ -184,7 +193,7 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
     --free;
     t->leased_at = now_ms;
     w.leases.insert(t->key);
-    batch.leases.push_back(wire::Lease{t->key, t->attempt, ledger_.function_name(f)});
+    batch.leases.push_back(wire::Lease{t->key, t->attempt, ledger_.function_name(f), t->items});
     payloads.push_back(share(t->payload));
   }
   if (batch.leases.empty()) return;

@@ -32,6 +32,7 @@ struct Pending {
   zmq::message_t payload;
   Completion done;
   Stage stage = Stage::kWaiting;
+  bool cancel_requested = false;  // never resubmit it: a new broker would run it
   Clock::time_point submitted;
   Clock::time_point sent_at;
 };
@@ -66,19 +67,25 @@ struct Client::Impl {
   int wake_fd = -1;
   std::atomic<bool> stopping{false};
   std::atomic<bool> heard_ever{false};
+  std::atomic<std::uint32_t> worker_processes{0};
   std::atomic<std::size_t> pending_count{0};
 
   std::mutex inbox_mutex;
   std::vector<NewTask> inbox;
+  std::vector<std::uint64_t> cancels;
+  std::vector<std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> new_joins;
+  std::uint64_t next_join = 1;  // guarded by inbox_mutex
   std::uint64_t next_id = 1;  // guarded by inbox_mutex
 
   // I/O thread only:
   std::unordered_map<std::uint64_t, Pending> tasks;
   std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
+  std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
   std::size_t outstanding = 0;        // sent or accepted
   std::uint64_t broker_instance = 0;
   Clock::time_point last_heard;
   Clock::time_point started = Clock::now();
+  Clock::time_point next_join_resend = Clock::now();
   DropCounters drops;
   std::thread thread;
 };
@@ -139,14 +146,25 @@ void Client::Impl::loop() {
       complete_locally(it->second, Status::kCancelled, "Cancelled", "the client was closed before the task finished");
     }
   }
+  for (auto& [request, j] : joins) {
+    j.second->set_exception(std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed during join")));
+  }
   send_message(socket, {}, Command::kDisconnect, wire::Disconnect{"client closed"});
 }
 
 void Client::Impl::take_new_tasks() {
   std::vector<NewTask> fresh;
+  std::vector<std::uint64_t> cancel_ids;
+  std::vector<std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> join_requests;
   {
     std::lock_guard lock(inbox_mutex);
     fresh.swap(inbox);
+    cancel_ids.swap(cancels);
+    join_requests.swap(new_joins);
+  }
+  for (auto& j : join_requests) {
+    send_message(socket, {}, Command::kJoin, j.first);
+    joins.emplace(j.first.request, std::move(j));
   }
   const auto now = Clock::now();
   for (auto& t : fresh) {
@@ -158,6 +176,22 @@ void Client::Impl::take_new_tasks() {
     p.submitted = now;
     waiting.push_back(id);
   }
+  wire::Cancel to_broker;
+  for (auto id : cancel_ids) {
+    auto it = tasks.find(id);
+    if (it == tasks.end()) continue;
+    if (it->second.stage == Stage::kWaiting) {
+      complete_locally(it->second, Status::kCancelled, "Cancelled", "cancelled before it was sent");
+    } else {
+      it->second.cancel_requested = true;
+      to_broker.ids.push_back(id);
+    }
+    if (to_broker.ids.size() == kMaxTasksPerSubmit) {
+      send_message(socket, {}, Command::kCancel, to_broker);
+      to_broker.ids.clear();
+    }
+  }
+  if (!to_broker.ids.empty()) send_message(socket, {}, Command::kCancel, to_broker);
 }
 
 void Client::Impl::on_message(Message& m) {
@@ -176,8 +210,19 @@ void Client::Impl::on_message(Message& m) {
     case Command::kResult:
       on_results(m);
       break;
+    case Command::kJoined:
+      if (auto joined = decode<wire::Joined>(m, drops, "broker")) {
+        if (auto it = joins.find(joined->request); it != joins.end()) {
+          it->second.second->set_value();
+          joins.erase(it);
+        }
+      }
+      break;
     case Command::kHeartbeat:
-      if (auto hb = decode<wire::Heartbeat>(m, drops, "broker")) on_broker_instance(hb->instance);
+      if (auto hb = decode<wire::Heartbeat>(m, drops, "broker")) {
+        worker_processes.store(hb->processes);
+        on_broker_instance(hb->instance);
+      }
       break;
     case Command::kDisconnect:
       // The broker does not know us (it expired this session): introduce ourselves again.
@@ -191,6 +236,8 @@ void Client::Impl::on_message(Message& m) {
     case Command::kTask:
     case Command::kDone:
     case Command::kAck:
+    case Command::kCancel:
+    case Command::kJoin:
       drops.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a client");
       break;
   }
@@ -224,12 +271,21 @@ void Client::Impl::on_broker_instance(std::uint64_t instance) {
 }
 
 void Client::Impl::resubmit_all() {
-  std::vector<std::uint64_t> ids;
+  // A new broker (or one that forgot us) knows nothing of our JOINs either.
+  for (auto& [request, j] : joins) send_message(socket, {}, Command::kJoin, j.first);
+  std::vector<std::uint64_t> ids, cancelled;
   for (auto& [id, p] : tasks) {
-    if (p.stage != Stage::kWaiting) {
-      p.stage = Stage::kWaiting;
-      ids.push_back(id);
+    if (p.stage == Stage::kWaiting) continue;
+    if (p.cancel_requested) {
+      cancelled.push_back(id);
+      continue;
     }
+    p.stage = Stage::kWaiting;
+    ids.push_back(id);
+  }
+  for (auto id : cancelled) {
+    auto it = tasks.find(id);
+    complete_locally(it->second, Status::kCancelled, "Cancelled", "cancelled while the broker restarted");
   }
   // Resubmit oldest first, ahead of tasks never sent, so that order of completion is kept.
   std::sort(ids.begin(), ids.end());
@@ -261,6 +317,12 @@ void Client::Impl::send_waiting() {
 
 void Client::Impl::on_tick(Clock::time_point now) {
   send_message(socket, {}, Command::kHeartbeat, wire::Heartbeat{});
+  // A JOINED lost on a cut link would leave join() waiting: ask again (the broker answers a
+  // repeated request once, and an unknown request id is ignored here).
+  if (now >= next_join_resend) {
+    for (auto& [request, j] : joins) send_message(socket, {}, Command::kJoin, j.first);
+    next_join_resend = now + config.heartbeat.expiry();
+  }
   // A SUBMIT lost on a cut link is never ACCEPTed: send those tasks again.
   std::vector<std::uint64_t> again;
   for (auto& [id, p] : tasks) {
@@ -324,7 +386,7 @@ std::uint64_t Client::submit(std::string function, std::string args, Completion 
   {
     std::lock_guard lock(impl_->inbox_mutex);
     id = impl_->next_id++;
-    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts},
+    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts, options.items, std::move(options.queue)},
                                    std::move(args), std::move(done)});
   }
   impl_->pending_count.fetch_add(1);
@@ -333,8 +395,39 @@ std::uint64_t Client::submit(std::string function, std::string args, Completion 
   return id;
 }
 
+void Client::cancel(std::vector<std::uint64_t> ids) {
+  {
+    std::lock_guard lock(impl_->inbox_mutex);
+    impl_->cancels.insert(impl_->cancels.end(), ids.begin(), ids.end());
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+}
+
+std::shared_future<void> Client::join_queue(std::string queue) {
+  auto promise = std::make_shared<std::promise<void>>();
+  std::shared_future<void> future = promise->get_future().share();
+  {
+    std::lock_guard lock(impl_->inbox_mutex);
+    impl_->new_joins.emplace_back(wire::Join{impl_->next_join++, std::move(queue)}, std::move(promise));
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  return future;
+}
+
 std::size_t Client::pending() const { return impl_->pending_count.load(); }
 bool Client::connected() const { return impl_->heard_ever.load(); }
+std::uint32_t Client::worker_processes() const { return impl_->worker_processes.load(); }
+
+bool Client::wait_connected(std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  while (!impl_->heard_ever.load()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
 const ClientConfig& Client::config() const { return impl_->config; }
 
 void TaskResult::throw_if_failed(const std::string& function) const {

@@ -9,19 +9,39 @@
 
 namespace dpool::log {
 
+namespace {
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& role) {
+  // Unregistered (not in spdlog's registry): nothing of the host program's logging is touched.
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>("dpool", std::move(sink));
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e " + role + "[%P] %^%l%$ %v");
+  return logger;
+}
+
+std::shared_ptr<spdlog::logger>& current() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    auto l = make_logger("dpool");
+    l->set_level(spdlog::level::warn);
+    return l;
+  }();
+  return logger;
+}
+
+}  // namespace
+
 void init(std::string_view role, std::string_view level) {
   auto parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {
     throw Error(Errc::kConfig, "unknown log level '" + std::string(level) +
                                    "' (use trace, debug, info, warn, error or off)");
   }
-  const auto name = "dpool-" + std::string(role) + "-" + std::to_string(::getpid());
-  spdlog::drop(name);
-  auto logger = spdlog::stderr_logger_mt(name);
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e " + std::string(role) + "[%P] %^%l%$ %v");
+  auto logger = make_logger(std::string(role));
   logger->set_level(parsed);
-  spdlog::set_default_logger(std::move(logger));
+  current() = std::move(logger);
 }
+
+spdlog::logger& logger() { return *current(); }
 
 std::string printable(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";

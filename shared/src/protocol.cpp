@@ -16,6 +16,9 @@ std::string_view to_string(Command c) noexcept {
     case Command::kAck: return "ACK";
     case Command::kHeartbeat: return "HEARTBEAT";
     case Command::kDisconnect: return "DISCONNECT";
+    case Command::kCancel: return "CANCEL";
+    case Command::kJoin: return "JOIN";
+    case Command::kJoined: return "JOINED";
   }
   return "UNKNOWN";
 }

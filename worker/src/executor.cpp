@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -52,6 +53,36 @@ zmq::message_t to_message(msgpack::sbuffer& buffer) {
   return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
 }
 
+/* Runs a chunk: `args` is an array of argument arrays. Each item's outcome is packed on its
+ * own, [0, value] or [1, error type, message], so one failing item costs only itself. */
+void run_chunk(const TaskInfo& task, const msgpack::object& args, std::uint32_t items, msgpack::sbuffer& out) {
+  if (args.type != msgpack::type::ARRAY || args.via.array.size != items) {
+    throw ArgumentError(task.name + ": a chunk of " + std::to_string(items) + " calls needs as many argument arrays");
+  }
+  msgpack::packer<msgpack::sbuffer> packer(out);
+  packer.pack_array(items);
+  msgpack::sbuffer value;
+  for (std::uint32_t i = 0; i < items; ++i) {
+    value.clear();
+    try {
+      task.call(args.via.array.ptr[i], value);
+      packer.pack_array(2);
+      packer.pack(0);
+      out.write(value.data(), value.size());
+    } catch (const std::exception& e) {
+      packer.pack_array(3);
+      packer.pack(1);
+      packer.pack(clip(type_name(typeid(e))));
+      packer.pack(clip(e.what()));
+    } catch (...) {
+      packer.pack_array(3);
+      packer.pack(1);
+      packer.pack(std::string("unknown"));
+      packer.pack(std::string("a non-standard exception was thrown"));
+    }
+  }
+}
+
 wire::Outcome run_one(Item& item, zmq::message_t& result) {
   wire::Outcome o;
   o.task = item.lease.task;
@@ -65,7 +96,8 @@ wire::Outcome run_one(Item& item, zmq::message_t& result) {
       throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack");
     }
     msgpack::sbuffer out;
-    task->call(args.get(), out);
+    if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease.items, out);
+    else task->call(args.get(), out);
     result = to_message(out);
     o.status = Status::kOk;
   } catch (const std::exception& e) {
@@ -131,11 +163,36 @@ class Executor {
       context_.close();
       std::_Exit(0);
     }
+    if (m.command == Command::kCancel) {
+      cancel(m);
+      return;
+    }
     if (m.command != Command::kTask) return;
     auto batch = decode<wire::TaskBatch>(m, drops_, "supervisor");
     if (!batch || batch->leases.size() != m.payloads.size()) return;
     for (std::size_t i = 0; i < batch->leases.size(); ++i) {
       queue_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
+    }
+  }
+
+  /* Drops cancelled tasks that have not started and reports them cancelled. */
+  void cancel(Message& m) {
+    auto cancel = decode<wire::Cancel>(m, drops_, "supervisor");
+    if (!cancel) return;
+    for (auto key : cancel->ids) {
+      auto it = std::find_if(queue_.begin(), queue_.end(), [key](const Item& i) { return i.lease.task == key; });
+      if (it == queue_.end()) continue;
+      wire::Outcome o;
+      o.task = key;
+      o.attempt = it->lease.attempt;
+      o.status = Status::kCancelled;
+      o.error_type = "Cancelled";
+      o.error_message = "cancelled before it started";
+      o.pid = static_cast<std::uint32_t>(::getpid());
+      queue_.erase(it);
+      if (done_.outcomes.empty()) first_unsent_ = Clock::now();
+      done_.outcomes.push_back(std::move(o));
+      results_.emplace_back();
     }
   }
 

@@ -1,5 +1,11 @@
 /* The per-process task registry (see task.hpp). A function-local static so that DPOOL_TASK
- * initialisers in any translation unit, or in a plugin, find it constructed. */
+ * initialisers in any translation unit, or in a plugin, find it constructed.
+ *
+ * One instance per process, also when a plugin links its own copy of this static library: the
+ * accessor task_registry() has external linkage and default visibility, so a host built with
+ * ENABLE_EXPORTS (dpool-worker is) exports it, and the dynamic linker binds a plugin's calls to
+ * the host's definition, which comes first in the lookup order. A plugin that only includes
+ * the headers binds register_task() and friends to the host's the same way. */
 #include <cxxabi.h>
 
 #include <algorithm>
@@ -13,17 +19,27 @@
 #include "dpool/task.hpp"
 
 namespace dpool {
-namespace {
+namespace detail {
 
-struct Registry {
+struct TaskRegistry {
   std::mutex mutex;
   std::map<std::string, TaskInfo> tasks;
 };
 
-Registry& registry() {
-  static Registry r;
+/* noinline: a call inlined into a plugin's copy of register_task() would bypass the host's
+ * definition and fill the plugin's private registry. */
+[[gnu::visibility("default"), gnu::noinline]] TaskRegistry& task_registry();
+
+TaskRegistry& task_registry() {
+  static TaskRegistry r;
   return r;
 }
+
+}  // namespace detail
+
+namespace {
+
+detail::TaskRegistry& registry() { return detail::task_registry(); }
 
 }  // namespace
 

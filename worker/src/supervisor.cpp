@@ -148,6 +148,7 @@ void Supervisor::send_ready() {
   r.credit = config_.processes * (1 + config_.prefetch);
   r.functions = task_names();
   r.tags = config_.tags;
+  r.processes = config_.processes;
   send_message(broker_, {}, Command::kReady, r);
 }
 
@@ -203,6 +204,11 @@ void Supervisor::on_broker_message(Message& m) {
       last_seq_ = 0;
       send_ready();
       break;
+    case Command::kCancel:
+      on_cancel(m);
+      break;
+    case Command::kJoin:
+    case Command::kJoined:
     case Command::kHello:
     case Command::kReady:
     case Command::kSubmit:
@@ -213,6 +219,49 @@ void Supervisor::on_broker_message(Message& m) {
       drops_.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a worker");
       break;
   }
+}
+
+void Supervisor::on_cancel(Message& m) {
+  auto cancel = decode<wire::Cancel>(m, drops_, "broker");
+  if (!cancel) return;
+  for (auto key : cancel->ids) {
+    auto in_backlog = std::find_if(backlog_.begin(), backlog_.end(),
+                                   [key](const Item& i) { return i.lease.task == key; });
+    if (in_backlog != backlog_.end()) {
+      report_cancelled(in_backlog->lease, 0);
+      backlog_.erase(in_backlog);
+      continue;
+    }
+    for (auto& c : children_) {
+      auto held = std::find_if(c.assigned.begin(), c.assigned.end(),
+                               [key](const Item& i) { return i.lease.task == key; });
+      if (held == c.assigned.end()) continue;
+      if (running_[c.slot].load() == key && c.pid > 0) {
+        // A task cannot be interrupted in its process: the child is killed, its other tasks go
+        // to another child uncharged, and on_child_exit reports this one cancelled.
+        cancelled_.insert(key);
+        ::kill(c.pid, SIGKILL);
+      } else {
+        // Not started: reported cancelled now, while the child may be busy for long; the child
+        // is told to skip it, and whatever it says of it later is ignored (no longer assigned).
+        report_cancelled(held->lease, c.pid);
+        c.assigned.erase(held);
+        if (c.pair) send_message(*c.pair, {}, Command::kCancel, wire::Cancel{{key}}, {}, true);
+      }
+    }
+  }
+}
+
+void Supervisor::report_cancelled(const wire::Lease& lease, pid_t pid) {
+  wire::Outcome o;
+  o.task = lease.task;
+  o.attempt = lease.attempt;
+  o.status = Status::kCancelled;
+  o.error_type = "Cancelled";
+  o.error_message = "cancelled by its caller";
+  o.pid = static_cast<std::uint32_t>(pid);
+  outcomes_.outcomes.push_back(std::move(o));
+  results_.emplace_back();
 }
 
 void Supervisor::on_child_message(Child& c, Message& m) {
@@ -229,6 +278,7 @@ void Supervisor::on_child_message(Child& c, Message& m) {
                            [&](const Item& item) { return item.lease.task == o.task; });
     if (it == c.assigned.end()) continue;
     c.assigned.erase(it);
+    cancelled_.erase(o.task);
     ++c.done;
     outcomes_.outcomes.push_back(std::move(o));
     results_.push_back(std::move(m.payloads[i]));
@@ -298,8 +348,12 @@ void Supervisor::on_child_exit(Child& c, int status) {
   const auto what = describe_exit(c.pid, status);
   if (!recycled) log::warn("{} ({} tasks held)", what, c.assigned.size());
   // The task it was running is charged; the ones it had not started go to another child.
+  bool killed_for_cancel = false;
   for (auto it = c.assigned.rbegin(); it != c.assigned.rend(); ++it) {
-    if (running != 0 && it->lease.task == running) {
+    if (cancelled_.erase(it->lease.task)) {
+      killed_for_cancel = killed_for_cancel || it->lease.task == running;
+      report_cancelled(it->lease, c.pid);
+    } else if (running != 0 && it->lease.task == running) {
       wire::Outcome o;
       o.task = it->lease.task;
       o.attempt = it->lease.attempt;
@@ -316,7 +370,9 @@ void Supervisor::on_child_exit(Child& c, int status) {
   c.assigned.clear();
   c.pair.reset();
   const auto now = Clock::now();
-  c.quick_deaths = (!recycled && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
+  // A child killed to cancel its task did not crash: no back-off for that.
+  const bool cancelled_kill = killed_for_cancel;
+  c.quick_deaths = (!recycled && !cancelled_kill && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
   // Children that keep dying young are restarted after 0.2 s, 0.4 s, ... up to 10 s.
   const auto delay = c.quick_deaths == 0
                          ? std::chrono::milliseconds(0)
@@ -328,26 +384,36 @@ void Supervisor::on_child_exit(Child& c, int status) {
 }
 
 void Supervisor::assign() {
+  // Deal tasks out in rounds, one per child a round, so that idle children start work before
+  // any child gets a second task queued behind its first.
   const std::size_t cap = 1 + config_.prefetch;
-  for (auto& c : children_) {
-    if (backlog_.empty()) break;
-    if (c.pid <= 0 || !c.ready || c.retiring || !c.pair) continue;
-    wire::TaskBatch batch;
-    std::vector<zmq::message_t> payloads;
-    while (!backlog_.empty() && c.assigned.size() < cap &&
-           (config_.max_tasks_per_child == 0 || c.assigned_total < config_.max_tasks_per_child)) {
+  std::vector<wire::TaskBatch> batches(children_.size());
+  std::vector<std::vector<zmq::message_t>> payloads(children_.size());
+  // A child still starting will be free soon: nothing is stacked behind a busy one meanwhile.
+  const bool starting = std::any_of(children_.begin(), children_.end(), [](const Child& c) {
+    return !c.retiring && (c.pid == 0 || (c.pid > 0 && !c.ready));
+  });
+  for (std::size_t level = 1; level <= cap && !backlog_.empty(); ++level) {
+    if (level > 1 && starting) break;
+    for (std::size_t i = 0; i < children_.size() && !backlog_.empty(); ++i) {
+      Child& c = children_[i];
+      if (c.pid <= 0 || !c.ready || c.retiring || !c.pair || c.assigned.size() >= level) continue;
+      if (config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child) continue;
       Item& item = backlog_.front();
-      batch.leases.push_back(item.lease);
-      payloads.push_back(share(item.payload));  // the original stays here for a requeue
+      batches[i].leases.push_back(item.lease);
+      payloads[i].push_back(share(item.payload));  // the original stays here for a requeue
       c.assigned.push_back(std::move(item));
       backlog_.pop_front();
       ++c.assigned_total;
     }
-    if (batch.leases.empty()) continue;
-    // Never block on a child: one that died (not yet reaped) or has not connected yet would
-    // hold the whole host. Its tasks wait for the next turn.
-    if (!send_message(*c.pair, {}, Command::kTask, batch, std::move(payloads), true)) {
-      for (std::size_t i = 0; i < batch.leases.size(); ++i) {
+  }
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    if (batches[i].leases.empty()) continue;
+    Child& c = children_[i];
+    // Never block on a child: one that died (not yet reported) would hold the whole host.
+    // Its tasks wait for the next turn.
+    if (!send_message(*c.pair, {}, Command::kTask, batches[i], std::move(payloads[i]), true)) {
+      for (std::size_t k = 0; k < batches[i].leases.size(); ++k) {
         backlog_.push_front(std::move(c.assigned.back()));
         c.assigned.pop_back();
         --c.assigned_total;

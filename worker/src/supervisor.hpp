@@ -19,6 +19,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <zmq.hpp>
@@ -77,6 +78,8 @@ class Supervisor {
   void send_heartbeat();
   void on_broker_message(Message& m);
   void on_child_message(Child& c, Message& m);
+  void on_cancel(Message& m);
+  void report_cancelled(const wire::Lease& lease, pid_t pid);
   void spawn(Child& c);
   void on_zygote_events();
   void on_child_exit(Child& c, int status);
@@ -98,6 +101,7 @@ class Supervisor {
   std::uint64_t generation_ = 0;
 
   std::deque<Item> backlog_;
+  std::unordered_set<std::uint64_t> cancelled_;  // keys whose child was killed to cancel them
   std::vector<Child> children_;
   std::uint64_t broker_instance_ = 0;
   std::uint64_t last_seq_ = 0;

@@ -19,11 +19,14 @@
  */
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <msgpack.hpp>
 #include <zmq.hpp>
@@ -54,6 +57,8 @@ using Completion = std::function<void(TaskResult&&)>;
 
 struct TaskOptions {
   std::uint32_t max_attempts = 0;  // leases a task may lose to dying workers; 0: broker default
+  std::uint32_t items = 0;         // > 0: `args` is an array of that many argument arrays (a chunk)
+  std::string queue;               // a named queue that join_queue() can wait on
 };
 
 class Client {
@@ -70,8 +75,23 @@ class Client {
   std::uint64_t submit(std::string function, std::string args, Completion done,
                        TaskOptions options = {});
 
+  /* Asks for these tasks to be stopped. A task not yet sent completes as kCancelled at once; a
+   * queued or running one does once the broker (and its worker) confirm, unless it finished
+   * first. Unknown or finished ids are ignored. Thread-safe; returns at once. */
+  void cancel(std::vector<std::uint64_t> ids);
+
+  /* Becomes ready once the broker holds no task put with `queue` (by any client). Tasks this
+   * client has not had accepted yet are not counted: wait for your own first. */
+  [[nodiscard]] std::shared_future<void> join_queue(std::string queue);
+
   /* Tasks submitted whose completion has not run yet. */
   [[nodiscard]] std::size_t pending() const;
+
+  /* Worker processes connected to the broker, as of its last heartbeat (0 before one). */
+  [[nodiscard]] std::uint32_t worker_processes() const;
+
+  /* Waits until the broker has answered; false if `timeout` passed first. */
+  bool wait_connected(std::chrono::milliseconds timeout) const;
 
   /* True once the broker has answered (it may have gone silent since). */
   [[nodiscard]] bool connected() const;

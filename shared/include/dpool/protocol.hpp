@@ -43,8 +43,11 @@ enum class Command : std::uint8_t {
   kAck = 8,         // client -> broker   these results arrived; forget them
   kHeartbeat = 9,   // both ways          liveness; the broker's carries its instance id
   kDisconnect = 10, // both ways          a worker leaves, or the broker disowns a peer
+  kCancel = 11,     // client -> broker, broker -> worker: stop these tasks
+  kJoin = 12,       // client -> broker   tell me when this named queue has nothing left
+  kJoined = 13,     // broker -> client   the named queue has nothing left
 };
-inline constexpr std::uint8_t kMaxCommand = 10;
+inline constexpr std::uint8_t kMaxCommand = 13;
 
 /* How a task ended. kLost is a worker's report that the process running the task died; the
  * broker turns it into a requeue or, past the attempt limit, a final kLost for the client. */
@@ -53,7 +56,7 @@ enum class Status : std::uint8_t {
   kError = 1,        // the task threw: error_type and error_message say what
   kLost = 2,         // the worker process died under the task (on every allowed attempt)
   kTimeout = 3,      // reserved: hard time limits
-  kCancelled = 4,    // cancelled; today only set by the client for tasks it closed on
+  kCancelled = 4,    // cancelled by its caller (or its client closed before it finished)
   kRejected = 5,     // the broker refused the task (an invalid function name)
   kUnreachable = 6,  // client side only: no broker answered in time
 };
@@ -81,14 +84,19 @@ struct Ready {
   std::uint32_t credit = 0;            // leases the broker may hold out to this worker at once
   std::vector<std::string> functions;  // names this worker runs
   std::map<std::string, std::string> tags;
-  MSGPACK_DEFINE(host, pid, credit, functions, tags)
+  std::uint32_t processes = 0;         // processes running tasks (for chunk sizes; 0: unknown)
+  MSGPACK_DEFINE(host, pid, credit, functions, tags, processes)
 };
 
 struct TaskSpec {
   std::uint64_t id = 0;  // the client's own id, unique within its session
   std::string function;
   std::uint32_t max_attempts = 0;  // 0: the broker's default
-  MSGPACK_DEFINE(id, function, max_attempts)
+  // 0: the payload is one call's argument array. N > 0: a chunk, the payload is an array of N
+  // argument arrays and the result an array of N item outcomes (docs/protocol.md, "Chunks").
+  std::uint32_t items = 0;
+  std::string queue;  // a JoinableQueue's name: JOIN waits for every task put with it
+  MSGPACK_DEFINE(id, function, max_attempts, items, queue)
 };
 
 struct Submit {
@@ -105,7 +113,8 @@ struct Lease {
   std::uint64_t task = 0;      // the broker's key for the task
   std::uint32_t attempt = 0;   // 1 for the first lease, +1 for each later one
   std::string function;
-  MSGPACK_DEFINE(task, attempt, function)
+  std::uint32_t items = 0;     // as in TaskSpec
+  MSGPACK_DEFINE(task, attempt, function, items)
 };
 
 struct TaskBatch {
@@ -154,7 +163,25 @@ struct Heartbeat {
   std::uint64_t instance = 0;         // broker: random per broker start; peers send 0
   std::uint64_t last_seq = 0;         // worker: highest TaskBatch seq received
   std::vector<std::uint64_t> held;    // worker: tasks it holds (queued locally or running)
-  MSGPACK_DEFINE(instance, last_seq, held)
+  std::uint32_t processes = 0;        // broker to clients: worker processes connected now
+  MSGPACK_DEFINE(instance, last_seq, held, processes)
+};
+
+/* Client -> broker: the client's task ids. Broker -> worker: the broker's task keys. */
+struct Cancel {
+  std::vector<std::uint64_t> ids;
+  MSGPACK_DEFINE(ids)
+};
+
+struct Join {
+  std::uint64_t request = 0;  // the client's id for this JOIN, echoed in JOINED
+  std::string queue;
+  MSGPACK_DEFINE(request, queue)
+};
+
+struct Joined {
+  std::uint64_t request = 0;
+  MSGPACK_DEFINE(request)
 };
 
 struct Disconnect {

@@ -36,6 +36,9 @@ struct TaskInfo {
   std::string name;
   std::string signature;  // e.g. "int(int)", for error messages and client-side checks
   RawTask call;
+  const void* address = nullptr;  // the C++ function, for calls by pointer (typed tasks only)
+  /* Throws ArgumentError if `args` does not fit the signature (typed tasks only). */
+  std::function<void(const msgpack::object& args)> check;
 };
 
 namespace detail {
@@ -56,6 +59,19 @@ std::string signature_of() {
 
 [[noreturn]] void throw_argument_error(const std::string& name, const std::string& expected,
                                        const msgpack::object& args, const char* why);
+
+template <class... A>
+void check_args(const std::string& name, const msgpack::object& args) {
+  if (args.type != msgpack::type::ARRAY || args.via.array.size != sizeof...(A)) {
+    throw_argument_error(name, signature_of<A...>(), args, "wrong number of arguments");
+  }
+  try {
+    std::tuple<std::decay_t<A>...> values;
+    args.convert(values);
+  } catch (const msgpack::type_error&) {
+    throw_argument_error(name, signature_of<A...>(), args, "wrong argument type");
+  }
+}
 
 template <class R, class... A>
 RawTask make_raw_task(std::string name, R (*fn)(A...)) {
@@ -88,13 +104,19 @@ bool register_task(std::string name, R (*fn)(A...)) {
   TaskInfo info;
   info.signature = detail::type_name(typeid(R)) + "(" + detail::signature_of<A...>() + ")";
   info.call = detail::make_raw_task(name, fn);
+  info.address = reinterpret_cast<const void*>(fn);
+  info.check = [name](const msgpack::object& args) { detail::check_args<A...>(name, args); };
   info.name = std::move(name);
   return detail::register_task(std::move(info));
 }
 
 /* Registers an untyped task (it reads the msgpack array itself). */
 inline bool register_raw_task(std::string name, RawTask fn, std::string signature = "raw") {
-  return detail::register_task(TaskInfo{std::move(name), std::move(signature), std::move(fn)});
+  TaskInfo info;
+  info.name = std::move(name);
+  info.signature = std::move(signature);
+  info.call = std::move(fn);
+  return detail::register_task(std::move(info));
 }
 
 /* The registered task called `name`, or nullptr. */

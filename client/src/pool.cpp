@@ -1,0 +1,221 @@
+/* The untyped side of dpool::Pool: the embedded cluster, the pool's task bookkeeping, and the
+ * conversions from task results to values and failures (see pool.hpp). */
+#include "dpool/pool.hpp"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <thread>
+
+#include "dpool/broker.hpp"
+#include "dpool/log.hpp"
+#include "dpool/util.hpp"
+#include "dpool/worker.hpp"
+
+namespace dpool::detail {
+
+/* A broker (a thread of this process) and a worker host (a forked child of it), joined by an
+ * abstract-namespace ipc endpoint that nothing outside this host can reach. */
+class EmbeddedCluster {
+ public:
+  EmbeddedCluster(const Options& options) {
+    char id[40];
+    std::snprintf(id, sizeof id, "%d-%016" PRIx64, static_cast<int>(::getpid()), random_u64());
+    endpoint_ = std::string("ipc://@dpool-pool-") + id;
+    WorkerConfig worker;
+    worker.broker = endpoint_;
+    worker.processes = static_cast<std::uint32_t>(options.processes);
+    worker.max_tasks_per_child = options.max_tasks_per_child;
+    worker.allow_exec = true;  // the embedded cluster runs as this program's user anyway
+    // Forked before the broker thread and the client exist, so the child starts with one thread.
+    host_ = ::fork();
+    if (host_ < 0) throw Error(Errc::kInternal, "cannot fork the embedded worker host");
+    if (host_ == 0) run_host(worker, options.initializer);
+    BrokerConfig config;
+    config.bind = endpoint_;
+    broker_ = std::make_unique<Broker>(config);
+    thread_ = std::thread([this] { broker_->run(); });
+    processes_ = options.processes ? options.processes : std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  ~EmbeddedCluster() {
+    if (host_ > 0) {
+      ::kill(host_, SIGTERM);
+      int status = 0;
+      const auto deadline = Clock::now() + std::chrono::seconds(5);
+      while (::waitpid(host_, &status, WNOHANG) == 0) {
+        if (Clock::now() >= deadline) {
+          ::kill(host_, SIGKILL);
+          ::waitpid(host_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+    broker_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+  [[nodiscard]] std::size_t processes() const { return processes_; }
+
+ private:
+  [[noreturn]] static void run_host(const WorkerConfig& config, const std::function<void()>& initializer) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the program that embeds the pool
+    int rc = 3;
+    try {
+      rc = run_worker(config, WorkerHooks{initializer});
+    } catch (const std::exception& e) {
+      log::error("embedded worker host failed: {}", e.what());
+    }
+    std::_Exit(rc);  // not exit(): the program's atexit handlers and destructors are not ours
+  }
+
+  std::string endpoint_;
+  pid_t host_ = -1;
+  std::unique_ptr<Broker> broker_;
+  std::thread thread_;
+  std::size_t processes_ = 1;
+};
+
+namespace {
+
+/* The broker a pool talks to: Options::broker, else $DPOOL_BROKER, else the DPOOL_CONFIG
+ * file's client section; empty means an embedded cluster. */
+std::string broker_for(const Options& options, ClientConfig& config) {
+  if (!options.broker.empty()) return options.broker;
+  if (auto env = broker_from_env()) return *env;
+  if (auto path = config_file_path("")) {
+    ClientConfig from_file;
+    from_file.broker.clear();
+    load_config_file(*path, from_file);
+    if (!from_file.broker.empty()) {
+      config = from_file;
+      return from_file.broker;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+PoolCore::PoolCore(Options options) : options_(std::move(options)) {
+  ClientConfig config;
+  const auto broker = broker_for(options_, config);
+  if (broker.empty()) {
+    cluster_ = std::make_unique<EmbeddedCluster>(options_);
+    config.broker = cluster_->endpoint();
+  } else {
+    config.broker = broker;
+  }
+  config.connect_timeout = options_.connect_timeout;
+  config.window = options_.window;
+  client_ = std::make_unique<Client>(config);
+}
+
+PoolCore::~PoolCore() {
+  client_.reset();   // completes anything left as cancelled, before the cluster goes
+  cluster_.reset();
+}
+
+std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint32_t items, Completion done,
+                               std::string queue) {
+  std::lock_guard lock(mutex_);
+  if (closed_) throw Error(Errc::kUsage, "the pool is closed: no new tasks");
+  // A plain pointer, not a shared one: completions run on the client's I/O thread, and the
+  // last reference to this core must never be dropped there (its destructor joins that very
+  // thread). The core outlives every completion: its destructor first destroys the client,
+  // which runs what is left and joins the I/O thread.
+  const auto id = client_->submit(
+      std::move(function), std::move(args),
+      [done = std::move(done), this](TaskResult&& r) {
+        const auto task = r.meta.id;
+        done(std::move(r));
+        std::lock_guard l(mutex_);
+        outstanding_.erase(task);
+        if (outstanding_.empty()) idle_.notify_all();
+      },
+      TaskOptions{options_.max_attempts, items, std::move(queue)});
+  // Under mutex_, so the completion (which takes it too) cannot erase the id before this.
+  outstanding_.insert(id);
+  return id;
+}
+
+void PoolCore::cancel(std::uint64_t task_id) { client_->cancel({task_id}); }
+
+std::shared_future<void> PoolCore::join_queue(std::string queue) { return client_->join_queue(std::move(queue)); }
+
+void PoolCore::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+}
+
+void PoolCore::join() {
+  std::unique_lock lock(mutex_);
+  if (!closed_) throw Error(Errc::kUsage, "join() on an open pool: close() or terminate() it first");
+  idle_.wait(lock, [&] { return outstanding_.empty(); });
+}
+
+void PoolCore::terminate() {
+  std::vector<std::uint64_t> ids;
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    ids.assign(outstanding_.begin(), outstanding_.end());
+  }
+  client_->cancel(std::move(ids));
+  join();
+}
+
+std::size_t PoolCore::workers() {
+  if (cluster_) return cluster_->processes();
+  if (client_->worker_processes() == 0) client_->wait_connected(options_.connect_timeout);
+  return std::max<std::size_t>(1, client_->worker_processes());
+}
+
+std::string name_of(const void* function) {
+  for (const auto& name : task_names()) {
+    const TaskInfo* info = find_task(name);
+    if (info && info->address == function) return name;
+  }
+  throw Error(Errc::kUsage, "this function is not registered as a task: add DPOOL_TASK(function) "
+                            "beside its definition, or call it by name");
+}
+
+void check_arguments(const std::string& function, std::string_view packed_args) {
+  const TaskInfo* info = find_task(function);
+  if (!info || !info->check) return;  // only the workers know it: they will check
+  auto handle = msgpack::unpack(packed_args.data(), packed_args.size());
+  info->check(handle.get());
+}
+
+std::exception_ptr failure_of(const TaskResult& r, const std::string& function) {
+  if (r.ok()) return nullptr;
+  try {
+    r.throw_if_failed(function);
+  } catch (...) {
+    return std::current_exception();
+  }
+  return nullptr;
+}
+
+std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item, const std::string& function) {
+  if (item.type != msgpack::type::ARRAY || item.via.array.size < 2) {
+    return std::make_exception_ptr(Error(Errc::kInternal, function + ": a chunk item is malformed"));
+  }
+  if (item.via.array.ptr[0].as<int>() == 0) return nullptr;
+  RemoteError::Info info;
+  info.type = item.via.array.size > 1 ? item.via.array.ptr[1].as<std::string>() : "unknown";
+  info.message = item.via.array.size > 2 ? item.via.array.ptr[2].as<std::string>() : "";
+  info.function = function;
+  info.host = r.meta.host;
+  info.pid = r.meta.pid;
+  info.attempts = r.meta.attempts;
+  return std::make_exception_ptr(RemoteError(Errc::kRemote, std::move(info)));
+}
+
+}  // namespace dpool::detail

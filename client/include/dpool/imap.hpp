@@ -20,7 +20,7 @@ namespace dpool {
 
 template <class R>
 class Imap {
-  using Item = std::variant<detail::Stored<R>, std::exception_ptr>;
+  using Item = detail::ItemResult<R>;
 
   struct Shared {
     std::mutex mutex;
@@ -131,32 +131,7 @@ class Imap {
     auto function = function_;
     core_->submit(function_, std::move(payload), static_cast<std::uint32_t>(count),
                   [shared, function, first, count, ordered = ordered_](TaskResult&& r) {
-                    std::vector<Item> items(count);
-                    if (auto failure = detail::failure_of(r, function)) {
-                      for (auto& i : items) i = failure;
-                    } else {
-                      try {
-                        auto h = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
-                        const auto& arr = h.get();
-                        if (arr.type != msgpack::type::ARRAY || arr.via.array.size != count) {
-                          throw Error(Errc::kInternal, function + ": a chunk came back with the wrong number of items");
-                        }
-                        for (std::size_t i = 0; i < count; ++i) {
-                          const auto& item = arr.via.array.ptr[i];
-                          if (auto item_error = detail::item_failure(r, item, function)) {
-                            items[i] = item_error;
-                          } else {
-                            try {
-                              items[i] = detail::decode_value<R>(item.via.array.ptr[1], function);
-                            } catch (...) {
-                              items[i] = std::current_exception();
-                            }
-                          }
-                        }
-                      } catch (...) {
-                        for (auto& i : items) i = std::current_exception();
-                      }
-                    }
+                    auto items = detail::decode_chunk<R>(r, count, function);
                     {
                       std::lock_guard lock(shared->mutex);
                       for (std::size_t i = 0; i < count; ++i) {

@@ -179,40 +179,53 @@ struct MapJob {
   std::shared_ptr<State<std::vector<R>>> state = std::make_shared<State<std::vector<R>>>();
 };
 
+/* One item of a chunk: its value or its failure. */
+template <class R>
+using ItemResult = std::variant<Stored<R>, std::exception_ptr>;
+
+/* Splits a chunk's result into its `count` items; a failure of the whole chunk (a lost worker,
+ * a cancellation) becomes every item's failure. */
+template <class R>
+std::vector<ItemResult<R>> decode_chunk(const TaskResult& r, std::size_t count, const std::string& function) {
+  std::vector<ItemResult<R>> items;
+  items.reserve(count);
+  if (auto failure = failure_of(r, function)) {
+    items.assign(count, failure);
+    return items;
+  }
+  try {
+    auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+    const auto& arr = handle.get();
+    if (arr.type != msgpack::type::ARRAY || arr.via.array.size != count) {
+      throw Error(Errc::kInternal, function + ": a chunk came back with the wrong number of items");
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto& item = arr.via.array.ptr[i];
+      if (auto item_error = item_failure(r, item, function)) {
+        items.emplace_back(item_error);
+        continue;
+      }
+      try {
+        items.emplace_back(decode_value<R>(item.via.array.ptr[1], function));
+      } catch (...) {
+        items.emplace_back(std::current_exception());
+      }
+    }
+  } catch (...) {
+    while (items.size() < count) items.emplace_back(std::current_exception());
+  }
+  return items;
+}
+
 template <class R>
 void finish_chunk(MapJob<R>& job, std::size_t first, std::size_t count, TaskResult& r, const std::string& function) {
-  std::vector<std::pair<std::size_t, std::variant<Stored<R>, std::exception_ptr>>> out;
-  if (auto failure = failure_of(r, function)) {
-    for (std::size_t i = 0; i < count; ++i) out.emplace_back(first + i, failure);
-  } else {
-    try {
-      auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
-      const auto& arr = handle.get();
-      if (arr.type != msgpack::type::ARRAY || arr.via.array.size != count) {
-        throw Error(Errc::kInternal, function + ": a chunk came back with the wrong number of items");
-      }
-      for (std::size_t i = 0; i < count; ++i) {
-        const auto& item = arr.via.array.ptr[i];
-        if (auto item_error = item_failure(r, item, function)) {
-          out.emplace_back(first + i, item_error);
-        } else {
-          try {
-            out.emplace_back(first + i, decode_value<R>(item.via.array.ptr[1], function));
-          } catch (...) {
-            out.emplace_back(first + i, std::current_exception());
-          }
-        }
-      }
-    } catch (...) {
-      for (std::size_t i = out.size(); i < count; ++i) out.emplace_back(first + i, std::current_exception());
-    }
-  }
+  auto items = decode_chunk<R>(r, count, function);
   bool last = false;
   {
     std::lock_guard lock(job.mutex);
-    for (auto& [index, v] : out) {
-      if (v.index() == 0) job.values[index] = std::move(std::get<0>(v));
-      else job.errors[index] = std::get<1>(v);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (items[i].index() == 0) job.values[first + i] = std::move(std::get<0>(items[i]));
+      else job.errors[first + i] = std::get<1>(items[i]);
     }
     job.cancelled = job.cancelled || r.meta.status == Status::kCancelled;
     last = --job.remaining == 0;

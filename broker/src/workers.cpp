@@ -73,8 +73,10 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
       continue;
     }
     if (t->state != TaskState::kLeased || t->worker != w.handle || t->attempt != o.attempt) {
-      drops_.drop(DropReason::kStale, who_, "outcome for attempt " + std::to_string(o.attempt) +
-                                                " of a task now at attempt " + std::to_string(t->attempt));
+      drops_.drop(DropReason::kStale, who_,
+                  t->worker != w.handle ? "outcome for a task leased to another worker now"
+                                        : "outcome for attempt " + std::to_string(o.attempt) +
+                                              " of a task now at attempt " + std::to_string(t->attempt));
       continue;
     }
     w.leases.erase(o.task);

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The demo job: sets up and builds dpool, starts a broker and a worker host on this machine,
-# and sums the squares of 0..99,999 through them (100,000 tasks), then stops both.
+# The demo: sets up and builds dpool, then
+#   1. the seed job on the embedded local cluster: the total size of /etc/*.conf, one task per
+#      file, by a program whose dpool::Pool forks its own broker and workers;
+#   2. the same machinery by hand: a dpool-broker, a dpool-worker with a plugin of tasks, and a
+#      client summing the squares of 0..99,999 through them (100,000 tasks); both are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
 build=${DPOOL_BUILD_DIR:-build}
+echo "== the size of /etc/*.conf on an embedded cluster (examples/etc_conf_sizes.cpp)"
+"$build/examples/etc_conf_sizes" '/etc/*.conf'
+echo "== 100,000 tasks through a broker and a worker host (examples/squares.cpp)"
 run=$(mktemp -d)
 endpoint="ipc://$run/broker"
 cleanup() {

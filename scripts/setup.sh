@@ -8,6 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   iproute2
+  libssl-dev   # only examples/md5_folder: OpenSSL's libcrypto computes its MD5
 )
 
 missing=()

@@ -351,4 +351,7 @@ TEST(Pool, ARemotePoolRunsTheSameCallsOnABroker) {
   const auto ys = pool.map<long long>("square", xs);
   for (std::size_t i = 0; i < xs.size(); ++i) EXPECT_EQ(ys[i], xs[i] * xs[i]);
   EXPECT_EQ(pool.apply<long long>("add", 40LL, 2LL), 42);
+  // Options that only an embedded cluster can honour are refused, not silently ignored.
+  options.processes = 3;
+  EXPECT_THROW(Pool{options}, Error);
 }

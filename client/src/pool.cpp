@@ -110,6 +110,13 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
     cluster_ = std::make_unique<EmbeddedCluster>(options_);
     config.broker = cluster_->endpoint();
   } else {
+    // These shape the worker processes an embedded cluster starts; remote workers are started
+    // by their own hosts (dpool-worker flags, or a worker program's own initialisation).
+    if (options_.initializer || options_.processes || options_.max_tasks_per_child) {
+      throw Error(Errc::kUsage, "initializer, processes and max_tasks_per_child apply to the embedded "
+                                "cluster only; on " + broker + " set them where the workers start "
+                                "(dpool-worker --processes, --max-tasks-per-child, or your worker program)");
+    }
     config.broker = broker;
   }
   config.connect_timeout = options_.connect_timeout;

@@ -2,85 +2,16 @@
  * conversions from task results to values and failures (see pool.hpp). */
 #include "dpool/pool.hpp"
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "embedded.hpp"
 
-#include <cinttypes>
-#include <cstdio>
+
 #include <thread>
 
-#include "dpool/broker.hpp"
 #include "dpool/log.hpp"
 #include "dpool/util.hpp"
 #include "dpool/worker.hpp"
 
 namespace dpool::detail {
-
-/* A broker (a thread of this process) and a worker host (a forked child of it), joined by an
- * abstract-namespace ipc endpoint that nothing outside this host can reach. */
-class EmbeddedCluster {
- public:
-  EmbeddedCluster(const Options& options) {
-    char id[40];
-    std::snprintf(id, sizeof id, "%d-%016" PRIx64, static_cast<int>(::getpid()), random_u64());
-    endpoint_ = std::string("ipc://@dpool-pool-") + id;
-    WorkerConfig worker;
-    worker.broker = endpoint_;
-    worker.processes = static_cast<std::uint32_t>(options.processes);
-    worker.max_tasks_per_child = options.max_tasks_per_child;
-    worker.allow_exec = true;  // the embedded cluster runs as this program's user anyway
-    // Forked before the broker thread and the client exist, so the child starts with one thread.
-    host_ = ::fork();
-    if (host_ < 0) throw Error(Errc::kInternal, "cannot fork the embedded worker host");
-    if (host_ == 0) run_host(worker, options.initializer);
-    BrokerConfig config;
-    config.bind = endpoint_;
-    broker_ = std::make_unique<Broker>(config);
-    thread_ = std::thread([this] { broker_->run(); });
-    processes_ = options.processes ? options.processes : std::max(1u, std::thread::hardware_concurrency());
-  }
-
-  ~EmbeddedCluster() {
-    if (host_ > 0) {
-      ::kill(host_, SIGTERM);
-      int status = 0;
-      const auto deadline = Clock::now() + std::chrono::seconds(5);
-      while (::waitpid(host_, &status, WNOHANG) == 0) {
-        if (Clock::now() >= deadline) {
-          ::kill(host_, SIGKILL);
-          ::waitpid(host_, &status, 0);
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    }
-    broker_->stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
-  [[nodiscard]] std::size_t processes() const { return processes_; }
-
- private:
-  [[noreturn]] static void run_host(const WorkerConfig& config, const std::function<void()>& initializer) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the program that embeds the pool
-    int rc = 3;
-    try {
-      rc = run_worker(config, WorkerHooks{initializer});
-    } catch (const std::exception& e) {
-      log::error("embedded worker host failed: {}", e.what());
-    }
-    std::_Exit(rc);  // not exit(): the program's atexit handlers and destructors are not ours
-  }
-
-  std::string endpoint_;
-  pid_t host_ = -1;
-  std::unique_ptr<Broker> broker_;
-  std::thread thread_;
-  std::size_t processes_ = 1;
-};
 
 namespace {
 
@@ -107,7 +38,11 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
   ClientConfig config;
   const auto broker = broker_for(options_, config);
   if (broker.empty()) {
-    cluster_ = std::make_unique<EmbeddedCluster>(options_);
+    EmbeddedOptions embedded;
+    embedded.processes = options_.processes;
+    embedded.initializer = options_.initializer;
+    embedded.max_tasks_per_child = options_.max_tasks_per_child;
+    cluster_ = std::make_unique<EmbeddedCluster>(embedded);
     config.broker = cluster_->endpoint();
   } else {
     // These shape the worker processes an embedded cluster starts; remote workers are started

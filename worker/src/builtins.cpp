@@ -1,13 +1,14 @@
 /* The built-in tasks every worker offers: echo, sleep, and exec (only where allowed).
  *
- * exec runs a command without a shell (argv as given), captures stdout and stderr through
+ * exec runs a command without a shell (argv as given), dying with the task process, captures stdout and stderr through
  * pipes read with poll() so that neither can fill and block the child, and returns
  * {exit_code, signal, stdout, stderr}. Output beyond kMaxCapture per stream is cut, with a
  * note, rather than exhausting the worker's memory.
  */
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +21,6 @@
 
 #include "builtins.hpp"
 #include "dpool/task.hpp"
-
-extern char** environ;
 
 namespace dpool::detail {
 namespace {
@@ -94,21 +93,35 @@ void exec(const msgpack::object& args, msgpack::sbuffer& out) {
   cargv.push_back(nullptr);
 
   Pipe out_pipe, err_pipe;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe.fd[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe.fd[1], 2);
-  pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  // fork + exec rather than posix_spawn, for the one call in between: the command dies with
+  // the task process, so a task killed for a time limit or a cancel takes its command along.
+  // Only async-signal-safe calls run in the child (this process has ZeroMQ's threads).
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  int rc = 0;
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    const int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    ::dup2(out_pipe.fd[1], 1);
+    ::dup2(err_pipe.fd[1], 2);
+    ::execvp(cargv[0], cargv.data());
+    const int err = errno;
+    // A short note the parent reads as stderr: the command could not start.
+    const char* what = err == ENOENT ? ": command not found\n" : ": cannot run the command\n";
+    [[maybe_unused]] auto n1 = ::write(2, cargv[0], std::strlen(cargv[0]));
+    [[maybe_unused]] auto n2 = ::write(2, what, std::strlen(what));
+    ::_exit(err == ENOENT ? 127 : 126);
+  }
+  if (pid < 0) rc = errno;
   out_pipe.close_end(1);
   err_pipe.close_end(1);
 
   std::string stdout_text, stderr_text;
   int exit_code = 127, signal = 0;
   if (rc != 0) {
-    stderr_text = argv[0] + ": " + std::strerror(rc) + "\n";
+    stderr_text = argv[0] + ": cannot start: " + std::strerror(rc) + "\n";
   } else {
     capture(out_pipe.fd[0], err_pipe.fd[0], stdout_text, stderr_text);
     int status = 0;

@@ -220,7 +220,9 @@ void run_executor(const ExecutorSetup& setup) {
   // Die with the supervisor: a child must never outlive the host that answers for its task.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != setup.parent) std::_Exit(0);  // it died before prctl took effect
-  // Ctrl-C reaches the whole process group; the supervisor decides what happens to children.
+  // A process group of its own: the supervisor can then kill this child together with every
+  // command a task started (exec), and Ctrl-C at a terminal reaches only the supervisor.
+  ::setpgid(0, 0);
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_DFL);
   ::signal(SIGCHLD, SIG_DFL);

@@ -240,7 +240,7 @@ void Supervisor::on_cancel(Message& m) {
         // A task cannot be interrupted in its process: the child is killed, its other tasks go
         // to another child uncharged, and on_child_exit reports this one cancelled.
         cancelled_.insert(key);
-        ::kill(c.pid, SIGKILL);
+        ::kill(-c.pid, SIGKILL);
       } else {
         // Not started: reported cancelled now, while the child may be busy for long; the child
         // is told to skip it, and whatever it says of it later is ignored (no longer assigned).
@@ -288,7 +288,7 @@ void Supervisor::on_child_message(Child& c, Message& m) {
     // Recycle: the child exits after this, and the exit report starts a fresh one at once.
     c.retiring = true;
     if (!send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"}, {}, true)) {
-      ::kill(c.pid, SIGKILL);  // it cannot hear us; its exit report replaces it all the same
+      ::kill(-c.pid, SIGKILL);  // it cannot hear us; its exit report replaces it all the same
     }
   }
 }
@@ -369,6 +369,7 @@ void Supervisor::on_child_exit(Child& c, int status) {
   }
   c.assigned.clear();
   c.pair.reset();
+  ::kill(-c.pid, SIGKILL);  // commands its tasks started may outlive it: not past this point
   const auto now = Clock::now();
   // A child killed to cancel its task did not crash: no back-off for that.
   const bool cancelled_kill = killed_for_cancel;
@@ -432,7 +433,7 @@ void Supervisor::flush_outcomes() {
 void Supervisor::shutdown_children() {
   // The zygote reaps them (and kills any left when this process closes its end).
   for (auto& c : children_) {
-    if (c.pid > 0) ::kill(c.pid, SIGKILL);
+    if (c.pid > 0) ::kill(-c.pid, SIGKILL);
     c.pid = -1;
     c.pair.reset();
   }

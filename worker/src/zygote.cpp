@@ -59,6 +59,7 @@ struct Request {
       if (pid == 0) {
         ::close(fd);
         ::close(sfd);
+        ::setpgid(0, 0);
         ::sigprocmask(SIG_UNBLOCK, &chld, nullptr);
         ::signal(SIGINT, SIG_DFL);
         child_main(req.slot, req.endpoint);
@@ -67,12 +68,15 @@ struct Request {
       if (pid < 0) {
         report(Zygote::Event{Zygote::Event::Kind::kFailed, req.slot, -1, errno});
       } else {
+        // Each child leads a process group (the child says so too: whichever runs first wins
+        // the race), so that killing the group also kills the commands its tasks started.
+        ::setpgid(pid, pid);
         children.insert(pid);
         report(Zygote::Event{Zygote::Event::Kind::kSpawned, req.slot, pid, 0});
       }
     }
   }
-  for (pid_t pid : children) ::kill(pid, SIGKILL);
+  for (pid_t pid : children) ::kill(-pid, SIGKILL);  // each child leads a process group
   for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
   std::_Exit(0);
 }

@@ -1,0 +1,90 @@
+/* dpool call FUNCTION [JSON-ARG]...: one call through the broker, its result as JSON. */
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <memory>
+
+#include "cli.hpp"
+#include "dpool/client.hpp"
+#include "json.hpp"
+
+namespace dpool::cli {
+
+int run_call(const CallOptions& options) {
+  msgpack::sbuffer packed;
+  msgpack::packer<msgpack::sbuffer> packer(packed);
+  packer.pack_array(static_cast<std::uint32_t>(options.args.size()));
+  for (std::size_t i = 0; i < options.args.size(); ++i) {
+    nlohmann::json value;
+    try {
+      value = nlohmann::json::parse(options.args[i]);
+    } catch (const nlohmann::json::exception& e) {
+      // Argument 1 is the function; its JSON arguments are 2, 3, ...
+      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " is not JSON: " + e.what() +
+                                    " (a string is written \"\\\"text\\\"\")");
+    }
+    pack_json(packer, value);
+  }
+
+  ClientConfig config;
+  auto broker = resolve_broker(options.broker, config);
+  if (broker.empty()) broker = kDefaultBroker;
+  config.broker = broker;
+  if (options.timeout) {
+    const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*options.timeout));
+    config.connect_timeout = std::max(std::chrono::milliseconds(1), std::min(config.connect_timeout, limit));
+  }
+  const auto connect_timeout = config.connect_timeout;
+  Client client(config);
+
+  auto promise = std::make_shared<std::promise<TaskResult>>();
+  auto future = promise->get_future();
+  const auto id = client.submit(options.function, std::string(packed.data(), packed.size()),
+                                [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
+  if (options.timeout &&
+      future.wait_for(std::chrono::duration<double>(*options.timeout)) != std::future_status::ready) {
+    client.cancel({id});
+    if (!client.connected()) {
+      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n", broker.c_str(),
+                   seconds_text(connect_timeout).c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "dpool: %s did not finish within %s\n", options.function.c_str(),
+                 seconds_text(std::chrono::duration<double>(*options.timeout)).c_str());
+    return 1;
+  }
+  TaskResult r = future.get();
+  switch (r.meta.status) {
+    case Status::kOk: {
+      nlohmann::json value;
+      try {
+        auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+        value = to_json(handle.get());
+      } catch (const std::exception& e) {
+        throw Error(Errc::kInternal, options.function + " returned a value that is not msgpack: " + e.what());
+      }
+      std::printf("%s\n", dump_line(value).c_str());
+      return std::fflush(stdout) == 0 ? 0 : 3;
+    }
+    case Status::kError:
+    case Status::kLost:
+    case Status::kTimeout:
+      std::fprintf(stderr, "dpool: %s: %s (%s on %s pid %u)\n", r.meta.error_type.c_str(), r.meta.error_message.c_str(),
+                   options.function.c_str(), r.meta.host.c_str(), static_cast<unsigned>(r.meta.pid));
+      return 1;
+    case Status::kRejected:
+      std::fprintf(stderr, "dpool: %s: %s: %s\n", options.function.c_str(), r.meta.error_type.c_str(),
+                   r.meta.error_message.c_str());
+      return 2;
+    case Status::kUnreachable:
+      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n", broker.c_str(),
+                   seconds_text(connect_timeout).c_str());
+      return 2;
+    case Status::kCancelled:
+      std::fprintf(stderr, "dpool: %s was cancelled: %s\n", options.function.c_str(), r.meta.error_message.c_str());
+      return 1;
+  }
+  return 3;
+}
+
+}  // namespace dpool::cli

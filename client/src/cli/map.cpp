@@ -43,10 +43,10 @@ struct Event {
 class Events {
  public:
   void push(Event e) {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(e));
-    }
+    // Notified under the lock: a waiter that wakes and goes on to destroy the queue cannot
+    // do so while this call still touches it.
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(e));
     cv_.notify_one();
   }
   /* Everything queued, waiting until `deadline` for something. */
@@ -121,7 +121,7 @@ class Runner {
     reader.detach();  // it may sit in read() at a fatal error; on a normal end it has returned
     bool input_done = false;
     while (!input_done || !items_.empty()) {
-      for (auto& e : events_.take(next_deadline())) {
+      for (auto& e : events_->take(next_deadline())) {
         switch (e.kind) {
           case Event::kLine:
             start(std::move(e.line));
@@ -154,13 +154,13 @@ class Runner {
     for (;;) {
       slots_.acquire();
       if (!std::getline(std::cin, line)) {
-        if (std::cin.bad()) events_.push(Event{Event::kReadError, std::strerror(errno)});
-        else events_.push(Event{Event::kEnd});
+        if (std::cin.bad()) events_->push(Event{Event::kReadError, std::strerror(errno)});
+        else events_->push(Event{Event::kEnd});
         reader_done_.release();
         return;
       }
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      events_.push(Event{Event::kLine, std::move(line)});
+      events_->push(Event{Event::kLine, std::move(line)});
       line = {};
     }
   }
@@ -202,12 +202,14 @@ class Runner {
       item.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*options_.timeout));
     }
     const unsigned attempt = item.attempt;
-    item.task = client_.submit("exec", args_for(item.line), [this, index, attempt](TaskResult&& r) {
+    // The completion holds the queue itself, not the runner: a task given up on (timed out,
+    // its cancel unconfirmed) may still complete after the runner is gone.
+    item.task = client_.submit("exec", args_for(item.line), [events = events_, index, attempt](TaskResult&& r) {
       Event e{Event::kDone};
       e.index = index;
       e.attempt = attempt;
       e.result = std::move(r);
-      events_.push(std::move(e));
+      events->push(std::move(e));
     });
   }
 
@@ -349,7 +351,7 @@ class Runner {
   Client& client_;
   std::string broker_;
   bool placeholder_ = false;
-  Events events_;
+  std::shared_ptr<Events> events_ = std::make_shared<Events>();
   std::counting_semaphore<> slots_;
   std::binary_semaphore reader_done_{0};
   std::map<std::size_t, Item> items_;    // running, by input index

@@ -534,3 +534,30 @@ TEST(Config, TheExampleFilesLoad) {
   EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", c2));
   EXPECT_EQ(w2.processes, 4u);
 }
+
+/* A client takes the config file's settings, and its broker by precedence: explicit (flag or
+ * option), then DPOOL_BROKER, then the file; none anywhere means an embedded cluster. */
+TEST(Config, ClientBrokerPrecedenceIsExplicitThenEnvironmentThenFile) {
+  TempDir dir;
+  const auto file = dir.write("c.yaml", "client:\n  broker: tcp://from-file:1\n  window: 64\n");
+  ScopedEnv config("DPOOL_CONFIG", file.c_str());
+  {
+    ScopedEnv broker("DPOOL_BROKER", nullptr);
+    dpool::ClientConfig c;
+    EXPECT_EQ(dpool::resolve_client_config("", c), "tcp://from-file:1");
+    EXPECT_EQ(c.window, 64u);
+  }
+  {
+    ScopedEnv broker("DPOOL_BROKER", "tcp://from-env:2");
+    dpool::ClientConfig c;
+    EXPECT_EQ(dpool::resolve_client_config("", c), "tcp://from-env:2");
+    EXPECT_EQ(c.window, 64u);  // the file's other settings still apply
+    EXPECT_EQ(dpool::resolve_client_config("tcp://explicit:3", c), "tcp://explicit:3");
+  }
+  {
+    ScopedEnv broker("DPOOL_BROKER", nullptr);
+    ScopedEnv none("DPOOL_CONFIG", nullptr);
+    dpool::ClientConfig c;
+    EXPECT_EQ(dpool::resolve_client_config("", c), "");
+  }
+}

@@ -13,30 +13,10 @@
 
 namespace dpool::detail {
 
-namespace {
-
-/* The broker a pool talks to: Options::broker, else $DPOOL_BROKER, else the DPOOL_CONFIG
- * file's client section; empty means an embedded cluster. */
-std::string broker_for(const Options& options, ClientConfig& config) {
-  if (!options.broker.empty()) return options.broker;
-  if (auto env = broker_from_env()) return *env;
-  if (auto path = config_file_path("")) {
-    ClientConfig from_file;
-    from_file.broker.clear();
-    load_config_file(*path, from_file);
-    if (!from_file.broker.empty()) {
-      config = from_file;
-      return from_file.broker;
-    }
-  }
-  return {};
-}
-
-}  // namespace
 
 PoolCore::PoolCore(Options options) : options_(std::move(options)) {
   ClientConfig config;
-  const auto broker = broker_for(options_, config);
+  const auto broker = resolve_client_config(options_.broker, config);
   if (broker.empty()) {
     EmbeddedOptions embedded;
     embedded.processes = options_.processes;

@@ -167,6 +167,21 @@ std::optional<std::string> config_file_path(const std::string& flag) {
   return std::nullopt;
 }
 
+std::string resolve_client_config(const std::string& explicit_broker, ClientConfig& config) {
+  std::string from_file;
+  if (auto path = config_file_path("")) {
+    ClientConfig loaded = config;
+    loaded.broker.clear();  // to tell "the file names a broker" from the default
+    load_config_file(*path, loaded);
+    from_file = loaded.broker;
+    loaded.broker = config.broker;
+    config = loaded;
+  }
+  if (!explicit_broker.empty()) return explicit_broker;
+  if (auto env = broker_from_env()) return *env;
+  return from_file;
+}
+
 std::optional<std::string> broker_from_env() {
   if (const char* env = std::getenv("DPOOL_BROKER"); env && *env) return std::string(env);
   return std::nullopt;

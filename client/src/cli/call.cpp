@@ -27,7 +27,7 @@ int run_call(const CallOptions& options) {
   }
 
   ClientConfig config;
-  auto broker = resolve_broker(options.broker, config);
+  auto broker = resolve_client_config(options.broker, config);
   if (broker.empty()) broker = kDefaultBroker;
   config.broker = broker;
   if (options.timeout) {

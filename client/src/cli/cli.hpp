@@ -17,12 +17,6 @@
 
 namespace dpool::cli {
 
-/* Where the broker comes from, in the documented precedence: `flag`, else $DPOOL_BROKER, else
- * the DPOOL_CONFIG file's client section. Fills `config` from that file (heartbeat, timeouts)
- * when there is one. Returns the empty string when none of them names a broker. Throws
- * dpool::Error(kConfig) for an unreadable or invalid config file. */
-[[nodiscard]] std::string resolve_broker(const std::string& flag, ClientConfig& config);
-
 /* "1.5 s", "5 s": a duration as a person reads it. */
 [[nodiscard]] std::string seconds_text(std::chrono::duration<double> d);
 

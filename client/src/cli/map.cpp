@@ -373,7 +373,7 @@ detail::EmbeddedOptions embedded_options(std::size_t processes) {
 int run_map(const MapOptions& options) {
   if (options.command.empty() || options.command[0].empty()) throw Error(Errc::kUsage, "map needs a command to run, after --");
   ClientConfig config;
-  std::string broker = options.local ? std::string() : resolve_broker(options.broker, config);
+  std::string broker = options.local ? std::string() : resolve_client_config(options.broker, config);
   std::unique_ptr<detail::EmbeddedCluster> cluster;
   if (broker.empty()) {
     std::size_t processes = options.local.value_or(0);

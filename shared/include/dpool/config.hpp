@@ -67,4 +67,10 @@ void load_config_file(const std::string& path, ClientConfig& config);
 /* $DPOOL_BROKER if set and not empty. */
 [[nodiscard]] std::optional<std::string> broker_from_env();
 
+/* A client's configuration: the $DPOOL_CONFIG file's client settings over `config`, then the
+ * broker by precedence: `explicit_broker` (a flag or an option), else $DPOOL_BROKER, else the
+ * file's. Returns the broker, or "" when none is named anywhere (an embedded cluster then).
+ * Throws dpool::Error(kConfig) for a bad file. */
+std::string resolve_client_config(const std::string& explicit_broker, ClientConfig& config);
+
 }  // namespace dpool

@@ -54,6 +54,7 @@ struct Client::Impl {
   void on_results(Message& m);
   void on_broker_instance(std::uint64_t instance);
   void resubmit_all();
+  void send_again(std::vector<std::uint64_t> ids);
   void send_waiting();
   void on_tick(Clock::time_point now);
   void fail_unreachable(Clock::time_point now);
@@ -280,15 +281,19 @@ void Client::Impl::resubmit_all() {
       cancelled.push_back(id);
       continue;
     }
-    p.stage = Stage::kWaiting;
     ids.push_back(id);
   }
   for (auto id : cancelled) {
     auto it = tasks.find(id);
     complete_locally(it->second, Status::kCancelled, "Cancelled", "cancelled while the broker restarted");
   }
-  // Resubmit oldest first, ahead of tasks never sent, so that order of completion is kept.
+  send_again(std::move(ids));
+}
+
+void Client::Impl::send_again(std::vector<std::uint64_t> ids) {
+  // Oldest first, ahead of tasks never sent, so that the order of completion is kept.
   std::sort(ids.begin(), ids.end());
+  for (auto id : ids) tasks[id].stage = Stage::kWaiting;
   waiting.insert(waiting.begin(), ids.begin(), ids.end());
   outstanding -= std::min(outstanding, ids.size());
 }
@@ -328,12 +333,7 @@ void Client::Impl::on_tick(Clock::time_point now) {
   for (auto& [id, p] : tasks) {
     if (p.stage == Stage::kSent && now - p.sent_at > config.heartbeat.expiry()) again.push_back(id);
   }
-  if (!again.empty()) {
-    std::sort(again.begin(), again.end());
-    for (auto id : again) tasks[id].stage = Stage::kWaiting;
-    waiting.insert(waiting.begin(), again.begin(), again.end());
-    outstanding -= std::min(outstanding, again.size());
-  }
+  if (!again.empty()) send_again(std::move(again));
   fail_unreachable(now);
 }
 

@@ -202,7 +202,9 @@ TEST(CliMap, RetriesRunAFailedItemAgain) {
 TEST(CliMap, TimeoutFailsASlowItemOnly) {
   // The limit counts from submission (client side, until workers enforce time limits), so it
   // leaves the quick items room for the embedded cluster's start on a loaded machine.
-  const auto r = run_dpool({"map", "--local", "2", "--timeout", "4", "--", "sh", "-c", "sleep $0; echo done $0", "{}"},
+  // One process per item: with fewer, a quick item can be prefetched behind the slow one on
+  // the same process and time out there (the limit counts from submission).
+  const auto r = run_dpool({"map", "--local", "3", "--timeout", "4", "--", "sh", "-c", "sleep $0; echo done $0", "{}"},
                            "0\n30\n0\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "done 0\ndone 0\n");

@@ -32,6 +32,13 @@ long long nap(long long millis) {
 }
 DPOOL_TASK(nap);
 
+/* nap, after leaving a marker file: a test can wait for the task to have started. */
+long long nap_marked(const std::string& marker, long long millis) {
+  std::ofstream(marker) << "started";
+  return nap(millis);
+}
+DPOOL_TASK(nap_marked);
+
 long long fail_on_five(long long x) {
   if (x == 5) throw std::invalid_argument("five is not allowed");
   return x;
@@ -179,15 +186,20 @@ TEST(Pool, FuturesReportDoneExceptionAndResult) {
 }
 
 TEST(Pool, CancelStopsQueuedAndRunningTasks) {
+  TempDir dir;
+  const auto marker = dir.path() + "/started";
   Pool pool(1);
-  auto running = pool.submit(nap, 5000);
-  auto queued = pool.submit(nap, 5000);
-  EXPECT_TRUE(wait_for([&] { return !running.done(); }, 1s));
-  std::this_thread::sleep_for(200ms);  // let the first one start on the only process
+  const auto second_marker = dir.path() + "/second-started";
+  // One function for both, so that they run in the order submitted (FIFO within a function).
+  auto running = pool.submit(nap_marked, marker, 5000LL);
+  auto queued = pool.submit(nap_marked, second_marker, 5000LL);
+  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(marker); }, 30s)) << "the first task never started";
   EXPECT_TRUE(queued.cancel());
   EXPECT_TRUE(queued.cancelled());
+  EXPECT_FALSE(std::filesystem::exists(second_marker)) << "the queued task ran";
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(running.cancel());
+  EXPECT_TRUE(running.cancelled());
   EXPECT_LT(std::chrono::steady_clock::now() - start, 4s) << "a running task must be stopped, not awaited";
   EXPECT_THROW(running.result(), Error);
   // The pool goes on working.

@@ -3,12 +3,25 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "cli.hpp"
 #include "dpool/client.hpp"
 #include "json.hpp"
 
 namespace dpool::cli {
+namespace {
+
+struct CallOptions {
+  std::string function;
+  std::vector<std::string> args;  // JSON texts
+  std::string broker;
+  std::optional<double> timeout;  // seconds
+};
 
 int run_call(const CallOptions& options) {
   msgpack::sbuffer packed;
@@ -85,6 +98,18 @@ int run_call(const CallOptions& options) {
       return 1;
   }
   return 3;
+}
+
+}  // namespace
+
+Command add_call(CLI::App& parent) {
+  auto options = std::make_shared<CallOptions>();
+  auto* cmd = parent.add_subcommand("call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
+  cmd->add_option("function", options->function, "the task function's name")->required();
+  cmd->add_option("args", options->args, "its arguments, one JSON value each (use -- before negative numbers)");
+  cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
+  return {cmd, [options] { return run_call(*options); }};
 }
 
 }  // namespace dpool::cli

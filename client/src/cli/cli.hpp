@@ -1,43 +1,32 @@
 /* The dpool command line: its subcommands and the pieces they share.
  *
- * Every error a person can cause is a dpool::Error (or UsageError) caught in main(), which
- * prints it as one line on stderr and exits 2. Task failures are reported by the subcommand
- * itself, which exits 1. */
+ * Each subcommand lives in its own file and registers itself on the app with add_<name>(),
+ * which returns the parsed subcommand and what to run when it was chosen; main() knows only
+ * that list. Every error a person can cause is a dpool::Error caught in main(), which prints
+ * it as one line on stderr and exits 2. Task failures are reported by the subcommand itself,
+ * which exits 1. */
 #pragma once
 
 #include <chrono>
-#include <cstddef>
-#include <optional>
+#include <functional>
 #include <string>
-#include <vector>
 
-#include <sys/types.h>
-
-#include "dpool/config.hpp"
+namespace CLI {
+class App;
+}
 
 namespace dpool::cli {
 
+/* A registered subcommand: `app` is set by the parser when it was chosen. */
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command add_call(CLI::App& parent);
+Command add_map(CLI::App& parent);
+
 /* "1.5 s", "5 s": a duration as a person reads it. */
 [[nodiscard]] std::string seconds_text(std::chrono::duration<double> d);
-
-struct CallOptions {
-  std::string function;
-  std::vector<std::string> args;  // JSON texts
-  std::string broker;
-  std::optional<double> timeout;  // seconds
-};
-int run_call(const CallOptions& options);
-
-struct MapOptions {
-  std::string broker;
-  std::optional<std::size_t> local;  // embedded cluster with this many processes
-  bool unordered = false;
-  std::optional<double> timeout;     // per item, seconds
-  unsigned retries = 0;
-  bool json = false;
-  std::size_t window = 1000;         // items read but not yet printed, at most
-  std::vector<std::string> command;
-};
-int run_map(const MapOptions& options);
 
 }  // namespace dpool::cli

@@ -21,6 +21,8 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "cli.hpp"
 #include "../embedded.hpp"
 #include "dpool/client.hpp"
@@ -30,6 +32,17 @@ namespace dpool::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+struct MapOptions {
+  std::string broker;
+  std::optional<std::size_t> local;  // embedded cluster with this many processes
+  bool unordered = false;
+  std::optional<double> timeout;     // per item, seconds
+  unsigned retries = 0;
+  bool json = false;
+  std::size_t window = 1000;         // items read but not yet printed, at most
+  std::vector<std::string> command;
+};
 
 /* Something for the main thread: a line read, the end of the input, or a task's result. */
 struct Event {
@@ -368,8 +381,6 @@ detail::EmbeddedOptions embedded_options(std::size_t processes) {
   return o;
 }
 
-}  // namespace
-
 int run_map(const MapOptions& options) {
   if (options.command.empty() || options.command[0].empty()) throw Error(Errc::kUsage, "map needs a command to run, after --");
   ClientConfig config;
@@ -391,6 +402,27 @@ int run_map(const MapOptions& options) {
   }
   Runner runner(options, client, broker.empty() ? config.broker : broker);
   return runner.run();
+}
+
+}  // namespace
+
+Command add_map(CLI::App& parent) {
+  auto options = std::make_shared<MapOptions>();
+  auto* cmd = parent.add_subcommand("map", "runs COMMAND once per line of stdin on the workers ({} is the line)");
+  auto* broker_opt = cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, else a local cluster)");
+  cmd->add_option("--local", options->local, "run on a local cluster of N worker processes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->excludes(broker_opt);
+  cmd->add_flag("--unordered", options->unordered, "print results as they finish, not in input order");
+  cmd->add_option("--timeout", options->timeout, "fail an item that runs longer than this many seconds")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--retries", options->retries, "run a failed item again, up to N times")
+      ->check(CLI::Range(0u, 1000u));
+  cmd->add_flag("--json", options->json, "print one JSON object per item instead of its output");
+  cmd->add_option("--window", options->window, "items in flight at most (default 1000)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+  cmd->add_option("command", options->command, "the command and its arguments, after --")->required();
+  return {cmd, [options] { return run_map(*options); }};
 }
 
 }  // namespace dpool::cli

@@ -1,10 +1,14 @@
-/* The YAML configuration loader (config.hpp), on files written to a private temp directory.
+/* The YAML configuration loader and writer (config.hpp), on files written to a private temp
+ * directory.
  *
  * Covers: flat files for each role; sectioned files where each role reads only its own
- * section; duration syntax (ms, s, m, h); every error being a dpool::Error(kConfig) whose
- * message names the file, the 1-based line and the key (unknown key, wrong type, duration
- * without a unit, out-of-range numbers, invalid YAML, a missing file); an empty file changing
- * nothing; and the environment helpers config_file_path() and broker_from_env().
+ * section; duration syntax (ms, s, m, h) for keys and flags; every error being a
+ * dpool::Error(kConfig) whose message names the file, the 1-based line and the key (unknown
+ * key or section with a suggestion, wrong type, duration without a unit, out-of-range values,
+ * invalid YAML, a missing or unreadable file); an empty file changing nothing; to_yaml()
+ * reading back to the same configuration; the documented examples in config/ loading, holding
+ * the defaults and naming exactly the keys the loader knows; and the environment helpers
+ * config_file_path() and broker_from_env().
  */
 #include <chrono>
 #include <cstdlib>
@@ -14,6 +18,8 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <regex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -111,9 +117,13 @@ TEST(Config, FlatBrokerFileSetsEveryKey) {
                               "heartbeat_liveness: 5\n"
                               "max_attempts: 7\n"
                               "client_timeout: 5m\n"
-                              "log_level: debug\n");
+                              "log_level: debug\n"
+                              "insecure: true\n"
+                              "job_ttl: 90m\n");
   dpool::BrokerConfig c;
   dpool::load_config_file(file, c);
+  EXPECT_TRUE(c.insecure);
+  EXPECT_EQ(c.job_ttl, 90min);
   EXPECT_EQ(c.bind, "tcp://0.0.0.0:6000");
   EXPECT_EQ(c.heartbeat.interval, 250ms);
   EXPECT_EQ(c.heartbeat.liveness, 5u);
@@ -266,7 +276,7 @@ TEST(Config, SectionedFileDoesNotAcceptOtherRolesKeysInASection) {
                               "worker:\n"
                               "  processes: 2\n"
                               "  window: 20\n");
-  expect_config_error<dpool::WorkerConfig>(file, 5, {"window", "unknown setting"});
+  expect_config_error<dpool::WorkerConfig>(file, 5, {"unknown key 'window'"});
   dpool::BrokerConfig b;
   EXPECT_NO_THROW(dpool::load_config_file(file, b)) << "the broker never reads worker:";
 }
@@ -327,7 +337,9 @@ TEST(Config, NegativeDurationIsAnError) {
 TEST(Config, HeartbeatIntervalBelowTenMillisecondsIsAnError) {
   TempDir dir;
   const auto file = dir.write("w.yaml", "processes: 1\nheartbeat_interval: 0ms\n");
-  expect_config_error<dpool::WorkerConfig>(file, 2, {"heartbeat_interval", "at least 10ms"});
+  expect_config_error<dpool::WorkerConfig>(file, 2, {"heartbeat_interval", "must be 10ms or more", "got 0s"});
+  const auto slow = dir.write("s.yaml", "heartbeat_interval: 11m\n");
+  expect_config_error<dpool::WorkerConfig>(slow, 1, {"heartbeat_interval", "at most 10m", "got 11m"});
 }
 
 /* std::stod accepts "inf", "nan" and huge exponents; casting those to an integer count is
@@ -343,16 +355,60 @@ TEST(Config, NonFiniteOrHugeDurationIsAnError) {
 
 // ---- Errors ---------------------------------------------------------------------------------
 
-TEST(Config, UnknownKeyIsAnErrorListingTheKnownKeys) {
+TEST(Config, UnknownKeyCloseToAKnownOneSuggestsIt) {
   TempDir dir;
   const auto file = dir.write("b.yaml",
                               "bind: tcp://*:1\n"
                               "\n"
                               "max_atempts: 3\n");
+  expect_config_error<dpool::BrokerConfig>(file, 3, {"unknown key 'max_atempts' (did you mean 'max_attempts'?)"});
+  const auto swapped = dir.write("w.yaml", "procesess: 3\n");
+  expect_config_error<dpool::WorkerConfig>(swapped, 1, {"unknown key 'procesess' (did you mean 'processes'?)"});
+  const auto cased = dir.write("c.yaml", "Window: 3\n");
+  expect_config_error<dpool::ClientConfig>(cased, 1, {"(did you mean 'window'?)"});
+}
+
+TEST(Config, UnknownKeyFarFromEveryKnownOneListsThem) {
+  TempDir dir;
+  const auto file = dir.write("b.yaml", "bind: tcp://*:1\ncolour: blue\n");
   expect_config_error<dpool::BrokerConfig>(
-      file, 3,
-      {"max_atempts", "unknown setting", "known: bind, heartbeat_interval, heartbeat_liveness, "
-                                         "max_attempts, client_timeout, log_level"});
+      file, 2, {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
+                "max_attempts, client_timeout, job_ttl, log_level)"});
+}
+
+/* A misspelt section would otherwise be skipped by every role, and its settings silently lost. */
+TEST(Config, UnknownSectionIsAnErrorForEveryRole) {
+  TempDir dir;
+  const auto file = dir.write("cluster.yaml",
+                              "broker:\n"
+                              "  bind: tcp://*:7000\n"
+                              "wroker:\n"
+                              "  processes: 2\n");
+  expect_config_error<dpool::BrokerConfig>(file, 3, {"unknown section 'wroker' (did you mean 'worker'?)"});
+  expect_config_error<dpool::WorkerConfig>(file, 3, {"unknown section 'wroker'"});
+  expect_config_error<dpool::ClientConfig>(file, 3, {"unknown section 'wroker'"});
+}
+
+TEST(Config, LogLevelMustBeAKnownLevel) {
+  TempDir dir;
+  expect_config_error<dpool::WorkerConfig>(dir.write("w.yaml", "log_level: loud\n"), 1,
+                                           {"log_level", "trace, debug, info, warn, error or off", "'loud'"});
+  for (const auto& level : dpool::log_levels()) {
+    dpool::ClientConfig c;
+    dpool::load_config_file(dir.write("c.yaml", "log_level: " + level + "\n"), c);
+    EXPECT_EQ(c.log_level, level);
+  }
+}
+
+TEST(Config, JobTtlIsADurationOfAtLeastOneSecond) {
+  TempDir dir;
+  dpool::BrokerConfig b;
+  EXPECT_EQ(b.job_ttl, 24h) << "the default";
+  dpool::load_config_file(dir.write("a.yaml", "job_ttl: 90s\n"), b);
+  EXPECT_EQ(b.job_ttl, 90s);
+  expect_config_error<dpool::BrokerConfig>(dir.write("b.yaml", "job_ttl: 500ms\n"), 1,
+                                           {"job_ttl", "must be 1s or more"});
+  expect_config_error<dpool::BrokerConfig>(dir.write("c.yaml", "job_ttl: 24\n"), 1, {"job_ttl", "unit"});
 }
 
 TEST(Config, WrongTypeIsAnErrorNamingKeyAndLine) {
@@ -384,7 +440,9 @@ TEST(Config, ZeroOrNegativeWherePositiveRequiredIsAnError) {
   expect_config_error<dpool::BrokerConfig>(dir.write("c.yaml", "heartbeat_liveness: 0\n"), 1,
                                            {"heartbeat_liveness", "1 or more"});
   expect_config_error<dpool::WorkerConfig>(dir.write("d.yaml", "processes: -1\n"), 1,
-                                           {"processes", "0 or more"});
+                                           {"processes", "0 or more", "got -1"});
+  expect_config_error<dpool::WorkerConfig>(dir.write("f.yaml", "processes: 5000\n"), 1,
+                                           {"processes", "at most 4096", "got 5000"});
   // Zero is allowed where it means "automatic".
   dpool::WorkerConfig w;
   dpool::load_config_file(dir.write("e.yaml", "processes: 0\nmax_tasks_per_child: 0\n"), w);
@@ -447,6 +505,18 @@ TEST(Config, NonScalarKeyIsAConfigError) {
   }
 }
 
+TEST(Config, DirectoryIsAnUnreadableFile) {
+  TempDir dir;
+  try {
+    dpool::BrokerConfig c;
+    dpool::load_config_file(dir.path().string(), c);
+    ADD_FAILURE() << "no error thrown";
+  } catch (const dpool::Error& e) {
+    EXPECT_EQ(e.code(), dpool::Errc::kConfig);
+    EXPECT_NE(std::string(e.what()).find("cannot read the file: it is a directory"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Config, MissingFileIsAnError) {
   TempDir dir;
   const auto file = (dir.path() / "does-not-exist.yaml").string();
@@ -459,6 +529,7 @@ TEST(Config, MissingFileIsAnError) {
     const std::string what = e.what();
     EXPECT_NE(what.find(file), std::string::npos) << what;
     EXPECT_NE(what.find("cannot read"), std::string::npos) << what;
+    EXPECT_NE(what.find("No such file"), std::string::npos) << what;
   }
 }
 
@@ -479,6 +550,127 @@ TEST(Config, EmptyFileChangesNothing) {
     EXPECT_EQ(c.connect_timeout, 5000ms);
     EXPECT_EQ(c.log_level, "warn");
   }
+}
+
+// ---- Durations and flags --------------------------------------------------------------------
+
+TEST(Config, FormatDurationUsesTheLargestWholeUnit) {
+  EXPECT_EQ(dpool::format_duration(0ms), "0s");
+  EXPECT_EQ(dpool::format_duration(250ms), "250ms");
+  EXPECT_EQ(dpool::format_duration(1500ms), "1500ms");
+  EXPECT_EQ(dpool::format_duration(90s), "90s");
+  EXPECT_EQ(dpool::format_duration(5min), "5m");
+  EXPECT_EQ(dpool::format_duration(24h), "24h");
+  for (std::chrono::milliseconds d : {0ms, 1ms, 999ms, 1001ms, 1000ms * 61, 1000ms * 60 * 59, 1000ms * 3600 * 25}) {
+    EXPECT_EQ(dpool::parse_duration(dpool::format_duration(d)), d) << d.count();
+  }
+}
+
+TEST(Config, DurationFlagBecomesMillisecondsOrSaysWhatIsWrong) {
+  const auto flag = dpool::duration_flag(dpool::limits::kJobTtlMs);
+  std::string text = "90m";
+  EXPECT_EQ(flag(text), "");
+  EXPECT_EQ(text, "5400000");
+  text = "90";
+  EXPECT_NE(flag(text).find("unit"), std::string::npos) << "a bare number is not a duration";
+  text = "10ms";
+  EXPECT_NE(flag(text).find("must be 1s or more"), std::string::npos);
+  text = "-1s";
+  EXPECT_NE(flag(text).find("negative"), std::string::npos);
+
+  const auto heartbeat = dpool::duration_flag(dpool::limits::kHeartbeatMs, true);
+  text = "200";
+  EXPECT_EQ(heartbeat(text), "") << "--heartbeat-interval still takes milliseconds";
+  EXPECT_EQ(text, "200");
+  text = "2s";
+  EXPECT_EQ(heartbeat(text), "");
+  EXPECT_EQ(text, "2000");
+  text = "5";
+  EXPECT_NE(heartbeat(text).find("10ms or more"), std::string::npos);
+}
+
+// ---- Writing --------------------------------------------------------------------------------
+
+/* Loads `yaml` (as written by to_yaml) into a default Config. */
+template <class Config>
+Config reload(const TempDir& dir, const std::string& yaml) {
+  Config c;
+  dpool::load_config_file(dir.write("printed.yaml", yaml), c);
+  return c;
+}
+
+TEST(Config, PrintedBrokerConfigReadsBackTheSame) {
+  TempDir dir;
+  dpool::BrokerConfig c;
+  c.bind = "tcp://0.0.0.0:7000";
+  c.insecure = true;
+  c.heartbeat = {250ms, 7};
+  c.max_attempts = 5;
+  c.client_timeout = 1500ms;
+  c.job_ttl = 36h;
+  c.log_level = "debug";
+  const auto yaml = dpool::to_yaml(c);
+  EXPECT_NE(yaml.find("job_ttl: 36h\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("client_timeout: 1500ms\n"), std::string::npos) << yaml;
+  const auto back = reload<dpool::BrokerConfig>(dir, yaml);
+  EXPECT_EQ(back.bind, c.bind);
+  EXPECT_TRUE(back.insecure);
+  EXPECT_EQ(back.job_ttl, 36h);
+  EXPECT_EQ(back.client_timeout, 1500ms);
+  EXPECT_EQ(dpool::to_yaml(back), yaml);
+}
+
+TEST(Config, PrintedWorkerConfigReadsBackTheSame) {
+  TempDir dir;
+  dpool::WorkerConfig c;
+  c.broker = "tcp://head:5555";
+  c.processes = 3;
+  c.prefetch = 0;
+  c.allow_exec = true;
+  c.max_tasks_per_child = 50;
+  c.plugins = {"/opt/a.so", "/opt/with space/b.so"};
+  c.tags = {{"gpu", "a100"}, {"empty", ""}, {"odd", "#not: a comment"}, {"flag", "true"}};
+  c.heartbeat = {2s, 4};
+  c.log_level = "trace";
+  const auto yaml = dpool::to_yaml(c);
+  const auto back = reload<dpool::WorkerConfig>(dir, yaml);
+  EXPECT_EQ(back.plugins, c.plugins);
+  EXPECT_EQ(back.tags, c.tags);
+  EXPECT_EQ(back.processes, 3u);
+  EXPECT_EQ(dpool::to_yaml(back), yaml);
+
+  const auto empty = dpool::to_yaml(dpool::WorkerConfig{});
+  EXPECT_NE(empty.find("plugins: []\n"), std::string::npos) << empty;
+  EXPECT_NE(empty.find("tags: {}\n"), std::string::npos) << empty;
+  EXPECT_EQ(dpool::to_yaml(reload<dpool::WorkerConfig>(dir, empty)), empty);
+}
+
+TEST(Config, PrintedClientConfigReadsBackTheSame) {
+  TempDir dir;
+  dpool::ClientConfig c;
+  c.broker = "ipc:///run/dpool.sock";
+  c.connect_timeout = 2s;
+  c.broker_timeout = 1h;
+  c.window = 64;
+  c.log_level = "off";
+  const auto yaml = dpool::to_yaml(c);
+  EXPECT_EQ(dpool::to_yaml(reload<dpool::ClientConfig>(dir, yaml)), yaml);
+}
+
+/* No broker named anywhere is said in a comment, so the printed file read back still names
+ * none (a `broker:` key would turn a local cluster into a connection attempt). */
+TEST(Config, PrintedClientConfigWithoutABrokerSaysSoInAComment) {
+  TempDir dir;
+  dpool::ClientConfig c;
+  c.broker.clear();
+  const auto yaml = dpool::to_yaml(c);
+  EXPECT_EQ(yaml.find("broker:"), yaml.find("# broker:") + 2) << yaml;
+  EXPECT_NE(yaml.find("local cluster"), std::string::npos) << yaml;
+  const auto file = dir.write("printed.yaml", yaml);
+  ScopedEnv config("DPOOL_CONFIG", file.c_str());
+  ScopedEnv broker("DPOOL_BROKER", nullptr);
+  dpool::ClientConfig loaded;
+  EXPECT_EQ(dpool::resolve_client_config("", loaded), "");
 }
 
 // ---- Environment ----------------------------------------------------------------------------
@@ -517,22 +709,50 @@ TEST(Config, BrokerFromEnvReadsDpoolBroker) {
 
 }  // namespace
 
-/* The documented examples in config/ must stay loadable by the binaries they are for. */
-TEST(Config, TheExampleFilesLoad) {
-  const std::string dir = std::string(DPOOL_SOURCE_DIR) + "/config/";
-  dpool::BrokerConfig broker;
-  dpool::WorkerConfig worker;
-  dpool::ClientConfig client;
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "broker.yaml", broker));
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "worker.yaml", worker));
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "client.yaml", client));
-  dpool::BrokerConfig b2;
-  dpool::WorkerConfig w2;
-  dpool::ClientConfig c2;
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", b2));
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", w2));
-  EXPECT_NO_THROW(dpool::load_config_file(dir + "cluster.yaml", c2));
-  EXPECT_EQ(w2.processes, 4u);
+namespace {
+
+std::string example(const std::string& name) { return std::string(DPOOL_SOURCE_DIR) + "/config/" + name; }
+
+/* The top-level keys of a flat example file: the lines that start with a name and a colon. */
+std::set<std::string> keys_in(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in) << "cannot read " << path;
+  std::set<std::string> keys;
+  const std::regex key("^([A-Za-z_][A-Za-z0-9_]*):");
+  std::smatch m;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_search(line, m, key)) keys.insert(m[1]);
+  }
+  return keys;
+}
+
+/* An example must name every key the loader knows (so a new option fails this test until it is
+ * documented), no other, and show the built-in defaults. */
+template <class Config>
+void expect_example_documents_every_key(const std::string& name) {
+  SCOPED_TRACE(name);
+  const auto known = dpool::config_keys(Config{});
+  EXPECT_EQ(keys_in(example(name)), std::set<std::string>(known.begin(), known.end()));
+  Config loaded;
+  ASSERT_NO_THROW(dpool::load_config_file(example(name), loaded));
+  EXPECT_EQ(dpool::to_yaml(loaded), dpool::to_yaml(Config{})) << "the example shows other values than the defaults";
+}
+
+}  // namespace
+
+TEST(Config, TheBrokerExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::BrokerConfig>("broker.yaml"); }
+TEST(Config, TheWorkerExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::WorkerConfig>("worker.yaml"); }
+TEST(Config, TheClientExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::ClientConfig>("client.yaml"); }
+
+/* The one-file-for-a-cluster example serves each role its own section. */
+TEST(Config, TheClusterExampleLoadsForEveryRole) {
+  dpool::BrokerConfig b;
+  dpool::WorkerConfig w;
+  dpool::ClientConfig c;
+  EXPECT_NO_THROW(dpool::load_config_file(example("cluster.yaml"), b));
+  EXPECT_NO_THROW(dpool::load_config_file(example("cluster.yaml"), w));
+  EXPECT_NO_THROW(dpool::load_config_file(example("cluster.yaml"), c));
+  EXPECT_EQ(w.processes, 4u);
 }
 
 /* A client takes the config file's settings, and its broker by precedence: explicit (flag or

@@ -1,8 +1,13 @@
 /* dpool-broker: parses flags, loads the configuration (flag > environment > file > default),
- * and runs the broker until SIGINT or SIGTERM. Every error a person can cause ends in one line
- * on stderr and exit code 2. */
+ * and runs the broker until SIGINT or SIGTERM, or prints the configuration (--print-config).
+ * Every error a person can cause ends in one line on stderr and exit code 2.
+ *
+ * Flags are parsed into optionals and applied over the loaded file, so that a flag that was
+ * not given never hides the file's value; their ranges and duration syntax come from
+ * config.hpp, the same as the YAML keys'. */
 #include <csignal>
 #include <cstdio>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -18,41 +23,88 @@ extern "C" void on_signal(int) {
   if (g_broker) g_broker->stop();
 }
 
+struct Flags {
+  std::string config_file;
+  bool print_config = false;
+  std::optional<std::string> bind, log_level;
+  bool insecure = false;
+  std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms;
+  std::optional<std::uint32_t> liveness, max_attempts;
+};
+
+void add_flags(CLI::App& app, Flags& f) {
+  namespace limits = dpool::limits;
+  app.add_option("--config", f.config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
+  app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
+  app.add_option("--bind", f.bind, "address to listen on (default tcp://127.0.0.1:5555)");
+  app.add_flag("--insecure", f.insecure, "allow listening on non-loopback addresses without CURVE");
+  app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
+      ->transform(CLI::Validator(dpool::duration_flag(limits::kHeartbeatMs, true), "DURATION"));
+  app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before a peer is dead (default 3)")
+      ->check(CLI::Range(limits::kLiveness.min, limits::kLiveness.max));
+  app.add_option("--max-attempts", f.max_attempts, "worker deaths a task may cause before it fails (default 3)")
+      ->check(CLI::Range(limits::kMaxAttempts.min, limits::kMaxAttempts.max));
+  app.add_option("--client-timeout", f.client_timeout_ms, "drop a silent client's tasks after this (default 60s)")
+      ->transform(CLI::Validator(dpool::duration_flag(limits::kTimeoutMs), "DURATION"));
+  app.add_option("--job-ttl", f.job_ttl_ms, "keep a finished detached job's results this long (default 24h)")
+      ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
+      ->check(CLI::IsMember(dpool::log_levels()));
+}
+
+/* Defaults, then the file, then the flags (the broker reads no environment but DPOOL_CONFIG). */
+dpool::BrokerConfig effective_config(const Flags& f) {
+  using std::chrono::milliseconds;
+  dpool::BrokerConfig config;
+  if (auto path = dpool::config_file_path(f.config_file)) dpool::load_config_file(*path, config);
+  if (f.bind) config.bind = *f.bind;
+  if (f.insecure) config.insecure = true;
+  if (f.heartbeat_ms) config.heartbeat.interval = milliseconds(*f.heartbeat_ms);
+  if (f.liveness) config.heartbeat.liveness = *f.liveness;
+  if (f.max_attempts) config.max_attempts = *f.max_attempts;
+  if (f.client_timeout_ms) config.client_timeout = milliseconds(*f.client_timeout_ms);
+  if (f.job_ttl_ms) config.job_ttl = milliseconds(*f.job_ttl_ms);
+  if (f.log_level) config.log_level = *f.log_level;
+  return config;
+}
+
+int serve(const dpool::BrokerConfig& config) {
+  dpool::log::init("broker", config.log_level);
+  dpool::Broker broker(config, config.insecure);
+  g_broker = &broker;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  broker.run();
+  g_broker = nullptr;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dpool-broker: routes tasks from dpool clients to dpool workers"};
-  std::string bind, config_file, log_level;
-  bool insecure = false;
-  long heartbeat_ms = 0;
-  app.add_option("--bind", bind, "address to listen on (default tcp://127.0.0.1:5555)");
-  app.add_option("--config", config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
-  app.add_flag("--insecure", insecure, "allow listening on non-loopback addresses without CURVE");
-  app.add_option("--heartbeat-interval", heartbeat_ms, "heartbeat interval in milliseconds")
-      ->check(CLI::Range(10, 600000));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
-  CLI11_PARSE(app, argc, argv);
+  Flags flags;
+  add_flags(app, flags);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "dpool-broker: %s (see dpool-broker --help)\n", dpool::one_line(e.what()).c_str());
+    return 2;
+  }
 
   try {
-    dpool::BrokerConfig config;
-    if (auto path = dpool::config_file_path(config_file)) dpool::load_config_file(*path, config);
-    if (!bind.empty()) config.bind = bind;
-    if (heartbeat_ms) config.heartbeat.interval = std::chrono::milliseconds(heartbeat_ms);
-    if (!log_level.empty()) config.log_level = log_level;
-    dpool::log::init("broker", config.log_level);
-
-    dpool::Broker broker(config, insecure);
-    g_broker = &broker;
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    broker.run();
-    g_broker = nullptr;
-    return 0;
+    const auto config = effective_config(flags);
+    if (flags.print_config) {
+      std::fputs(dpool::to_yaml(config).c_str(), stdout);
+      return std::fflush(stdout) == 0 ? 0 : 3;
+    }
+    return serve(config);
   } catch (const dpool::Error& e) {
-    std::fprintf(stderr, "dpool-broker: %s\n", e.what());
+    std::fprintf(stderr, "dpool-broker: %s\n", dpool::one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool-broker: internal error: %s\n", e.what());
+    std::fprintf(stderr, "dpool-broker: internal error: %s\n", dpool::one_line(e.what()).c_str());
     return 3;
   }
 }

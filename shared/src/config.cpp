@@ -1,15 +1,22 @@
-/* The YAML loader behind config.hpp.
+/* The YAML loader and writer behind config.hpp.
  *
- * Each role's keys are a table of (name, setter); a setter converts one YAML node and throws
- * with the node's line on a type error. Keeping the table beside the struct means a new option
- * is one line here and one field in config.hpp.
+ * Each role's keys are one table of Fields built over a config struct: a Field knows its key,
+ * how to read its value from a YAML node (throwing with the node's line) and how to write it
+ * back. The loader, the writer behind --print-config and the list of known keys all walk the
+ * same table, so a new option is one field in config.hpp and one line here, and what is
+ * printed is always what is read.
  */
 #include "dpool/config.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
-#include <string_view>
 
 #include <yaml-cpp/yaml.h>
 
@@ -18,152 +25,328 @@
 namespace dpool {
 namespace {
 
+using std::chrono::milliseconds;
+
+constexpr const char* kDurationForm = "a duration like 500ms, 2s, 5m or 24h";
+
+/* "file:line" where the mark is known, else "file". */
+std::string at(const std::string& file, const YAML::Mark& mark) {
+  return mark.line >= 0 ? file + ":" + std::to_string(mark.line + 1) : file;
+}
+
+/* Where a value came from, for its error message: the file, and the key unless the error is
+ * about the file's shape. */
 struct Where {
   const std::string& file;
   std::string key;
   [[noreturn]] void fail(const YAML::Node& node, const std::string& what) const {
-    const auto line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
-    throw Error(Errc::kConfig, file + ":" + std::to_string(line) + ": " + key + ": " + what);
+    throw Error(Errc::kConfig, at(file, node.Mark()) + ": " + (key.empty() ? "" : key + ": ") + what);
   }
 };
 
 template <class T>
-T scalar(const YAML::Node& n, const Where& w, const char* expected) {
-  if (!n.IsScalar()) w.fail(n, std::string("expected ") + expected);
+T scalar(const YAML::Node& n, const Where& w, const std::string& expected) {
+  if (!n.IsScalar()) w.fail(n, "expected " + expected);
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {
-    w.fail(n, std::string("expected ") + expected + ", got '" + n.Scalar() + "'");
+    w.fail(n, "expected " + expected + ", got '" + n.Scalar() + "'");
   }
 }
 
-std::uint32_t positive(const YAML::Node& n, const Where& w, bool allow_zero) {
-  const auto v = scalar<long long>(n, w, "a whole number");
-  if (v < (allow_zero ? 0 : 1) || v > 1'000'000'000) {
-    w.fail(n, allow_zero ? "must be 0 or more" : "must be 1 or more");
-  }
-  return static_cast<std::uint32_t>(v);
+/* What is wrong with `value` for `limits`, or "" when it fits. */
+std::string out_of(long long value, Limits limits, const std::function<std::string(long long)>& show) {
+  if (value < limits.min) return "must be " + show(limits.min) + " or more, got " + show(value);
+  if (value > limits.max) return "must be at most " + show(limits.max) + ", got " + show(value);
+  return "";
 }
 
-/* Durations are written as numbers with a unit: 500ms, 2s, 5m, 24h. */
-std::chrono::milliseconds duration(const YAML::Node& n, const Where& w) {
-  const auto text = scalar<std::string>(n, w, "a duration like 500ms, 2s, 5m or 24h");
-  std::size_t used = 0;
-  double value = 0;
+std::string show_count(long long n) { return std::to_string(n); }
+std::string show_ms(long long ms) { return format_duration(milliseconds(ms)); }
+
+/* Optimal string alignment distance: typos are mostly one wrong, missing, extra or swapped
+ * letter, and each of those counts 1. */
+std::size_t typo_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+/* "unknown key 'procesess' (did you mean 'processes'?)", or the known names when none is close.
+ * Of equally close names the one with the same first letter wins: it is rarely the typo. */
+std::string unknown(const std::string& what, const std::string& name, const std::vector<std::string>& known) {
+  const std::size_t close = std::max<std::size_t>(2, name.size() / 3);
+  const std::string* best = nullptr;
+  std::size_t best_score = 0;
+  for (const auto& k : known) {
+    const auto d = typo_distance(name, k);
+    const auto score = 2 * d + (name.empty() || name[0] != k[0] ? 1 : 0);
+    if (d <= close && (!best || score < best_score)) best = &k, best_score = score;
+  }
+  if (best) return "unknown " + what + " '" + name + "' (did you mean '" + *best + "'?)";
+  std::string names;
+  for (const auto& k : known) names += (names.empty() ? "" : ", ") + k;
+  return "unknown " + what + " '" + name + "' (known: " + names + ")";
+}
+
+// ---- Fields ---------------------------------------------------------------------------------
+
+struct Field {
+  std::string name;
+  std::function<void(const YAML::Node&, const Where&)> read;
+  std::function<void(YAML::Emitter&)> write;
+};
+using Fields = std::vector<Field>;
+
+template <class T>
+std::function<void(YAML::Emitter&)> writer(const std::string& name, const T& value) {
+  return [name, &value](YAML::Emitter& out) { out << YAML::Key << name << YAML::Value << value; };
+}
+
+Field text(const std::string& name, std::string& v, const std::string& expected) {
+  return {name, [&v, expected](const YAML::Node& n, const Where& w) { v = scalar<std::string>(n, w, expected); },
+          writer(name, v)};
+}
+
+Field level(const std::string& name, std::string& v) {
+  auto read = [&v](const YAML::Node& n, const Where& w) {
+    const auto text = scalar<std::string>(n, w, "a log level");
+    const auto& levels = log_levels();
+    if (std::find(levels.begin(), levels.end(), text) == levels.end()) {
+      w.fail(n, "must be trace, debug, info, warn, error or off, got '" + text + "'");
+    }
+    v = text;
+  };
+  return {name, read, writer(name, v)};
+}
+
+Field boolean(const std::string& name, bool& v) {
+  return {name, [&v](const YAML::Node& n, const Where& w) { v = scalar<bool>(n, w, "true or false"); }, writer(name, v)};
+}
+
+Field count(const std::string& name, std::uint32_t& v, Limits limits) {
+  auto read = [&v, limits](const YAML::Node& n, const Where& w) {
+    const auto value = scalar<long long>(n, w, "a whole number");
+    if (auto wrong = out_of(value, limits, show_count); !wrong.empty()) w.fail(n, wrong);
+    v = static_cast<std::uint32_t>(value);
+  };
+  return {name, read, writer(name, v)};
+}
+
+Field duration(const std::string& name, milliseconds& v, Limits limits) {
+  auto read = [&v, limits](const YAML::Node& n, const Where& w) {
+    const auto text = scalar<std::string>(n, w, kDurationForm);
+    milliseconds value{};
+    try {
+      value = parse_duration(text);
+    } catch (const Error& e) {
+      w.fail(n, e.what());
+    }
+    if (auto wrong = out_of(value.count(), limits, show_ms); !wrong.empty()) w.fail(n, wrong);
+    v = value;
+  };
+  auto write = [name, &v](YAML::Emitter& out) { out << YAML::Key << name << YAML::Value << format_duration(v); };
+  return {name, read, write};
+}
+
+Field list(const std::string& name, std::vector<std::string>& v) {
+  auto read = [&v](const YAML::Node& n, const Where& w) {
+    if (!n.IsSequence()) w.fail(n, "expected a list of shared library paths");
+    v.clear();
+    for (const auto& item : n) v.push_back(scalar<std::string>(item, w, "a path"));
+  };
+  auto write = [name, &v](YAML::Emitter& out) {
+    out << YAML::Key << name << YAML::Value;
+    if (v.empty()) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const auto& item : v) out << item;
+    out << YAML::EndSeq;
+  };
+  return {name, read, write};
+}
+
+Field dict(const std::string& name, std::map<std::string, std::string>& v) {
+  auto read = [&v](const YAML::Node& n, const Where& w) {
+    if (!n.IsMap()) w.fail(n, "expected a map of KEY: VALUE");
+    v.clear();
+    for (const auto& kv : n) v[scalar<std::string>(kv.first, w, "a tag name")] = scalar<std::string>(kv.second, w, "a value");
+  };
+  auto write = [name, &v](YAML::Emitter& out) {
+    out << YAML::Key << name << YAML::Value;
+    if (v.empty()) out << YAML::Flow;
+    out << YAML::BeginMap;
+    for (const auto& [key, value] : v) out << YAML::Key << key << YAML::Value << value;
+    out << YAML::EndMap;
+  };
+  return {name, read, write};
+}
+
+void heartbeat(Fields& f, HeartbeatConfig& h) {
+  f.push_back(duration("heartbeat_interval", h.interval, limits::kHeartbeatMs));
+  f.push_back(count("heartbeat_liveness", h.liveness, limits::kLiveness));
+}
+
+/* A client's broker: "" means none is named, which a loaded file never says, and which the
+ * writer says in a comment (the client then starts a local cluster). */
+Field client_broker(std::string& v) {
+  Field f = text("broker", v, "an address");
+  f.write = [&v](YAML::Emitter& out) {
+    if (!v.empty()) {
+      out << YAML::Key << "broker" << YAML::Value << v;
+    } else {
+      out << YAML::Comment("broker: none named (flag, DPOOL_BROKER or file): dpool map and dpool::Pool "
+                           "start a local cluster");
+    }
+  };
+  return f;
+}
+
+// The order of each table is the order of the keys in config/<role>.yaml.
+
+Fields fields(BrokerConfig& c) {
+  Fields f{text("bind", c.bind, "an address"), boolean("insecure", c.insecure)};
+  heartbeat(f, c.heartbeat);
+  f.push_back(count("max_attempts", c.max_attempts, limits::kMaxAttempts));
+  f.push_back(duration("client_timeout", c.client_timeout, limits::kTimeoutMs));
+  f.push_back(duration("job_ttl", c.job_ttl, limits::kJobTtlMs));
+  f.push_back(level("log_level", c.log_level));
+  return f;
+}
+
+Fields fields(WorkerConfig& c) {
+  Fields f{text("broker", c.broker, "an address"),
+           count("processes", c.processes, limits::kProcesses),
+           count("prefetch", c.prefetch, limits::kPrefetch),
+           boolean("allow_exec", c.allow_exec),
+           count("max_tasks_per_child", c.max_tasks_per_child, limits::kMaxTasksPerChild),
+           list("plugins", c.plugins),
+           dict("tags", c.tags)};
+  heartbeat(f, c.heartbeat);
+  f.push_back(level("log_level", c.log_level));
+  return f;
+}
+
+Fields fields(ClientConfig& c) {
+  Fields f{client_broker(c.broker),
+           duration("connect_timeout", c.connect_timeout, limits::kTimeoutMs),
+           duration("broker_timeout", c.broker_timeout, limits::kTimeoutMs),
+           count("window", c.window, limits::kWindow)};
+  heartbeat(f, c.heartbeat);
+  f.push_back(level("log_level", c.log_level));
+  return f;
+}
+
+constexpr std::string_view section_of(const BrokerConfig&) { return "broker"; }
+constexpr std::string_view section_of(const WorkerConfig&) { return "worker"; }
+constexpr std::string_view section_of(const ClientConfig&) { return "client"; }
+
+std::vector<std::string> names_of(const Fields& fields) {
+  std::vector<std::string> names;
+  for (const auto& f : fields) names.push_back(f.name);
+  return names;
+}
+
+// ---- Reading --------------------------------------------------------------------------------
+
+YAML::Node read_yaml(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(Errc::kConfig, path + ": cannot read the file: it is a directory");
+  std::ifstream in(path);
+  if (!in) throw Error(Errc::kConfig, path + ": cannot read the file: " + std::strerror(errno));
   try {
-    value = std::stod(text, &used);
-  } catch (...) {
-    w.fail(n, "expected a duration like 500ms, 2s, 5m or 24h, got '" + text + "'");
-  }
-  const std::string_view unit = std::string_view(text).substr(used);
-  double ms = 0;
-  if (unit == "ms") ms = value;
-  else if (unit == "s") ms = value * 1e3;
-  else if (unit == "m") ms = value * 60e3;
-  else if (unit == "h") ms = value * 3600e3;
-  else w.fail(n, "a duration needs a unit (ms, s, m, h), got '" + text + "'");
-  if (ms < 0) w.fail(n, "a duration cannot be negative");
-  if (!std::isfinite(ms) || ms > 1e12) w.fail(n, "expected a duration from 0 to about 30 years, got '" + text + "'");
-  return std::chrono::milliseconds(static_cast<long long>(ms));
-}
-
-using Setter = std::function<void(const YAML::Node&, const Where&)>;
-using Schema = std::vector<std::pair<std::string, Setter>>;
-
-void heartbeat_keys(Schema& s, HeartbeatConfig& h) {
-  s.emplace_back("heartbeat_interval", [&h](const YAML::Node& n, const Where& w) {
-    h.interval = duration(n, w);
-    if (h.interval.count() < 10) w.fail(n, "must be at least 10ms");
-  });
-  s.emplace_back("heartbeat_liveness", [&h](const YAML::Node& n, const Where& w) { h.liveness = positive(n, w, false); });
-}
-
-void apply(const std::string& path, std::string_view section, const Schema& schema) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw Error(Errc::kConfig, path + ": cannot read the file");
+    return YAML::Load(in);
   } catch (const YAML::Exception& e) {
-    throw Error(Errc::kConfig, path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    throw Error(Errc::kConfig, at(path, e.mark) + ": invalid YAML: " + e.msg);
   }
-  if (root.IsNull()) return;  // an empty file changes nothing
-  if (!root.IsMap()) throw Error(Errc::kConfig, path + ":1: expected a map of settings");
-  static const char* const kSections[] = {"broker", "worker", "client"};
+}
+
+/* The map of settings for `section`: the whole file when it is flat, else its section (checking
+ * that every top-level key of a sectioned file is a section). Null when there is none. */
+YAML::Node settings_of(const YAML::Node& root, const std::string& path, std::string_view section) {
+  static const std::vector<std::string> kSections{"broker", "worker", "client"};
   bool sectioned = false;
   // `broker:` is also a worker's and a client's flat key: only a map makes it a section.
-  for (const auto* s : kSections) sectioned = sectioned || root[s].IsMap();
-  const YAML::Node settings = sectioned ? root[std::string(section)] : root;
-  if (!settings || settings.IsNull()) return;
-  if (!settings.IsMap()) Where{path, std::string(section)}.fail(settings, "expected a map of settings");
-  for (const auto& kv : settings) {
-    if (!kv.first.IsScalar()) Where{path, "?"}.fail(kv.first, "a setting's name must be a plain word");
-    const auto key = kv.first.as<std::string>();
-    const Where where{path, key};
-    bool known = false;
-    for (const auto& [name, set] : schema) {
-      if (name == key) {
-        set(kv.second, where);
-        known = true;
-        break;
-      }
-    }
-    if (!known) {
-      std::string names;
-      for (const auto& entry : schema) names += (names.empty() ? "" : ", ") + entry.first;
-      where.fail(kv.first, "unknown setting (known: " + names + ")");
-    }
+  for (const auto& s : kSections) {
+    const YAML::Node node = root[s];  // of a const root: invalid (false) when missing
+    sectioned = sectioned || (node && node.IsMap());
   }
+  if (!sectioned) return root;
+  for (const auto& kv : root) {
+    const Where file{path, ""};
+    if (!kv.first.IsScalar()) file.fail(kv.first, "a section's name must be a plain word");
+    const auto name = kv.first.Scalar();
+    if (std::find(kSections.begin(), kSections.end(), name) == kSections.end()) {
+      file.fail(kv.first, unknown("section", name, kSections));
+    }
+    if (!kv.second.IsMap() && !kv.second.IsNull()) Where{path, name}.fail(kv.second, "expected a map of settings");
+  }
+  return root[std::string(section)];
+}
+
+void apply(const std::string& path, std::string_view section, const Fields& fields) {
+  const YAML::Node root = read_yaml(path);
+  if (root.IsNull()) return;  // an empty file changes nothing
+  if (!root.IsMap()) Where{path, ""}.fail(root, "expected a map of settings (key: value lines)");
+  const YAML::Node settings = settings_of(root, path, section);
+  if (!settings || settings.IsNull()) return;
+  for (const auto& kv : settings) {
+    if (!kv.first.IsScalar()) Where{path, ""}.fail(kv.first, "a setting's name must be a plain word");
+    const auto key = kv.first.Scalar();
+    const auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == key; });
+    if (field == fields.end()) Where{path, ""}.fail(kv.first, unknown("key", key, names_of(fields)));
+    field->read(kv.second, Where{path, key});
+  }
+}
+
+template <class Config>
+void load(const std::string& path, Config& config) {
+  apply(path, section_of(config), fields(config));
+}
+
+template <class Config>
+std::string emit(Config config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  for (const auto& f : fields(config)) f.write(out);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+template <class Config>
+std::vector<std::string> keys(Config config) {
+  return names_of(fields(config));
 }
 
 }  // namespace
 
-void load_config_file(const std::string& path, BrokerConfig& c) {
-  Schema s;
-  s.emplace_back("bind", [&c](const YAML::Node& n, const Where& w) { c.bind = scalar<std::string>(n, w, "an address"); });
-  heartbeat_keys(s, c.heartbeat);
-  s.emplace_back("max_attempts", [&c](const YAML::Node& n, const Where& w) { c.max_attempts = positive(n, w, false); });
-  s.emplace_back("client_timeout", [&c](const YAML::Node& n, const Where& w) { c.client_timeout = duration(n, w); });
-  s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
-  apply(path, "broker", s);
-}
+void load_config_file(const std::string& path, BrokerConfig& c) { load(path, c); }
+void load_config_file(const std::string& path, WorkerConfig& c) { load(path, c); }
+void load_config_file(const std::string& path, ClientConfig& c) { load(path, c); }
 
-void load_config_file(const std::string& path, WorkerConfig& c) {
-  Schema s;
-  s.emplace_back("broker", [&c](const YAML::Node& n, const Where& w) { c.broker = scalar<std::string>(n, w, "an address"); });
-  s.emplace_back("processes", [&c](const YAML::Node& n, const Where& w) { c.processes = positive(n, w, true); });
-  s.emplace_back("prefetch", [&c](const YAML::Node& n, const Where& w) { c.prefetch = positive(n, w, true); });
-  s.emplace_back("allow_exec", [&c](const YAML::Node& n, const Where& w) { c.allow_exec = scalar<bool>(n, w, "true or false"); });
-  s.emplace_back("max_tasks_per_child", [&c](const YAML::Node& n, const Where& w) { c.max_tasks_per_child = positive(n, w, true); });
-  s.emplace_back("plugins", [&c](const YAML::Node& n, const Where& w) {
-    if (!n.IsSequence()) w.fail(n, "expected a list of shared library paths");
-    c.plugins.clear();
-    for (const auto& p : n) c.plugins.push_back(scalar<std::string>(p, w, "a path"));
-  });
-  s.emplace_back("tags", [&c](const YAML::Node& n, const Where& w) {
-    if (!n.IsMap()) w.fail(n, "expected a map of KEY: VALUE");
-    c.tags.clear();
-    for (const auto& kv : n) c.tags[scalar<std::string>(kv.first, w, "a tag name")] = scalar<std::string>(kv.second, w, "a value");
-  });
-  heartbeat_keys(s, c.heartbeat);
-  s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
-  apply(path, "worker", s);
-}
+std::string to_yaml(const BrokerConfig& c) { return emit(c); }
+std::string to_yaml(const WorkerConfig& c) { return emit(c); }
+std::string to_yaml(const ClientConfig& c) { return emit(c); }
 
-void load_config_file(const std::string& path, ClientConfig& c) {
-  Schema s;
-  s.emplace_back("broker", [&c](const YAML::Node& n, const Where& w) { c.broker = scalar<std::string>(n, w, "an address"); });
-  heartbeat_keys(s, c.heartbeat);
-  s.emplace_back("connect_timeout", [&c](const YAML::Node& n, const Where& w) { c.connect_timeout = duration(n, w); });
-  s.emplace_back("broker_timeout", [&c](const YAML::Node& n, const Where& w) { c.broker_timeout = duration(n, w); });
-  s.emplace_back("window", [&c](const YAML::Node& n, const Where& w) { c.window = positive(n, w, false); });
-  s.emplace_back("log_level", [&c](const YAML::Node& n, const Where& w) { c.log_level = scalar<std::string>(n, w, "a level"); });
-  apply(path, "client", s);
-}
+std::vector<std::string> config_keys(const BrokerConfig& c) { return keys(c); }
+std::vector<std::string> config_keys(const WorkerConfig& c) { return keys(c); }
+std::vector<std::string> config_keys(const ClientConfig& c) { return keys(c); }
 
 std::optional<std::string> config_file_path(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("DPOOL_CONFIG"); env && *env) return std::string(env);
+  return std::nullopt;
+}
+
+std::optional<std::string> broker_from_env() {
+  if (const char* env = std::getenv("DPOOL_BROKER"); env && *env) return std::string(env);
   return std::nullopt;
 }
 
@@ -182,9 +365,66 @@ std::string resolve_client_config(const std::string& explicit_broker, ClientConf
   return from_file;
 }
 
-std::optional<std::string> broker_from_env() {
-  if (const char* env = std::getenv("DPOOL_BROKER"); env && *env) return std::string(env);
-  return std::nullopt;
+// ---- Durations, flags -----------------------------------------------------------------------
+
+milliseconds parse_duration(std::string_view text) {
+  const std::string s(text);
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(s, &used);
+  } catch (const std::exception&) {
+    throw Error(Errc::kConfig, std::string("expected ") + kDurationForm + ", got '" + s + "'");
+  }
+  const std::string_view unit = std::string_view(s).substr(used);
+  double ms = 0;
+  if (unit == "ms") ms = value;
+  else if (unit == "s") ms = value * 1e3;
+  else if (unit == "m") ms = value * 60e3;
+  else if (unit == "h") ms = value * 3600e3;
+  else throw Error(Errc::kConfig, "a duration needs a unit (ms, s, m, h), got '" + s + "'");
+  if (ms < 0) throw Error(Errc::kConfig, "a duration cannot be negative, got '" + s + "'");
+  // Casting an infinite or huge double to an integer count is undefined: refuse it first.
+  if (!std::isfinite(ms) || ms > static_cast<double>(limits::kLongestMs)) {
+    throw Error(Errc::kConfig, "must be at most " + show_ms(limits::kLongestMs) + ", got '" + s + "'");
+  }
+  return milliseconds(std::llround(ms));
+}
+
+std::string format_duration(milliseconds d) {
+  const long long ms = d.count();
+  if (ms == 0) return "0s";
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_ms) {
+  return [limits, bare_ms](std::string& text) -> std::string {
+    const bool bare = !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+    try {
+      const auto ms = parse_duration(bare && bare_ms ? text + "ms" : text);
+      if (auto wrong = out_of(ms.count(), limits, show_ms); !wrong.empty()) return wrong;
+      text = std::to_string(ms.count());
+      return "";
+    } catch (const Error& e) {
+      return e.what();
+    }
+  };
+}
+
+const std::vector<std::string>& log_levels() {
+  static const std::vector<std::string> kLevels{"trace", "debug", "info", "warn", "error", "off"};
+  return kLevels;
+}
+
+std::string one_line(std::string text) {
+  for (auto& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
 }
 
 }  // namespace dpool

@@ -2,11 +2,17 @@
  *
  * Signals reach the one Supervisor of this process through a global pointer; its handlers
  * only write to an eventfd (async-signal-safe), the loop does the rest.
+ *
+ * worker_main() parses flags into optionals and applies them over the file and the
+ * environment (flag > environment > file > default), so a flag not given never hides the
+ * file's value; ranges and duration syntax come from config.hpp, the same as the YAML keys'.
  */
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
@@ -54,53 +60,97 @@ void stop_worker() noexcept {
   if (auto* s = g_supervisor.load()) s->stop();
 }
 
+namespace {
+
+struct Flags {
+  std::string config_file;
+  bool print_config = false;
+  bool allow_exec = false;
+  std::optional<std::string> broker, log_level;
+  std::optional<std::uint32_t> processes, prefetch, max_tasks, liveness;
+  std::optional<long long> heartbeat_ms;
+  std::vector<std::string> plugins, tags;
+};
+
+void add_flags(CLI::App& app, Flags& f) {
+  app.add_option("--config", f.config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
+  app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
+  app.add_option("--broker", f.broker, "broker address (default: $DPOOL_BROKER, the file, tcp://127.0.0.1:5555)");
+  app.add_option("--processes,-p", f.processes, "worker processes (default 0: one per core)")
+      ->check(CLI::Range(limits::kProcesses.min, limits::kProcesses.max));
+  app.add_option("--prefetch", f.prefetch, "tasks queued per process beyond the one it runs (default 2)")
+      ->check(CLI::Range(limits::kPrefetch.min, limits::kPrefetch.max));
+  app.add_flag("--allow-exec", f.allow_exec, "offer the exec task (runs shell commands)");
+  app.add_option("--max-tasks-per-child", f.max_tasks, "replace a process after this many tasks (default 0: never)")
+      ->check(CLI::Range(limits::kMaxTasksPerChild.min, limits::kMaxTasksPerChild.max));
+  app.add_option("--plugin", f.plugins, "shared library with DPOOL_TASK functions to load (repeatable)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tag", f.tags, "KEY=VALUE tag offered to the broker (repeatable)");
+  app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
+      ->transform(CLI::Validator(duration_flag(limits::kHeartbeatMs, true), "DURATION"));
+  app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before the broker is dead (default 3)")
+      ->check(CLI::Range(limits::kLiveness.min, limits::kLiveness.max));
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
+      ->check(CLI::IsMember(log_levels()));
+}
+
+/* --plugin and --tag add to the file's plugins and tags; a tag named in both takes the flag's
+ * value. */
+void add_lists(const Flags& f, WorkerConfig& config) {
+  for (const auto& p : f.plugins) {
+    if (std::find(config.plugins.begin(), config.plugins.end(), p) == config.plugins.end()) config.plugins.push_back(p);
+  }
+  for (const auto& t : f.tags) {
+    const auto eq = t.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error(Errc::kUsage, "--tag wants KEY=VALUE, got '" + t + "'");
+    config.tags[t.substr(0, eq)] = t.substr(eq + 1);
+  }
+}
+
+/* Defaults, then the file, then $DPOOL_BROKER, then the flags. */
+WorkerConfig effective_config(const Flags& f) {
+  WorkerConfig config;
+  if (auto path = config_file_path(f.config_file)) load_config_file(*path, config);
+  if (auto env = broker_from_env()) config.broker = *env;
+  if (f.broker) config.broker = *f.broker;
+  if (f.processes) config.processes = *f.processes;
+  if (f.prefetch) config.prefetch = *f.prefetch;
+  if (f.max_tasks) config.max_tasks_per_child = *f.max_tasks;
+  if (f.allow_exec) config.allow_exec = true;
+  if (f.heartbeat_ms) config.heartbeat.interval = std::chrono::milliseconds(*f.heartbeat_ms);
+  if (f.liveness) config.heartbeat.liveness = *f.liveness;
+  if (f.log_level) config.log_level = *f.log_level;
+  add_lists(f, config);
+  return config;
+}
+
+}  // namespace
+
 int worker_main(int argc, char** argv) {
   CLI::App app{"dpool-worker: runs dpool tasks for a broker"};
-  std::string broker, config_file, log_level;
-  std::optional<std::uint32_t> processes, max_tasks, prefetch;
-  std::vector<std::string> plugins, tags;
-  bool allow_exec = false;
-  long heartbeat_ms = 0;
-  app.add_option("--broker", broker, "broker address (default: $DPOOL_BROKER, then tcp://127.0.0.1:5555)");
-  app.add_option("--processes,-p", processes, "worker processes (default: one per core)")
-      ->check(CLI::Range(1u, 4096u));
-  app.add_option("--plugin", plugins, "shared library with DPOOL_TASK functions to load")
-      ->check(CLI::ExistingFile);
-  app.add_flag("--allow-exec", allow_exec, "offer the exec task (runs shell commands)");
-  app.add_option("--max-tasks-per-child", max_tasks, "replace a process after this many tasks");
-  app.add_option("--prefetch", prefetch, "tasks queued per process beyond the one it runs")
-      ->check(CLI::Range(0u, 10000u));
-  app.add_option("--tag", tags, "KEY=VALUE tag offered to the broker");
-  app.add_option("--config", config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
-  app.add_option("--heartbeat-interval", heartbeat_ms, "heartbeat interval in milliseconds")
-      ->check(CLI::Range(10, 600000));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off");
-  CLI11_PARSE(app, argc, argv);
+  Flags flags;
+  add_flags(app, flags);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "dpool-worker: %s (see dpool-worker --help)\n", one_line(e.what()).c_str());
+    return 2;
+  }
 
   try {
-    WorkerConfig config;
-    if (auto path = config_file_path(config_file)) load_config_file(*path, config);
-    if (auto env = broker_from_env()) config.broker = *env;
-    if (!broker.empty()) config.broker = broker;
-    if (processes) config.processes = *processes;
-    if (prefetch) config.prefetch = *prefetch;
-    if (max_tasks) config.max_tasks_per_child = *max_tasks;
-    if (allow_exec) config.allow_exec = true;
-    if (heartbeat_ms) config.heartbeat.interval = std::chrono::milliseconds(heartbeat_ms);
-    if (!log_level.empty()) config.log_level = log_level;
-    for (auto& p : plugins) config.plugins.push_back(p);
-    for (const auto& t : tags) {
-      const auto eq = t.find('=');
-      if (eq == std::string::npos || eq == 0) throw Error(Errc::kUsage, "--tag wants KEY=VALUE, got '" + t + "'");
-      config.tags[t.substr(0, eq)] = t.substr(eq + 1);
+    const auto config = effective_config(flags);
+    if (flags.print_config) {
+      std::fputs(to_yaml(config).c_str(), stdout);
+      return std::fflush(stdout) == 0 ? 0 : 3;
     }
     log::init("worker", config.log_level);
     return run_worker(config);
   } catch (const Error& e) {
-    std::fprintf(stderr, "dpool-worker: %s\n", e.what());
+    std::fprintf(stderr, "dpool-worker: %s\n", one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool-worker: internal error: %s\n", e.what());
+    std::fprintf(stderr, "dpool-worker: internal error: %s\n", one_line(e.what()).c_str());
     return 3;
   }
 }

@@ -1,24 +1,49 @@
-/* Configuration of the three roles: typed structs with the built-in defaults, and the YAML
- * loader that fills them.
+/* Configuration of the three roles: typed structs with the built-in defaults, the YAML loader
+ * that fills them, the YAML writer behind --print-config, and the pieces the binaries' flags
+ * share with the loader (durations, ranges, log levels), so that a flag and its YAML key can
+ * never disagree on what they accept.
  *
  * Precedence is flag > environment > YAML file > default. Each binary starts from the struct's
  * defaults, applies the file (named by --config or DPOOL_CONFIG), then the environment, then
  * its flags. A YAML file may hold one role's keys at the top level or sections `broker:`,
- * `worker:` and `client:` so that one file can serve a whole cluster. An unknown key, a value
- * of the wrong type or unreadable YAML is a dpool::Error(kConfig) naming the file and line.
+ * `worker:` and `client:` so that one file can serve a whole cluster. An unreadable file,
+ * invalid YAML, an unknown key, a value of the wrong type or out of range is a
+ * dpool::Error(kConfig) of one line naming the file and line.
  */
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dpool {
 
 inline constexpr const char* kDefaultBroker = "tcp://127.0.0.1:5555";
+
+/* The range a number (or a duration, in milliseconds) may take, checked alike for its YAML key
+ * and its flag. */
+struct Limits {
+  long long min;
+  long long max;
+};
+
+namespace limits {
+inline constexpr long long kLongestMs = 100'000LL * 3'600'000;  // 100000h, about 11 years
+inline constexpr Limits kProcesses{0, 4096};                     // 0: one per core
+inline constexpr Limits kPrefetch{0, 10'000};
+inline constexpr Limits kMaxTasksPerChild{0, 1'000'000'000};     // 0: never recycle
+inline constexpr Limits kLiveness{1, 1000};
+inline constexpr Limits kMaxAttempts{1, 1000};
+inline constexpr Limits kWindow{1, 1'000'000'000};
+inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
+inline constexpr Limits kTimeoutMs{1, kLongestMs};
+inline constexpr Limits kJobTtlMs{1000, kLongestMs};
+}  // namespace limits
 
 /* Liveness as Majordomo spells it: a peer is dead after `liveness` intervals of silence. */
 struct HeartbeatConfig {
@@ -33,6 +58,9 @@ struct BrokerConfig {
   std::uint32_t max_attempts = 3;              // leases a task may lose to dying workers
   std::chrono::milliseconds client_timeout{60000};  // a silent client's tasks are dropped after this
   std::string log_level = "info";
+  bool insecure = false;  // listening beyond loopback without CURVE is allowed
+  // How long the results of a detached job are kept after the job finished.
+  std::chrono::milliseconds job_ttl{std::chrono::hours(24)};
 };
 
 struct WorkerConfig {
@@ -61,6 +89,18 @@ void load_config_file(const std::string& path, BrokerConfig& config);
 void load_config_file(const std::string& path, WorkerConfig& config);
 void load_config_file(const std::string& path, ClientConfig& config);
 
+/* `config` as a flat YAML file that load_config_file() reads back to the same values, keys in
+ * the order of the documented examples. A ClientConfig whose broker is "" (none named
+ * anywhere) gets a comment saying so instead of a `broker:` key. */
+[[nodiscard]] std::string to_yaml(const BrokerConfig& config);
+[[nodiscard]] std::string to_yaml(const WorkerConfig& config);
+[[nodiscard]] std::string to_yaml(const ClientConfig& config);
+
+/* The YAML keys the loader knows for the role of the argument (its value does not matter). */
+[[nodiscard]] std::vector<std::string> config_keys(const BrokerConfig&);
+[[nodiscard]] std::vector<std::string> config_keys(const WorkerConfig&);
+[[nodiscard]] std::vector<std::string> config_keys(const ClientConfig&);
+
 /* The config file to read: `flag` if given, else $DPOOL_CONFIG, else none. */
 [[nodiscard]] std::optional<std::string> config_file_path(const std::string& flag);
 
@@ -72,5 +112,26 @@ void load_config_file(const std::string& path, ClientConfig& config);
  * file's. Returns the broker, or "" when none is named anywhere (an embedded cluster then).
  * Throws dpool::Error(kConfig) for a bad file. */
 std::string resolve_client_config(const std::string& explicit_broker, ClientConfig& config);
+
+// ---- Shared by the YAML loader and the binaries' flags ----------------------------------------
+
+/* "500ms", "2s", "1.5m", "24h" as milliseconds. Throws dpool::Error(kConfig) saying what is
+ * wrong with `text` (no number, no unit, negative, too long). */
+[[nodiscard]] std::chrono::milliseconds parse_duration(std::string_view text);
+
+/* The inverse: the largest unit that keeps the number whole ("90s", "24h", "1500ms"). */
+[[nodiscard]] std::string format_duration(std::chrono::milliseconds d);
+
+/* A CLI11 transform for a duration flag (CLI::Validator(duration_flag(...), "DURATION")): it
+ * replaces the flag's text by its count of milliseconds and returns "", or returns what is
+ * wrong. With `bare_ms` a plain number counts as milliseconds (what --heartbeat-interval took
+ * before it took units). */
+[[nodiscard]] std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_ms = false);
+
+/* trace, debug, info, warn, error, off: what log_level and --log-level accept. */
+[[nodiscard]] const std::vector<std::string>& log_levels();
+
+/* A message that may span lines (CLI11's do) as the one line a person is shown. */
+[[nodiscard]] std::string one_line(std::string text);
 
 }  // namespace dpool

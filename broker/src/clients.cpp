@@ -69,26 +69,36 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
     }
     const auto attempts = spec.max_attempts ? std::min(spec.max_attempts, kMaxAttemptsCap)
                                             : config_.max_attempts;
+    if (!spec.job.empty()) {
+      // Accepted means "the job holds it": its result goes to the job, not to this session.
+      if (auto refusal = add_job_task(c, spec, m.payloads[i], attempts)) {
+        c.accepts.pop_back();  // the client takes an ACCEPT of a job task as success
+        deliver(c, spec.id, std::move(*refusal), zmq::message_t());
+      }
+      continue;
+    }
     const auto key = ledger_.add(c.handle, spec.id, ledger_.function_id(spec.function), attempts,
                                  std::move(m.payloads[i]), spec.items);
     c.live[spec.id] = key;
-    if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) {
-      auto [it, fresh] = queue_ids_.try_emplace(spec.queue, 0);
-      if (fresh) {
-        if (free_queues_.empty()) {
-          it->second = static_cast<std::uint32_t>(queues_.size());
-          queues_.push_back(NamedQueue{});
-        } else {
-          it->second = free_queues_.back();
-          free_queues_.pop_back();
-        }
-        queues_[it->second].name = spec.queue;
-      }
-      ledger_.find(key)->queue = it->second;
-      ++queues_[it->second].outstanding;
-    }
+    if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) join_named_queue(*ledger_.find(key), spec.queue);
   }
   dirty_clients_.push_back(c.handle);
+}
+
+void BrokerCore::join_named_queue(Task& task, const std::string& name) {
+  auto [it, fresh] = queue_ids_.try_emplace(name, 0);
+  if (fresh) {
+    if (free_queues_.empty()) {
+      it->second = static_cast<std::uint32_t>(queues_.size());
+      queues_.push_back(NamedQueue{});
+    } else {
+      it->second = free_queues_.back();
+      free_queues_.pop_back();
+    }
+    queues_[it->second].name = name;
+  }
+  task.queue = it->second;
+  ++queues_[it->second].outstanding;
 }
 
 void BrokerCore::on_ack(Message& m, ClientSession& c) {
@@ -111,11 +121,7 @@ void BrokerCore::on_cancel(Message& m, ClientSession& c) {
     if (t->state == TaskState::kQueued) {
       c.live.erase(it);
       apply(*t, TaskEvent::kDrop);
-      wire::Result r;
-      r.status = Status::kCancelled;
-      r.error_type = "Cancelled";
-      r.error_message = "cancelled before it started";
-      deliver(c, id, std::move(r), zmq::message_t());
+      deliver(c, id, cancelled_result("cancelled before it started"), zmq::message_t());
     } else if (!t->cancel_requested) {
       // Running: the worker kills the process running it and reports it cancelled.
       t->cancel_requested = true;
@@ -161,29 +167,48 @@ void BrokerCore::queue_left(std::uint32_t queue) {
   free_queues_.push_back(queue);
 }
 
-void BrokerCore::finish_cancelled(Task& task) {
+wire::Result cancelled_result(std::string message) {
   wire::Result r;
   r.status = Status::kCancelled;
   r.error_type = "Cancelled";
-  r.error_message = "cancelled while running";
-  finish(task, std::move(r), zmq::message_t());
+  r.error_message = std::move(message);
+  return r;
+}
+
+void BrokerCore::finish_cancelled(Task& task) {
+  finish(task, cancelled_result("cancelled while running"), zmq::message_t());
 }
 
 void BrokerCore::finish(Task& task, wire::Result meta, zmq::message_t payload) {
   meta.attempts = task.attempt;
-  const auto client = task.client;
-  const auto client_id = task.client_id;
+  const auto owner = task.client;
+  const auto id = task.client_id;
+  const auto items = task.items;
   apply(task, TaskEvent::kFinish);
-  if (auto* c = clients_.find(client)) {
-    c->live.erase(client_id);
-    deliver(*c, client_id, std::move(meta), std::move(payload));
+  report(owner, id, std::move(meta), std::move(payload), items);
+}
+
+void BrokerCore::report(PeerHandle owner, std::uint64_t id, wire::Result meta, zmq::message_t payload,
+                        std::uint32_t items) {
+  if (auto* c = clients_.find(owner)) {
+    c->live.erase(id);
+    deliver(*c, id, std::move(meta), std::move(payload));
+  } else if (auto* job = jobs_.find(owner)) {
+    count_result(meta);
+    job_result(*job, id, std::move(meta), std::move(payload), items);
   }
+  // else: its client left (or the job was forgotten); nobody wants the result
+}
+
+void BrokerCore::count_result(const wire::Result& meta) {
+  ++counters_.completed;
+  if (meta.status != Status::kOk) ++counters_.failed;
+  rate_.add(Clock::now());
 }
 
 void BrokerCore::deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta,
                          zmq::message_t payload) {
-  ++counters_.completed;
-  if (meta.status != Status::kOk) ++counters_.failed;
+  count_result(meta);
   meta.id = client_id;
   c.finished[client_id] = FinishedResult{std::move(meta), std::move(payload), {}};
   c.results.push_back(client_id);
@@ -238,6 +263,7 @@ void BrokerCore::purge_client(ClientSession& c) {
     // A leased task stays on its worker; its outcome will find no task and be dropped.
     if (Task* t = ledger_.find(key)) apply(*t, TaskEvent::kDrop);
   }
+  submitter_left(c.handle);
   clients_.remove(c.handle);
 }
 

@@ -122,6 +122,15 @@ void BrokerCore::handle(Message& m) {
     case Command::kJoin:
       on_join(m, client_session(who_));
       break;
+    case Command::kJob:
+      on_job(m, client_session(who_));
+      break;
+    case Command::kFetch:
+      on_fetch(m, client_session(who_));
+      break;
+    case Command::kStatus:
+      on_status(m, client_session(who_));
+      break;
     case Command::kReady:
       on_ready(m);
       break;
@@ -144,6 +153,9 @@ void BrokerCore::handle(Message& m) {
     case Command::kTask:
     case Command::kResult:
     case Command::kJoined:
+    case Command::kJobInfo:
+    case Command::kFetched:
+    case Command::kReport:
       drops_.drop(DropReason::kCommand, who_, std::string(to_string(m.command)) + " sent to the broker");
       break;
   }
@@ -191,6 +203,7 @@ void BrokerCore::on_tick(Clock::time_point now) {
       purge_client(*c);
     }
   }
+  expire_jobs(now);
   std::uint32_t processes = 0;
   for (auto& [h, w] : workers_) {
     processes += w.processes;

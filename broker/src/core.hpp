@@ -2,7 +2,9 @@
  * worker handlers and dispatch in workers.cpp; each handler is one command's whole effect. */
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -15,10 +17,32 @@
 #include "dpool/codec.hpp"
 #include "dpool/config.hpp"
 #include "dpool/util.hpp"
+#include "jobs.hpp"
 #include "ledger.hpp"
 #include "peers.hpp"
 
 namespace dpool::detail {
+
+/* Results per second over the last minute, for `dpool status`: 60 one-second buckets. */
+class RateWindow {
+ public:
+  void add(Clock::time_point now);
+  [[nodiscard]] double per_second(Clock::time_point now, Clock::time_point since);
+
+ private:
+  void advance(std::int64_t second);
+  std::array<std::uint64_t, 60> buckets_{};
+  std::int64_t second_ = 0;  // the bucket that `add` fills now
+};
+
+/* A duration as whole milliseconds, 0 when negative (for status fields). */
+[[nodiscard]] inline std::uint64_t millis(Clock::duration d) {
+  const auto n = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  return n > 0 ? static_cast<std::uint64_t>(n) : 0;
+}
+
+/* A kCancelled result with this message. */
+[[nodiscard]] wire::Result cancelled_result(std::string message);
 
 class BrokerCore {
  public:
@@ -48,13 +72,37 @@ class BrokerCore {
   void on_join(Message& m, ClientSession& c);
   /* Ledger::apply, plus the named queues' accounting when the task leaves the ledger. */
   Transition apply(Task& task, TaskEvent event);
+  void join_named_queue(Task& task, const std::string& name);
   void queue_left(std::uint32_t queue);
   void finish_cancelled(Task& task);
   void finish(Task& task, wire::Result meta, zmq::message_t payload);
+  /* A task's outcome to its owner: the client session, or the detached job. */
+  void report(PeerHandle owner, std::uint64_t id, wire::Result meta, zmq::message_t payload,
+              std::uint32_t items);
+  void count_result(const wire::Result& meta);
   void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta, zmq::message_t payload);
   void flush_client(ClientSession& c);
   void resend_unacked(ClientSession& c, Clock::time_point now);
   void purge_client(ClientSession& c);
+
+  // jobs.cpp
+  /* A job task from SUBMIT: nullopt when held (or already known), else the refusal. */
+  std::optional<wire::Result> add_job_task(ClientSession& c, wire::TaskSpec& spec, zmq::message_t& payload,
+                                           std::uint32_t attempts);
+  void job_result(Job& job, std::uint64_t index, wire::Result meta, zmq::message_t payload,
+                  std::uint32_t items);
+  void job_done(Job& job);
+  void submitter_left(PeerHandle session);
+  void expire_jobs(Clock::time_point now);
+  void on_job(Message& m, ClientSession& c);
+  void seal_job(Job& job, std::uint64_t total);
+  void cancel_job(Job& job);
+  wire::JobInfo job_info(const Job& job);
+  [[nodiscard]] wire::JobInfo job_info_without_running(const Job& job, Clock::time_point now) const;
+  void on_fetch(Message& m, ClientSession& c);
+
+  // status.cpp
+  void on_status(Message& m, ClientSession& c);
 
   // workers.cpp
   void on_ready(Message& m);
@@ -76,6 +124,7 @@ class BrokerCore {
   Ledger ledger_;
   WorkerRegistry workers_;
   PeerTable<ClientSession> clients_;
+  JobTable jobs_;
   PeerHandle next_handle_ = 1;
   // TASK batch numbers, broker-wide so that they only grow for a worker that registers again.
   std::uint64_t next_seq_ = 1;
@@ -94,6 +143,8 @@ class BrokerCore {
   std::vector<std::uint32_t> free_queues_;
 
   BrokerStats counters_;
+  RateWindow rate_;
+  const Clock::time_point started_ = Clock::now();
   mutable std::mutex stats_mutex_;
   BrokerStats published_;
   Clock::time_point next_tick_;

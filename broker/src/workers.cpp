@@ -133,23 +133,21 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
   const auto client = task.client;
   const auto client_id = task.client_id;
   const auto attempts = task.attempt;
+  const auto items = task.items;
   const auto deaths = task.lost + 1;
   const auto function = ledger_.function_name(task.function);
   if (apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
     ++counters_.requeued;
     return;
   }
-  // kExhausted: the task is gone from the ledger; tell its client why.
-  if (auto* c = clients_.find(client)) {
-    c->live.erase(client_id);
-    wire::Result r;
-    r.status = Status::kLost;
-    r.error_type = "WorkerLost";
-    r.error_message = "the worker running '" + function + "' died on " + std::to_string(deaths) +
-                      " of " + std::to_string(attempts) + " attempts (last: " + why + ")";
-    r.attempts = attempts;
-    deliver(*c, client_id, std::move(r), zmq::message_t());
-  }
+  // kExhausted: the task is gone from the ledger; tell its owner why.
+  wire::Result r;
+  r.status = Status::kLost;
+  r.error_type = "WorkerLost";
+  r.error_message = "the worker running '" + function + "' died on " + std::to_string(deaths) +
+                    " of " + std::to_string(attempts) + " attempts (last: " + why + ")";
+  r.attempts = attempts;
+  report(client, client_id, std::move(r), zmq::message_t(), items);
 }
 
 void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charge) {

@@ -1,9 +1,5 @@
-/* The client's I/O thread and its bookkeeping (see client.hpp for the guarantees).
- *
- * Every task is in one of three states on this side: waiting (not sent, or to be sent again),
- * sent (the broker has not ACCEPTed it yet) or accepted. Only sent and accepted tasks count
- * against the window. A task leaves the table when its completion runs.
- */
+/* The client's I/O thread and its task bookkeeping (see client.hpp for the guarantees and
+ * client_io.hpp for the states a task goes through). */
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -15,81 +11,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "dpool/client.hpp"
-#include "dpool/codec.hpp"
+#include "client_io.hpp"
 #include "dpool/log.hpp"
-#include "dpool/util.hpp"
 
 namespace dpool {
-namespace {
 
-constexpr std::size_t kMaxTasksPerSubmit = 1000;
-
-enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
-
-struct Pending {
-  wire::TaskSpec spec;
-  zmq::message_t payload;
-  Completion done;
-  Stage stage = Stage::kWaiting;
-  bool cancel_requested = false;  // never resubmit it: a new broker would run it
-  Clock::time_point submitted;
-  Clock::time_point sent_at;
-};
-
-struct NewTask {
-  wire::TaskSpec spec;
-  std::string args;
-  Completion done;
-};
-
-}  // namespace
-
-struct Client::Impl {
-  explicit Impl(ClientConfig c);
-  ~Impl();
-  void loop();
-  void take_new_tasks();
-  void on_message(Message& m);
-  void on_results(Message& m);
-  void on_broker_instance(std::uint64_t instance);
-  void resubmit_all();
-  void send_again(std::vector<std::uint64_t> ids);
-  void send_waiting();
-  void on_tick(Clock::time_point now);
-  void fail_unreachable(Clock::time_point now);
-  void complete(std::uint64_t id, TaskResult&& result);
-  void complete_locally(Pending& p, Status status, std::string type, std::string message);
-
-  ClientConfig config;
-  zmq::context_t context{1};
-  zmq::socket_t socket{context, zmq::socket_type::dealer};
-  std::string identity = make_peer_id('c');
-  int wake_fd = -1;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> heard_ever{false};
-  std::atomic<std::uint32_t> worker_processes{0};
-  std::atomic<std::size_t> pending_count{0};
-
-  std::mutex inbox_mutex;
-  std::vector<NewTask> inbox;
-  std::vector<std::uint64_t> cancels;
-  std::vector<std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> new_joins;
-  std::uint64_t next_join = 1;  // guarded by inbox_mutex
-  std::uint64_t next_id = 1;  // guarded by inbox_mutex
-
-  // I/O thread only:
-  std::unordered_map<std::uint64_t, Pending> tasks;
-  std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
-  std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
-  std::size_t outstanding = 0;        // sent or accepted
-  std::uint64_t broker_instance = 0;
-  Clock::time_point last_heard;
-  Clock::time_point started = Clock::now();
-  Clock::time_point next_join_resend = Clock::now();
-  DropCounters drops;
-  std::thread thread;
-};
+using detail::NewTask;
+using detail::Pending;
+using detail::Stage;
+using detail::kMaxTasksPerSubmit;
 
 Client::Impl::Impl(ClientConfig c) : config(std::move(c)) {
   socket.set(zmq::sockopt::routing_id, identity);
@@ -150,6 +80,7 @@ void Client::Impl::loop() {
   for (auto& [request, j] : joins) {
     j.second->set_exception(std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed during join")));
   }
+  cancel_requests();
   send_message(socket, {}, Command::kDisconnect, wire::Disconnect{"client closed"});
 }
 
@@ -163,6 +94,7 @@ void Client::Impl::take_new_tasks() {
     cancel_ids.swap(cancels);
     join_requests.swap(new_joins);
   }
+  take_new_requests();
   for (auto& j : join_requests) {
     send_message(socket, {}, Command::kJoin, j.first);
     joins.emplace(j.first.request, std::move(j));
@@ -204,10 +136,21 @@ void Client::Impl::on_message(Message& m) {
       if (!accept) return;
       for (auto id : accept->ids) {
         auto it = tasks.find(id);
-        if (it != tasks.end() && it->second.stage == Stage::kSent) it->second.stage = Stage::kAccepted;
+        if (it == tasks.end() || it->second.stage != Stage::kSent) continue;
+        it->second.stage = Stage::kAccepted;
+        if (!it->second.spec.job.empty()) {  // the job holds it now: that is this task's success
+          TaskResult r;
+          r.meta.id = id;
+          complete(id, std::move(r));
+        }
       }
       break;
     }
+    case Command::kJobInfo:
+    case Command::kFetched:
+    case Command::kReport:
+      on_reply(m);
+      break;
     case Command::kResult:
       on_results(m);
       break;
@@ -239,6 +182,9 @@ void Client::Impl::on_message(Message& m) {
     case Command::kAck:
     case Command::kCancel:
     case Command::kJoin:
+    case Command::kJob:
+    case Command::kFetch:
+    case Command::kStatus:
       drops.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a client");
       break;
   }
@@ -272,8 +218,9 @@ void Client::Impl::on_broker_instance(std::uint64_t instance) {
 }
 
 void Client::Impl::resubmit_all() {
-  // A new broker (or one that forgot us) knows nothing of our JOINs either.
+  // A new broker (or one that forgot us) knows nothing of our JOINs or requests either.
   for (auto& [request, j] : joins) send_message(socket, {}, Command::kJoin, j.first);
+  resend_requests(Clock::now(), true);
   std::vector<std::uint64_t> ids, cancelled;
   for (auto& [id, p] : tasks) {
     if (p.stage == Stage::kWaiting) continue;
@@ -328,6 +275,7 @@ void Client::Impl::on_tick(Clock::time_point now) {
     for (auto& [request, j] : joins) send_message(socket, {}, Command::kJoin, j.first);
     next_join_resend = now + config.heartbeat.expiry();
   }
+  resend_requests(now, false);
   // A SUBMIT lost on a cut link is never ACCEPTed: send those tasks again.
   std::vector<std::uint64_t> again;
   for (auto& [id, p] : tasks) {
@@ -341,13 +289,14 @@ void Client::Impl::fail_unreachable(Clock::time_point now) {
   const bool ever = heard_ever.load();
   const auto limit = ever ? config.broker_timeout : config.connect_timeout;
   const auto heard = ever ? last_heard : started;
-  if (now - heard <= limit || tasks.empty()) return;
+  if (now - heard <= limit) return;
+  const std::string why = "no broker answered at " + config.broker + " for " +
+                          std::to_string(limit.count()) + " ms";
+  fail_requests(now, heard, limit, why);
   std::vector<std::uint64_t> expired;
   for (auto& [id, p] : tasks) {
     if (now - std::max(p.submitted, heard) > limit) expired.push_back(id);
   }
-  const std::string why = "no broker answered at " + config.broker + " for " +
-                          std::to_string(limit.count()) + " ms";
   for (auto id : expired) {
     auto it = tasks.find(id);
     if (it != tasks.end()) complete_locally(it->second, Status::kUnreachable, "BrokerUnreachable", why);
@@ -386,7 +335,8 @@ std::uint64_t Client::submit(std::string function, std::string args, Completion 
   {
     std::lock_guard lock(impl_->inbox_mutex);
     id = impl_->next_id++;
-    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts, options.items, std::move(options.queue)},
+    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts, options.items,
+                                                  std::move(options.queue), std::move(options.job), options.index},
                                    std::move(args), std::move(done)});
   }
   impl_->pending_count.fetch_add(1);

@@ -19,6 +19,12 @@ std::string_view to_string(Command c) noexcept {
     case Command::kCancel: return "CANCEL";
     case Command::kJoin: return "JOIN";
     case Command::kJoined: return "JOINED";
+    case Command::kJob: return "JOB";
+    case Command::kJobInfo: return "JOB_INFO";
+    case Command::kFetch: return "FETCH";
+    case Command::kFetched: return "FETCHED";
+    case Command::kStatus: return "STATUS";
+    case Command::kReport: return "REPORT";
   }
   return "UNKNOWN";
 }

@@ -209,6 +209,12 @@ void Supervisor::on_broker_message(Message& m) {
       break;
     case Command::kJoin:
     case Command::kJoined:
+    case Command::kJob:
+    case Command::kJobInfo:
+    case Command::kFetch:
+    case Command::kFetched:
+    case Command::kStatus:
+    case Command::kReport:
     case Command::kHello:
     case Command::kReady:
     case Command::kSubmit:

@@ -59,6 +59,17 @@ struct TaskOptions {
   std::uint32_t max_attempts = 0;  // leases a task may lose to dying workers; 0: broker default
   std::uint32_t items = 0;         // > 0: `args` is an array of that many argument arrays (a chunk)
   std::string queue;               // a named queue that join_queue() can wait on
+  // A detached job's task, at position `index` of job `job`: the broker keeps its result for
+  // the job (fetch() reads it), and the completion runs once the broker holds the task (kOk,
+  // no value) or refused it.
+  std::string job;
+  std::uint64_t index = 0;
+};
+
+/* A page of a detached job's results: values[i] is meta.results[i]'s value. */
+struct JobPage {
+  wire::Fetched meta;
+  std::vector<zmq::message_t> values;
 };
 
 class Client {
@@ -86,6 +97,13 @@ class Client {
 
   /* Tasks submitted whose completion has not run yet. */
   [[nodiscard]] std::size_t pending() const;
+
+  /* Requests answered by the broker. Each is sent again until answered (none changes anything
+   * when repeated); the future fails with Error(kUnreachable) on the same terms as a task, and
+   * with Error(kCancelled) when the Client is destroyed first. Thread-safe. */
+  [[nodiscard]] std::future<wire::JobInfo> job(std::string job, JobOp op = JobOp::kInfo, std::uint64_t total = 0);
+  [[nodiscard]] std::future<JobPage> fetch(std::string job, std::uint64_t from, std::uint32_t max = 1000);
+  [[nodiscard]] std::future<wire::Report> status();
 
   /* Worker processes connected to the broker, as of its last heartbeat (0 before one). */
   [[nodiscard]] std::uint32_t worker_processes() const;

@@ -49,6 +49,11 @@ int run_call(const CallOptions& options) {
   }
   const auto connect_timeout = config.connect_timeout;
   Client client(config);
+  if (!client.wait_connected(connect_timeout)) {
+    throw Error(Errc::kUnreachable, "cannot reach the broker at " + broker + " (no answer within " +
+                                        seconds_text(connect_timeout) + ")");
+  }
+  require_worker_for(client, options.function);
 
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();

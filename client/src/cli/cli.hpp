@@ -9,7 +9,11 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "dpool/client.hpp"
+#include "dpool/error.hpp"
 
 namespace CLI {
 class App;
@@ -25,6 +29,22 @@ struct Command {
 
 Command add_call(CLI::App& parent);
 Command add_map(CLI::App& parent);
+Command add_submit(CLI::App& parent);
+Command add_wait(CLI::App& parent);
+Command add_result(CLI::App& parent);
+Command add_cancel(CLI::App& parent);
+Command add_status(CLI::App& parent);
+Command add_keygen(CLI::App& parent);
+
+/* A Client of the broker named by `flag`, else $DPOOL_BROKER, the config file, or the default
+ * address, once it has answered; Error(kUnreachable) when it does not within the connect
+ * timeout. For the commands that need a standing broker (a job outlives the command). */
+[[nodiscard]] std::unique_ptr<Client> connect_client(const std::string& flag);
+
+/* Returns once a worker connected to the client's broker offers `function`, waiting up to the
+ * connect timeout for workers still registering; else Error(kUsage) naming what the workers
+ * offer, followed by `hint`. Tasks for a function nobody offers would wait silently. */
+void require_worker_for(Client& client, const std::string& function, const std::string& hint = {});
 
 /* "1.5 s", "5 s": a duration as a person reads it. */
 [[nodiscard]] std::string seconds_text(std::chrono::duration<double> d);

@@ -1,38 +1,49 @@
 /* dpool: the command line client.
  *
  * The subcommands (call, map, ...) each register themselves from their own file (cli.hpp).
+ * Two top-level options concern them all: --config names the YAML file, and --print-config
+ * prints the client configuration they would run with and exits (the one case where no
+ * subcommand is needed). The subcommands and the client library read the file through
+ * $DPOOL_CONFIG, so --config beats the environment by replacing it for this process.
  *
  * Errors a person can cause (a bad flag, a bad config file, an unreachable broker, an argument
  * that is not JSON) end in one line on stderr and exit code 2; failed tasks in exit code 1. */
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "dpool/config.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
 
 namespace {
 
-/* CLI11's messages may span lines; a person gets one. */
-std::string one_line(std::string text) {
-  for (auto& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  while (!text.empty() && text.back() == ' ') text.pop_back();
-  return text;
+/* The client configuration as the subcommands resolve it: the file, then DPOOL_BROKER. */
+int print_config() {
+  dpool::ClientConfig config;
+  config.broker = dpool::resolve_client_config("", config);
+  std::fputs(dpool::to_yaml(config).c_str(), stdout);
+  return std::fflush(stdout) == 0 ? 0 : 3;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dpool: runs work on a dpool cluster (or on this host, when none is given)"};
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // one, unless --print-config: checked after parsing
+  std::string config_file;
+  bool print = false;
+  app.add_option("--config", config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
+  app.add_flag("--print-config", print, "print the effective client configuration as YAML and exit");
 
   const dpool::cli::Command commands[] = {
       dpool::cli::add_call(app),
       dpool::cli::add_map(app),
+      dpool::cli::add_status(app),
+      dpool::cli::add_keygen(app),
   };
 
   try {
@@ -42,21 +53,28 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "dpool: %s (see dpool --help)\n", one_line(e.what()).c_str());
+    std::fprintf(stderr, "dpool: %s (see dpool --help)\n", dpool::one_line(e.what()).c_str());
     return 2;
   }
+  if (!print && app.get_subcommands().empty()) {
+    std::fprintf(stderr, "dpool: a subcommand is required (see dpool --help)\n");
+    return 2;
+  }
+  // Single-threaded still: setenv is safe here.
+  if (!config_file.empty()) ::setenv("DPOOL_CONFIG", config_file.c_str(), 1);
 
   try {
+    if (print) return print_config();
     dpool::log::init("client", "error");
     for (const auto& command : commands) {
       if (command.app->parsed()) return command.run();
     }
-    return 2;  // require_subcommand(1) makes this unreachable
+    return 2;  // unreachable: a subcommand or --print-config was checked for above
   } catch (const dpool::Error& e) {
-    std::fprintf(stderr, "dpool: %s\n", one_line(e.what()).c_str());
+    std::fprintf(stderr, "dpool: %s\n", dpool::one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool: internal error: %s\n", one_line(e.what()).c_str());
+    std::fprintf(stderr, "dpool: internal error: %s\n", dpool::one_line(e.what()).c_str());
     return 3;
   }
 }

@@ -46,8 +46,14 @@ enum class Command : std::uint8_t {
   kCancel = 11,     // client -> broker, broker -> worker: stop these tasks
   kJoin = 12,       // client -> broker   tell me when this named queue has nothing left
   kJoined = 13,     // broker -> client   the named queue has nothing left
+  kJob = 14,        // client -> broker   about a detached job: progress, seal, cancel, forget
+  kJobInfo = 15,    // broker -> client   a job's progress (the answer to JOB)
+  kFetch = 16,      // client -> broker   a page of a detached job's results, in order
+  kFetched = 17,    // broker -> client   that page, one payload per result
+  kStatus = 18,     // client -> broker   what are you doing?
+  kReport = 19,     // broker -> client   workers, queues, jobs, rates (the answer to STATUS)
 };
-inline constexpr std::uint8_t kMaxCommand = 13;
+inline constexpr std::uint8_t kMaxCommand = 19;
 
 /* How a task ended. kLost is a worker's report that the process running the task died; the
  * broker turns it into a requeue or, past the attempt limit, a final kLost for the client. */
@@ -61,6 +67,13 @@ enum class Status : std::uint8_t {
   kUnreachable = 6,  // client side only: no broker answered in time
 };
 
+enum class JobOp : std::uint8_t {
+  kInfo = 0,    // progress only
+  kSeal = 1,    // every task is submitted: `total` of them; the job is done when they are
+  kCancel = 2,  // cancel the queued and running tasks, seal the job
+  kForget = 3,  // drop the job and its results now
+};
+
 [[nodiscard]] std::string_view to_string(Command c) noexcept;
 [[nodiscard]] std::string_view to_string(Status s) noexcept;
 [[nodiscard]] bool is_known_command(std::uint8_t raw) noexcept;
@@ -68,6 +81,7 @@ enum class Status : std::uint8_t {
 }  // namespace dpool
 
 MSGPACK_ADD_ENUM(dpool::Status);
+MSGPACK_ADD_ENUM(dpool::JobOp);
 
 namespace dpool::wire {
 
@@ -96,7 +110,11 @@ struct TaskSpec {
   // argument arrays and the result an array of N item outcomes (docs/protocol.md, "Chunks").
   std::uint32_t items = 0;
   std::string queue;  // a JoinableQueue's name: JOIN waits for every task put with it
-  MSGPACK_DEFINE(id, function, max_attempts, items, queue)
+  // A detached job's id (docs/protocol.md, "Detached jobs"): the broker keeps the result for
+  // the job instead of sending it to this client, at position `index` of the job.
+  std::string job;
+  std::uint64_t index = 0;
+  MSGPACK_DEFINE(id, function, max_attempts, items, queue, job, index)
 };
 
 struct Submit {
@@ -182,6 +200,103 @@ struct Join {
 struct Joined {
   std::uint64_t request = 0;
   MSGPACK_DEFINE(request)
+};
+
+/* Requests that wait for an answer (JOB, FETCH, STATUS) carry the client's request number,
+ * echoed first in the answer; they change nothing when repeated, so a client resends them
+ * until answered. */
+struct JobRequest {
+  std::uint64_t request = 0;
+  std::string job;
+  JobOp op = JobOp::kInfo;
+  std::uint64_t total = 0;  // kSeal: tasks the submitter sent
+  MSGPACK_DEFINE(request, job, op, total)
+};
+
+struct JobInfo {
+  std::uint64_t request = 0;
+  std::string job;
+  bool found = false;
+  bool sealed = false;         // every task is known; done when none is left running or queued
+  std::uint64_t total = 0;     // tasks in the job (so far, while not sealed)
+  std::uint64_t finished = 0;  // tasks with a result
+  std::uint64_t failed = 0;    // of which did not succeed
+  std::uint64_t cancelled = 0; // of which were cancelled
+  std::uint64_t running = 0;   // leased to a worker now
+  std::uint64_t age_ms = 0;    // since the first task arrived
+  std::uint64_t expires_in_ms = 0;  // finished jobs: until the broker forgets it
+  std::string note;            // why a job ended early (its submitter left, it was cancelled)
+  std::string function;        // of its first task (a job's tasks usually share one)
+  MSGPACK_DEFINE(request, job, found, sealed, total, finished, failed, cancelled, running, age_ms,
+                 expires_in_ms, note, function)
+};
+
+struct Fetch {
+  std::uint64_t request = 0;
+  std::string job;
+  std::uint64_t from = 0;  // the first index wanted
+  std::uint32_t max = 0;   // results at most (the broker may send fewer)
+  MSGPACK_DEFINE(request, job, from, max)
+};
+
+struct JobResult {
+  std::uint64_t index = 0;
+  Result meta;             // meta.id is the position again
+  std::uint32_t items = 0; // as in TaskSpec: > 0 for a chunk's array of item outcomes
+  MSGPACK_DEFINE(index, meta, items)
+};
+
+struct Fetched {
+  std::uint64_t request = 0;
+  bool found = false;
+  std::vector<JobResult> results;  // in index order; payload i is results[i]'s value
+  std::uint64_t next = 0;          // the index to fetch from next
+  MSGPACK_DEFINE(request, found, results, next)
+};
+
+struct StatusRequest {
+  std::uint64_t request = 0;
+  MSGPACK_DEFINE(request)
+};
+
+struct WorkerStatus {
+  std::string host;
+  std::uint32_t pid = 0;
+  std::uint32_t processes = 0;
+  std::uint32_t credit = 0;
+  std::vector<std::string> functions;
+  std::map<std::string, std::string> tags;
+  std::uint64_t in_flight = 0;
+  std::uint64_t done = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t heard_ms_ago = 0;  // the last message from it
+  MSGPACK_DEFINE(host, pid, processes, credit, functions, tags, in_flight, done, failed, heard_ms_ago)
+};
+
+struct FunctionStatus {
+  std::string name;
+  std::uint64_t queued = 0;
+  std::uint64_t running = 0;
+  std::uint32_t workers = 0;  // connected workers that offer it
+  MSGPACK_DEFINE(name, queued, running, workers)
+};
+
+struct Report {
+  std::uint64_t request = 0;
+  std::string version;
+  std::uint64_t instance = 0;
+  std::uint64_t uptime_ms = 0;
+  std::vector<WorkerStatus> workers;
+  std::vector<FunctionStatus> functions;
+  std::vector<JobInfo> jobs;
+  std::uint32_t clients = 0;
+  double rate = 0;                 // results per second over the last minute
+  std::uint64_t completed = 0;     // results since the broker started
+  std::uint64_t failed = 0;
+  std::uint64_t requeued = 0;
+  std::uint64_t dropped = 0;       // malformed or stale messages
+  MSGPACK_DEFINE(request, version, instance, uptime_ms, workers, functions, jobs, clients, rate,
+                 completed, failed, requeued, dropped)
 };
 
 struct Disconnect {

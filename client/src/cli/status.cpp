@@ -1,0 +1,145 @@
+/* dpool status: the broker's own account of itself (STATUS / REPORT), as tables or JSON.
+ *
+ * Everything shown comes from one REPORT, so the figures agree with each other; nothing is
+ * computed here but the layout. The JSON form has every field of the report, for scripts.
+ */
+#include <algorithm>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.hpp"
+#include "json.hpp"
+
+namespace dpool::cli {
+namespace {
+
+struct StatusOptions {
+  std::string broker;
+  bool json = false;
+};
+
+std::string age_text(std::uint64_t ms) {
+  const auto s = ms / 1000;
+  char buf[48];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%llum%02llus", static_cast<unsigned long long>(s / 60), static_cast<unsigned long long>(s % 60));
+  else if (s < 86400) std::snprintf(buf, sizeof buf, "%lluh%02llum", static_cast<unsigned long long>(s / 3600), static_cast<unsigned long long>(s % 3600 / 60));
+  else std::snprintf(buf, sizeof buf, "%llud%02lluh", static_cast<unsigned long long>(s / 86400), static_cast<unsigned long long>(s % 86400 / 3600));
+  return buf;
+}
+
+std::string joined(const std::vector<std::string>& names, std::size_t max_width) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string more = "+" + std::to_string(names.size() - i) + " more";
+    if (!out.empty() && out.size() + 1 + names[i].size() > max_width) return out + " " + more;
+    out += (out.empty() ? "" : ",") + names[i];
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string state_of(const wire::JobInfo& j) {
+  if (j.sealed && j.finished == j.total) return j.note == "cancelled" ? "cancelled" : "done";
+  return j.sealed ? "running" : "submitting";
+}
+
+/* Rows of cells printed with each column as wide as its widest cell. */
+void table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& row : rows) {
+    width.resize(std::max(width.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+nlohmann::json job_json(const wire::JobInfo& j) {
+  return {{"id", j.job}, {"state", state_of(j)}, {"function", j.function}, {"total", j.total},
+          {"finished", j.finished}, {"failed", j.failed}, {"cancelled", j.cancelled}, {"running", j.running},
+          {"sealed", j.sealed}, {"age_ms", j.age_ms}, {"expires_in_ms", j.expires_in_ms}, {"note", j.note}};
+}
+
+void print_json(const wire::Report& r, const std::string& broker) {
+  nlohmann::json workers = nlohmann::json::array(), functions = nlohmann::json::array(), jobs = nlohmann::json::array();
+  for (const auto& w : r.workers) {
+    workers.push_back({{"host", w.host}, {"pid", w.pid}, {"processes", w.processes}, {"credit", w.credit},
+                       {"functions", w.functions}, {"tags", w.tags}, {"in_flight", w.in_flight}, {"done", w.done},
+                       {"failed", w.failed}, {"last_heartbeat_ms", w.heard_ms_ago}});
+  }
+  for (const auto& f : r.functions) {
+    functions.push_back({{"name", f.name}, {"queued", f.queued}, {"running", f.running}, {"workers", f.workers}});
+  }
+  for (const auto& j : r.jobs) jobs.push_back(job_json(j));
+  nlohmann::json out = {{"broker", broker}, {"version", r.version}, {"uptime_ms", r.uptime_ms},
+                        {"clients", r.clients}, {"rate_per_s", r.rate}, {"completed", r.completed},
+                        {"failed", r.failed}, {"requeued", r.requeued}, {"dropped", r.dropped},
+                        {"workers", workers}, {"functions", functions}, {"jobs", jobs}};
+  std::printf("%s\n", dump_line(out).c_str());
+}
+
+void print_text(const wire::Report& r, const std::string& broker) {
+  std::printf("broker %s  version %s  up %s\n", broker.c_str(), r.version.c_str(), age_text(r.uptime_ms).c_str());
+  std::printf("clients %u  rate %.1f results/s (last minute)  completed %llu  failed %llu  requeued %llu  dropped %llu\n",
+              r.clients, r.rate, static_cast<unsigned long long>(r.completed), static_cast<unsigned long long>(r.failed),
+              static_cast<unsigned long long>(r.requeued), static_cast<unsigned long long>(r.dropped));
+  std::printf("\nworkers: %zu\n", r.workers.size());
+  if (!r.workers.empty()) {
+    std::vector<std::vector<std::string>> rows{{"HOST", "PID", "PROCS", "IN FLIGHT", "DONE", "FAILED", "HEARD", "FUNCTIONS", "TAGS"}};
+    for (const auto& w : r.workers) {
+      std::vector<std::string> tags;
+      for (const auto& [k, v] : w.tags) tags.push_back(k + "=" + v);
+      rows.push_back({w.host, std::to_string(w.pid), std::to_string(w.processes), std::to_string(w.in_flight),
+                      std::to_string(w.done), std::to_string(w.failed), age_text(w.heard_ms_ago) + " ago",
+                      joined(w.functions, 40), joined(tags, 30)});
+    }
+    table(rows);
+  }
+  std::printf("\nqueues: %zu\n", r.functions.size());
+  if (!r.functions.empty()) {
+    std::vector<std::vector<std::string>> rows{{"FUNCTION", "QUEUED", "RUNNING", "WORKERS", ""}};
+    for (const auto& f : r.functions) {
+      rows.push_back({f.name, std::to_string(f.queued), std::to_string(f.running), std::to_string(f.workers),
+                      f.workers == 0 && f.queued > 0 ? "waiting: no connected worker offers it" : ""});
+    }
+    table(rows);
+  }
+  std::printf("\njobs: %zu\n", r.jobs.size());
+  if (!r.jobs.empty()) {
+    std::vector<std::vector<std::string>> rows{{"JOB", "STATE", "DONE", "FAILED", "RUNNING", "AGE", "EXPIRES IN", "NOTE"}};
+    for (const auto& j : r.jobs) {
+      rows.push_back({j.job, state_of(j), std::to_string(j.finished) + "/" + std::to_string(j.total),
+                      std::to_string(j.failed), std::to_string(j.running), age_text(j.age_ms),
+                      j.sealed && j.finished == j.total ? age_text(j.expires_in_ms) : "-", j.note});
+    }
+    table(rows);
+  }
+}
+
+int run_status(const StatusOptions& options) {
+  auto client = connect_client(options.broker);
+  const auto report = client->status().get();
+  if (options.json) print_json(report, client->config().broker);
+  else print_text(report, client->config().broker);
+  return std::fflush(stdout) == 0 ? 0 : 3;
+}
+
+}  // namespace
+
+Command add_status(CLI::App& parent) {
+  auto options = std::make_shared<StatusOptions>();
+  auto* cmd = parent.add_subcommand("status", "shows the broker's workers, queues, jobs and rates");
+  cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  cmd->add_flag("--json", options->json, "one JSON object, for scripts");
+  return {cmd, [options] { return run_status(*options); }};
+}
+
+}  // namespace dpool::cli

@@ -1,0 +1,118 @@
+/* The Client's insides, shared by client.cpp (tasks) and requests.cpp (JOB, FETCH, STATUS).
+ *
+ * Every task is in one of three states on this side: waiting (not sent, or to be sent again),
+ * sent (the broker has not ACCEPTed it yet) or accepted. Only sent and accepted tasks count
+ * against the window. A task leaves the table when its completion runs. Requests are kept
+ * until answered and sent again after each heartbeat expiry, like JOINs.
+ */
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dpool/client.hpp"
+#include "dpool/codec.hpp"
+#include "dpool/util.hpp"
+
+namespace dpool {
+namespace detail {
+
+constexpr std::size_t kMaxTasksPerSubmit = 1000;
+
+enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
+
+struct Pending {
+  wire::TaskSpec spec;
+  zmq::message_t payload;
+  Completion done;
+  Stage stage = Stage::kWaiting;
+  bool cancel_requested = false;  // never resubmit it: a new broker would run it
+  Clock::time_point submitted;
+  Clock::time_point sent_at;
+};
+
+struct NewTask {
+  wire::TaskSpec spec;
+  std::string args;
+  Completion done;
+};
+
+/* A request awaiting the broker's answer. The closures know its types: `send` (re)sends it,
+ * `answer` decodes the reply and fulfils the caller's future (false: undecodable, keep
+ * waiting), `fail` ends it with an error. */
+struct PendingRequest {
+  std::function<void(zmq::socket_ref)> send;
+  std::function<bool(Message&)> answer;
+  std::function<void(std::exception_ptr)> fail;
+  Clock::time_point created;
+  Clock::time_point sent_at;
+};
+
+}  // namespace detail
+
+struct Client::Impl {
+  explicit Impl(ClientConfig c);
+  ~Impl();
+  void loop();
+  void take_new_tasks();
+  void on_message(Message& m);
+  void on_results(Message& m);
+  void on_broker_instance(std::uint64_t instance);
+  void resubmit_all();
+  void send_again(std::vector<std::uint64_t> ids);
+  void send_waiting();
+  void on_tick(Clock::time_point now);
+  void fail_unreachable(Clock::time_point now);
+  void complete(std::uint64_t id, TaskResult&& result);
+  void complete_locally(detail::Pending& p, Status status, std::string type, std::string message);
+  // requests.cpp
+  /* Queues a request whose answer decodes as Answer and reaches the caller as make(answer, m). */
+  template <class Answer, class Result, class Body>
+  std::future<Result> add_request(Command command, Body body, Result (*make)(Answer&&, Message&));
+  void take_new_requests();
+  void on_reply(Message& m);
+  void resend_requests(Clock::time_point now, bool all);
+  void fail_requests(Clock::time_point now, Clock::time_point heard, std::chrono::milliseconds limit,
+                     const std::string& why);
+  void cancel_requests();
+
+  ClientConfig config;
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  std::string identity = make_peer_id('c');
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> heard_ever{false};
+  std::atomic<std::uint32_t> worker_processes{0};
+  std::atomic<std::size_t> pending_count{0};
+
+  std::mutex inbox_mutex;
+  std::vector<detail::NewTask> inbox;
+  std::vector<std::uint64_t> cancels;
+  std::vector<std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> new_joins;
+  std::uint64_t next_join = 1;  // guarded by inbox_mutex
+  std::uint64_t next_id = 1;  // guarded by inbox_mutex
+  std::vector<std::pair<std::uint64_t, detail::PendingRequest>> new_requests;  // guarded by inbox_mutex
+  std::uint64_t next_request = 1;  // guarded by inbox_mutex
+
+  // I/O thread only:
+  std::unordered_map<std::uint64_t, detail::Pending> tasks;
+  std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
+  std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
+  std::unordered_map<std::uint64_t, detail::PendingRequest> requests;
+  std::size_t outstanding = 0;        // sent or accepted
+  std::uint64_t broker_instance = 0;
+  Clock::time_point last_heard;
+  Clock::time_point started = Clock::now();
+  Clock::time_point next_join_resend = Clock::now();
+  DropCounters drops;
+  std::thread thread;
+};
+
+}  // namespace dpool

@@ -1,10 +1,21 @@
-/* dpool map -- COMMAND ARG...: each line of stdin runs COMMAND (the `exec` built-in) on a worker.
+/* dpool map -- COMMAND ARG...: each item (a line of stdin, or a combination of the values after
+ * `:::`) runs COMMAND (the `exec` built-in) on a worker.
  *
- * Three threads: a reader that takes lines from stdin as the window allows, the client's I/O
- * thread whose completions only queue events, and this thread, which submits, retries, times
- * out and prints. At most `window` items are read and not yet printed, so memory stays bounded
+ * Three threads: a reader that takes items from the input as the window allows, the client's
+ * I/O thread whose completions only queue events, and this thread, which submits, retries and
+ * prints. At most `window` items are read and not yet printed, so memory stays bounded
  * whatever the length of the input; in order mode the slowest item holds the printing back,
- * not the running. */
+ * not the running.
+ *
+ * Items travel `chunksize` to a task (the protocol's chunks), each succeeding, failing and
+ * being retried on its own. A chunk is sent when full, when the input ends, or once its first
+ * item has waited kLinger for company: input that trickles in (a pipe held open) still starts
+ * running at once.
+ *
+ * --timeout is enforced by the exec built-in, counted from the command's start on its worker:
+ * only the worker knows when an item leaves the queue, so a client-side clock would fail items
+ * that merely waited. There is no client-side clock at all: the broker already answers for a
+ * lost result (a dead worker is retried, an unreachable broker ends the run). */
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,7 +23,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,36 +30,47 @@
 #include <semaphore>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
 #include "../embedded.hpp"
 #include "dpool/client.hpp"
+#include "exec_output.hpp"
+#include "input.hpp"
 #include "json.hpp"
+#include "progress.hpp"
 
 namespace dpool::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// How long a partial chunk waits for more items before it is sent as it is.
+constexpr auto kLinger = std::chrono::milliseconds(20);
+// How often the progress bar is brought up to date when nothing happens.
+constexpr auto kProgressTick = std::chrono::milliseconds(100);
+
 struct MapOptions {
   std::string broker;
   std::optional<std::size_t> local;  // embedded cluster with this many processes
   bool unordered = false;
-  std::optional<double> timeout;     // per item, seconds
+  std::optional<double> timeout;     // per item, seconds, from its start on the worker
   unsigned retries = 0;
   bool json = false;
   std::size_t window = 1000;         // items read but not yet printed, at most
-  std::vector<std::string> command;
+  std::size_t chunksize = 1;         // items per task
+  bool progress = false, no_progress = false;
+  std::vector<std::string> command;  // the command, then any ::: groups
 };
 
-/* Something for the main thread: a line read, the end of the input, or a task's result. */
+/* Something for the main thread: an item read, the end of the input, or a task's result. */
 struct Event {
-  enum Kind { kLine, kEnd, kReadError, kDone } kind = kLine;
-  std::string line;
-  std::size_t index = 0;
-  unsigned attempt = 0;
+  enum Kind { kItem, kEnd, kReadError, kDone } kind = kItem;
+  InputItem item;
+  std::string message;     // kReadError
+  std::uint64_t chunk = 0; // kDone
   TaskResult result;
 };
 
@@ -79,31 +100,11 @@ class Events {
 };
 
 struct Item {
-  std::string line;
-  unsigned attempt = 0;  // 0 for the first run, n for the n-th retry
-  std::uint64_t task = 0;
-  Clock::time_point started;      // of the first run
-  std::optional<Clock::time_point> deadline;
-  bool timed_out = false;         // cancelled for running too long; the result is awaited
+  std::string text;        // how messages and --json name it
+  std::string args;        // exec's arguments, packed once for every attempt
+  unsigned attempt = 0;    // 0 for the first run, n for the n-th retry
+  Clock::time_point started;
 };
-
-struct Outcome {
-  std::string line;
-  bool ok = false;
-  std::optional<int> exit_code;  // none when the command never ran to an end
-  int signal = 0;
-  std::string out, err;
-  std::string error;             // a failure that is not the command's: timeout, lost worker
-  std::string host;
-  double seconds = 0;
-};
-
-/* The line as a prefix for messages: cut when it is long. */
-std::string label(const std::string& line) {
-  constexpr std::size_t kMax = 80;
-  if (line.size() <= kMax) return line;
-  return line.substr(0, kMax) + "...";
-}
 
 /* A fatal error mid-run: the reader may be blocked in read(), so leave without unwinding. */
 [[noreturn]] void die(const std::string& message) {
@@ -119,199 +120,183 @@ void write_all(std::FILE* f, const std::string& s) {
   }
 }
 
+
 class Runner {
  public:
-  Runner(const MapOptions& options, Client& client, std::string broker)
-      : options_(options), client_(client), broker_(std::move(broker)),
-        slots_(static_cast<std::ptrdiff_t>(options.window)) {
-    for (const auto& arg : options_.command) {
-      if (arg.find("{}") != std::string::npos) placeholder_ = true;
-    }
-  }
+  Runner(const MapOptions& options, Client& client, std::string broker, ItemSource& source, const CommandTemplate& command)
+      : options_(options), client_(client), broker_(std::move(broker)), source_(source), command_(command),
+        progress_(Progress::wanted(options.progress ? std::optional(true) : options.no_progress ? std::optional(false) : std::nullopt)),
+        slots_(static_cast<std::ptrdiff_t>(options.window)) {}
 
   int run() {
     std::thread reader([this] { read_input(); });
     reader.detach();  // it may sit in read() at a fatal error; on a normal end it has returned
-    bool input_done = false;
-    while (!input_done || !items_.empty()) {
-      for (auto& e : events_->take(next_deadline())) {
-        switch (e.kind) {
-          case Event::kLine:
-            start(std::move(e.line));
-            break;
-          case Event::kEnd:
-            input_done = true;
-            break;
-          case Event::kReadError:
-            die("cannot read stdin: " + e.line);
-          case Event::kDone:
-            finished(e.index, e.attempt, std::move(e.result));
-            break;
-        }
-      }
-      check_deadlines();
+    progress_.update(0, 0, source_.total());
+    while (!input_done_ || !items_.empty()) {
+      for (auto& e : events_->take(wake_up())) handle(e);
+      flush_pending(input_done_ || Clock::now() - pending_since_ >= kLinger);
+      progress_.update(finished_, failed_, source_.total());
+      // Once a turn, not once an item: output reaches a pipe or file while it comes, in
+      // writes as large as the load makes them.
+      std::fflush(stdout);
     }
     reader_done_.acquire();
+    progress_.finish();
     std::fflush(stdout);
-    if (failed_ > 0) {
-      std::fprintf(stderr, "dpool: %zu of %zu items failed\n", failed_, count_);
-      return 1;
-    }
-    return 0;
+    if (failed_ == 0) return 0;
+    std::string summary = std::to_string(failed_) + " of " + std::to_string(finished_) + " items failed";
+    if (timed_out_ > 0) summary += " (" + std::to_string(timed_out_) + " timed out)";
+    std::fprintf(stderr, "dpool: %s\n", summary.c_str());
+    return 1;
   }
 
  private:
   void read_input() {
-    std::ios::sync_with_stdio(false);
-    std::string line;
     for (;;) {
       slots_.acquire();
-      if (!std::getline(std::cin, line)) {
-        if (std::cin.bad()) events_->push(Event{Event::kReadError, std::strerror(errno)});
-        else events_->push(Event{Event::kEnd});
+      std::optional<InputItem> item;
+      try {
+        item = source_.next();
+      } catch (const std::exception& e) {
+        events_->push(Event{Event::kReadError, {}, e.what()});
+        return;
+      }
+      if (!item) {
+        events_->push(Event{Event::kEnd});
         reader_done_.release();
         return;
       }
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      events_->push(Event{Event::kLine, std::move(line)});
-      line = {};
+      events_->push(Event{Event::kItem, std::move(*item)});
     }
   }
 
-  std::string args_for(const std::string& line) const {
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
-    packer.pack_array(static_cast<std::uint32_t>(options_.command.size() + (placeholder_ ? 0 : 1)));
-    for (const auto& arg : options_.command) {
-      if (!placeholder_) {
-        packer.pack(arg);
-        continue;
-      }
-      std::string replaced;
-      std::size_t from = 0;
-      for (auto at = arg.find("{}"); at != std::string::npos; at = arg.find("{}", from)) {
-        replaced.append(arg, from, at - from).append(line);
-        from = at + 2;
-      }
-      replaced.append(arg, from);
-      packer.pack(replaced);
+  void handle(Event& e) {
+    switch (e.kind) {
+      case Event::kItem:
+        add(e.item);
+        break;
+      case Event::kEnd:
+        input_done_ = true;
+        break;
+      case Event::kReadError:
+        fatal(e.message);
+      case Event::kDone:
+        finished(e.chunk, std::move(e.result));
+        break;
     }
-    if (!placeholder_) packer.pack(line);
-    return std::string(buffer.data(), buffer.size());
   }
 
-  void start(std::string line) {
+  /* When the main thread must look again though nothing arrives: a partial chunk's linger, a
+   * progress bar to keep current. */
+  std::optional<Clock::time_point> wake_up() const {
+    std::optional<Clock::time_point> at;
+    if (!pending_.empty()) at = pending_since_ + kLinger;
+    if (progress_.enabled()) {
+      const auto tick = Clock::now() + kProgressTick;
+      if (!at || tick < *at) at = tick;
+    }
+    return at;
+  }
+
+  void add(const InputItem& input) {
     const std::size_t index = count_++;
     Item& item = items_[index];
-    item.line = std::move(line);
+    item.text = input.text();
+    item.args = pack_exec_args(command_.expand(input), options_.timeout);
     item.started = Clock::now();
-    submit(index, item);
+    queue(index);
   }
 
-  void submit(std::size_t index, Item& item) {
-    item.timed_out = false;
-    item.deadline.reset();
-    if (options_.timeout) {
-      item.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*options_.timeout));
+  /* Puts an item (new, or to run again) in the next chunk. */
+  void queue(std::size_t index) {
+    if (pending_.empty()) pending_since_ = Clock::now();
+    pending_.push_back(index);
+  }
+
+  /* Sends the full chunks, and with `all` the last partial one too. */
+  void flush_pending(bool all) {
+    while (pending_.size() >= options_.chunksize || (all && !pending_.empty())) {
+      const auto n = std::min(pending_.size(), options_.chunksize);
+      std::vector<std::size_t> chunk(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+      submit(std::move(chunk));
     }
-    const unsigned attempt = item.attempt;
-    // The completion holds the queue itself, not the runner: a task given up on (timed out,
-    // its cancel unconfirmed) may still complete after the runner is gone.
-    item.task = client_.submit("exec", args_for(item.line), [events = events_, index, attempt](TaskResult&& r) {
+  }
+
+  /* One item is a plain exec task; several are a chunk of exec calls. */
+  void submit(std::vector<std::size_t> chunk) {
+    const auto id = ++chunks_sent_;
+    std::string args;
+    TaskOptions task;
+    if (chunk.size() == 1) {
+      args = items_.at(chunk[0]).args;
+    } else {
+      msgpack::sbuffer buffer;
+      msgpack::packer<msgpack::sbuffer>(buffer).pack_array(static_cast<std::uint32_t>(chunk.size()));
+      for (auto index : chunk) buffer.write(items_.at(index).args.data(), items_.at(index).args.size());
+      args.assign(buffer.data(), buffer.size());
+      task.items = static_cast<std::uint32_t>(chunk.size());
+    }
+    chunks_.emplace(id, std::move(chunk));
+    // The completion holds the queue itself, not the runner, which it may outlive.
+    client_.submit("exec", std::move(args), [events = events_, id](TaskResult&& r) {
       Event e{Event::kDone};
-      e.index = index;
-      e.attempt = attempt;
+      e.chunk = id;
       e.result = std::move(r);
       events->push(std::move(e));
-    });
+    }, task);
   }
 
-  std::optional<Clock::time_point> next_deadline() const {
-    std::optional<Clock::time_point> next;
-    for (const auto& [index, item] : items_) {
-      if (item.deadline && (!next || *item.deadline < *next)) next = item.deadline;
-    }
-    return next;
-  }
-
-  /* Items past their time limit are cancelled; one whose cancellation is not confirmed within
-   * a grace period is given up on (its late result is ignored). */
-  void check_deadlines() {
-    if (!options_.timeout) return;
-    const auto now = Clock::now();
-    std::vector<std::size_t> given_up;
-    for (auto& [index, item] : items_) {
-      if (!item.deadline || *item.deadline > now) continue;
-      if (!item.timed_out) {
-        item.timed_out = true;
-        item.deadline = now + std::chrono::seconds(10);
-        client_.cancel({item.task});
-      } else {
-        given_up.push_back(index);
-      }
-    }
-    for (auto index : given_up) {
-      Outcome o;
-      o.error = "timed out after " + seconds_text(std::chrono::duration<double>(*options_.timeout));
-      retry_or_finish(index, std::move(o));
+  void finished(std::uint64_t id, TaskResult r) {
+    auto it = chunks_.find(id);
+    if (it == chunks_.end()) return;
+    const auto chunk = std::move(it->second);
+    chunks_.erase(it);
+    auto outcomes = outcomes_of(r, chunk.size());
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      outcomes[i].host = r.meta.host;
+      retry_or_finish(chunk[i], std::move(outcomes[i]));
     }
   }
 
-  void finished(std::size_t index, unsigned attempt, TaskResult r) {
-    auto it = items_.find(index);
-    if (it == items_.end() || it->second.attempt != attempt) return;  // a run given up on
-    Item& item = it->second;
-    Outcome o;
-    o.host = r.meta.host;
+  /* One outcome per item of a task: its own, or the whole task's failure. */
+  std::vector<ExecOutcome> outcomes_of(const TaskResult& r, std::size_t count) {
     switch (r.meta.status) {
       case Status::kOk:
-        try {
-          auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
-          const auto& m = handle.get();
-          if (m.type != msgpack::type::MAP) throw std::runtime_error("not a map");
-          for (std::uint32_t i = 0; i < m.via.map.size; ++i) {
-            const auto key = m.via.map.ptr[i].key.as<std::string>();
-            const auto& val = m.via.map.ptr[i].val;
-            if (key == "exit_code") o.exit_code = val.as<int>();
-            else if (key == "signal") o.signal = val.as<int>();
-            else if (key == "stdout") o.out = val.as<std::string>();
-            else if (key == "stderr") o.err = val.as<std::string>();
-          }
-          if (!o.exit_code) throw std::runtime_error("no exit_code");
-          o.ok = *o.exit_code == 0 && o.signal == 0;
-        } catch (const std::exception& e) {
-          o.error = std::string("exec returned a malformed result (") + e.what() + ")";
-        }
-        break;
-      case Status::kCancelled:
-        o.error = item.timed_out ? "timed out after " + seconds_text(std::chrono::duration<double>(*options_.timeout))
-                                 : "cancelled: " + r.meta.error_message;
         break;
       case Status::kUnreachable:
-        die("lost the broker at " + broker_ + ": " + r.meta.error_message);
+        fatal("lost the broker at " + broker_ + ": " + r.meta.error_message);
       case Status::kRejected:
-        die("the broker refused exec: " + r.meta.error_type + ": " + r.meta.error_message);
+        fatal("the broker refused exec: " + r.meta.error_type + ": " + r.meta.error_message);
+      case Status::kCancelled:
+        return std::vector<ExecOutcome>(count, failed_outcome("Cancelled", r.meta.error_message, r.meta));
       case Status::kError:
       case Status::kLost:
       case Status::kTimeout:
-        o.error = r.meta.error_type + ": " + r.meta.error_message;
-        if (!r.meta.host.empty()) o.error += " (on " + r.meta.host + " pid " + std::to_string(r.meta.pid) + ")";
-        break;
+        return std::vector<ExecOutcome>(count, failed_outcome(r.meta.error_type, r.meta.error_message, r.meta));
     }
-    retry_or_finish(index, std::move(o));
+    try {
+      auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+      if (count == 1) return {decode_exec(handle.get(), options_.timeout)};
+      return decode_exec_chunk(handle.get(), count, r.meta, options_.timeout);
+    } catch (const std::exception& e) {
+      return std::vector<ExecOutcome>(count, failed_outcome("Malformed", std::string("exec returned a malformed result (") + e.what() + ")", r.meta));
+    }
   }
 
-  void retry_or_finish(std::size_t index, Outcome o) {
+  void retry_or_finish(std::size_t index, ExecOutcome o) {
     Item& item = items_.at(index);
     if (!o.ok && item.attempt < options_.retries) {
       ++item.attempt;
-      submit(index, item);
+      queue(index);
       return;
     }
-    o.line = std::move(item.line);
-    o.seconds = std::chrono::duration<double>(Clock::now() - item.started).count();
+    o.text = std::move(item.text);
+    if (!o.seconds) o.seconds = std::chrono::duration<double>(Clock::now() - item.started).count();
     items_.erase(index);
+    ++finished_;
     if (!o.ok) ++failed_;
+    if (o.timed_out) ++timed_out_;
     if (options_.unordered) {
       print(o);
       return;
@@ -324,34 +309,13 @@ class Runner {
     }
   }
 
-  void print(const Outcome& o) {
+  void print(const ExecOutcome& o) {
+    progress_.clear();  // the bar shares the terminal: nothing is written across it
     if (options_.json) {
-      nlohmann::json j;
-      j["item"] = o.line;
-      j["exit_code"] = o.exit_code ? nlohmann::json(*o.exit_code) : nlohmann::json(nullptr);
-      j["stdout"] = o.out;
-      j["stderr"] = o.err;
-      j["host"] = o.host;
-      j["seconds"] = o.seconds;
-      if (o.signal) j["signal"] = o.signal;
-      if (!o.error.empty()) j["error"] = o.error;
-      write_all(stdout, dump_line(j) + "\n");
+      write_all(stdout, json_line(o));
     } else {
       write_all(stdout, o.out);
-      const auto prefix = label(o.line) + ": ";
-      std::string err;
-      std::size_t from = 0;
-      while (from < o.err.size()) {
-        auto nl = o.err.find('\n', from);
-        if (nl == std::string::npos) nl = o.err.size();
-        err.append(prefix).append(o.err, from, nl - from).append("\n");
-        from = nl + 1;
-      }
-      if (!o.ok) {
-        if (!o.error.empty()) err.append(prefix).append("dpool: ").append(o.error).append("\n");
-        else if (o.signal) err.append(prefix).append("dpool: killed by signal " + std::to_string(o.signal) + "\n");
-        else if (o.err.empty()) err.append(prefix).append("dpool: exit code " + std::to_string(*o.exit_code) + "\n");
-      }
+      const auto err = stderr_text(o);
       if (!err.empty()) {
         std::fflush(stdout);  // keep the two streams in step for a person reading both
         write_all(stderr, err);
@@ -360,18 +324,30 @@ class Runner {
     slots_.release();
   }
 
+  [[noreturn]] void fatal(const std::string& message) {
+    progress_.clear();
+    die(message);
+  }
+
   const MapOptions& options_;
   Client& client_;
   std::string broker_;
-  bool placeholder_ = false;
+  ItemSource& source_;
+  const CommandTemplate& command_;
+  Progress progress_;
   std::shared_ptr<Events> events_ = std::make_shared<Events>();
   std::counting_semaphore<> slots_;
   std::binary_semaphore reader_done_{0};
-  std::map<std::size_t, Item> items_;    // running, by input index
-  std::map<std::size_t, Outcome> done_;  // finished, waiting for earlier ones to be printed
+  bool input_done_ = false;
+  std::map<std::size_t, Item> items_;    // read and not finished, by input index
+  std::deque<std::size_t> pending_;      // items waiting to be sent, in the next chunk
+  Clock::time_point pending_since_;      // when the first of them began to wait
+  std::unordered_map<std::uint64_t, std::vector<std::size_t>> chunks_;  // sent, by our id
+  std::uint64_t chunks_sent_ = 0;
+  std::map<std::size_t, ExecOutcome> done_;  // finished, waiting for earlier ones to be printed
   std::size_t next_ = 0;                 // the next index to print (in order)
   std::size_t count_ = 0;
-  std::size_t failed_ = 0;
+  std::size_t finished_ = 0, failed_ = 0, timed_out_ = 0;
 };
 
 detail::EmbeddedOptions embedded_options(std::size_t processes) {
@@ -382,7 +358,16 @@ detail::EmbeddedOptions embedded_options(std::size_t processes) {
 }
 
 int run_map(const MapOptions& options) {
-  if (options.command.empty() || options.command[0].empty()) throw Error(Errc::kUsage, "map needs a command to run, after --");
+  auto line = split_command_line(options.command);
+  if (line.command.empty() || line.command[0].empty()) throw Error(Errc::kUsage, "map needs a command to run, after --");
+  // Opening the input starts no thread: the embedded cluster below forks.
+  auto source = open_input(line);
+  const CommandTemplate command(line.command, source->sources());
+  if (line.groups.empty() && ::isatty(STDIN_FILENO) == 1) {
+    // Most likely a forgotten pipe or :::, which would look like a hang.
+    std::fprintf(stderr, "dpool: reading the items from the terminal, one a line (Ctrl-D ends them)\n");
+  }
+
   ClientConfig config;
   std::string broker = options.local ? std::string() : resolve_client_config(options.broker, config);
   std::unique_ptr<detail::EmbeddedCluster> cluster;
@@ -400,7 +385,7 @@ int run_map(const MapOptions& options) {
     throw Error(Errc::kUnreachable, "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
                                         " (no answer within " + seconds_text(config.connect_timeout) + ")");
   }
-  Runner runner(options, client, broker.empty() ? config.broker : broker);
+  Runner runner(options, client, broker.empty() ? config.broker : broker, *source, command);
   return runner.run();
 }
 
@@ -408,21 +393,35 @@ int run_map(const MapOptions& options) {
 
 Command add_map(CLI::App& parent) {
   auto options = std::make_shared<MapOptions>();
-  auto* cmd = parent.add_subcommand("map", "runs COMMAND once per line of stdin on the workers ({} is the line)");
+  auto* cmd = parent.add_subcommand(
+      "map", "runs COMMAND once per item on the workers: items are the lines of stdin, or the values after ::: ({} is the item)");
   auto* broker_opt = cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, else a local cluster)");
   cmd->add_option("--local", options->local, "run on a local cluster of N worker processes")
       ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
       ->excludes(broker_opt);
   cmd->add_flag("--unordered", options->unordered, "print results as they finish, not in input order");
-  cmd->add_option("--timeout", options->timeout, "fail an item that runs longer than this many seconds")
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", options->timeout, "fail an item that runs longer than this many seconds (from its start)")
+      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.0, 1e7));
   cmd->add_option("--retries", options->retries, "run a failed item again, up to N times")
       ->check(CLI::Range(0u, 1000u));
   cmd->add_flag("--json", options->json, "print one JSON object per item instead of its output");
-  cmd->add_option("--window", options->window, "items in flight at most (default 1000)")
+  cmd->add_option("--window", options->window, "items read and not yet printed, at most (default 1000)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
-  cmd->add_option("command", options->command, "the command and its arguments, after --")->required();
-  return {cmd, [options] { return run_map(*options); }};
+  cmd->add_option("--chunksize", options->chunksize, "items sent to a worker in one task (default 1)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+  auto* progress = cmd->add_flag("--progress", options->progress, "show a progress bar on stderr (default: when it is a terminal)");
+  cmd->add_flag("--no-progress", options->no_progress, "never show a progress bar")->excludes(progress);
+  // Only the command's first word is CLI11's: it would read a later argument like "[a,b]" as a
+  // list. The rest is taken as typed from what the parser leaves over (a prefix command).
+  cmd->prefix_command();
+  auto first = std::make_shared<std::string>();
+  cmd->add_option("command", *first, "the command and its arguments, after --; then ::: and the items, if not on stdin")
+      ->required();
+  return {cmd, [options, first, cmd] {
+            options->command = command_words("map", *first, cmd->remaining());
+            return run_map(*options);
+          }};
 }
 
 }  // namespace dpool::cli

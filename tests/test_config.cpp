@@ -18,7 +18,8 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
-#include <regex>
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -718,10 +719,11 @@ std::set<std::string> keys_in(const std::string& path) {
   std::ifstream in(path);
   EXPECT_TRUE(in) << "cannot read " << path;
   std::set<std::string> keys;
-  const std::regex key("^([A-Za-z_][A-Za-z0-9_]*):");
-  std::smatch m;
+  auto name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (std::string line; std::getline(in, line);) {
-    if (std::regex_search(line, m, key)) keys.insert(m[1]);
+    if (line.empty() || !(std::isalpha(static_cast<unsigned char>(line[0])) || line[0] == '_')) continue;
+    const auto end = std::find_if_not(line.begin(), line.end(), name_char);
+    if (end != line.end() && *end == ':') keys.insert(std::string(line.begin(), end));
   }
   return keys;
 }

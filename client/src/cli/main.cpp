@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
   const dpool::cli::Command commands[] = {
       dpool::cli::add_call(app),
       dpool::cli::add_map(app),
+      dpool::cli::add_submit(app),
+      dpool::cli::add_wait(app),
+      dpool::cli::add_result(app),
+      dpool::cli::add_cancel(app),
       dpool::cli::add_status(app),
       dpool::cli::add_keygen(app),
   };

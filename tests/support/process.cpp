@@ -29,23 +29,46 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
   return true;
 }
 
-Process::Process(std::vector<std::string> argv) {
-  char templ[] = "/tmp/dpool-test-log-XXXXXX";
-  const int fd = ::mkstemp(templ);
-  if (fd < 0) throw std::runtime_error("mkstemp failed");
-  log_path_ = templ;
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
+pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err, const std::vector<std::string>& env) {
+  std::vector<std::string> args = argv, vars = env;  // posix_spawn wants char*, not const
+  std::vector<char*> cargv, cenv;
+  for (auto& a : args) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  for (auto& v : vars) cenv.push_back(v.data());
+  cenv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, fd, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  const int rc = ::posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_adddup2(&actions, in, 0);
+  posix_spawn_file_actions_adddup2(&actions, out, 1);
+  posix_spawn_file_actions_adddup2(&actions, err, 2);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&actions);
-  ::close(fd);
   if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+  return pid;
+}
+
+std::vector<std::string> current_environment() {
+  std::vector<std::string> out;
+  for (char** e = environ; *e; ++e) out.emplace_back(*e);
+  return out;
+}
+
+Process::Process(std::vector<std::string> argv) {
+  char templ[] = "/tmp/dpool-test-log-XXXXXX";
+  const int fd = ::mkostemp(templ, O_CLOEXEC);  // only the child it is meant for inherits it
+  if (fd < 0) throw std::runtime_error("mkstemp failed");
+  log_path_ = templ;
+  const int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  try {
+    pid_ = spawn(argv, in, fd, fd, current_environment());
+  } catch (...) {
+    ::close(in);
+    ::close(fd);
+    throw;
+  }
+  ::close(in);
+  ::close(fd);
 }
 
 Process::Process(Process&& o) noexcept

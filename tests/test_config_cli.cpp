@@ -58,12 +58,6 @@ Run broker(const std::vector<std::string>& args, const Env& env = {}) { return r
 Run worker(const std::vector<std::string>& args, const Env& env = {}) { return run(DPOOL_WORKER_BIN, args, env); }
 Run client(const std::vector<std::string>& args, const Env& env = {}) { return run(DPOOL_CLI_BIN, args, env); }
 
-std::string write(const TempDir& dir, const std::string& name, const std::string& text) {
-  const auto path = dir.path() + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
 /* A successful --print-config: exit 0, and `lines` among the lines printed. */
 void expect_printed(const Run& r, std::initializer_list<std::string> lines) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -87,7 +81,7 @@ void expect_error(const Run& r, const std::string& where, const std::string& wha
 
 TEST(ConfigCli, BrokerTakesFlagOverFileOverDefault) {
   TempDir dir;
-  const auto file = write(dir, "broker.yaml", "bind: tcp://127.0.0.1:7001\nmax_attempts: 5\njob_ttl: 2h\n");
+  const auto file = dir.write("broker.yaml", "bind: tcp://127.0.0.1:7001\nmax_attempts: 5\njob_ttl: 2h\n");
   expect_printed(broker({"--print-config"}), {"bind: tcp://127.0.0.1:5555", "max_attempts: 3", "job_ttl: 24h"});
   expect_printed(broker({"--print-config"}, {{"DPOOL_CONFIG", file}}),
                  {"bind: tcp://127.0.0.1:7001", "max_attempts: 5", "job_ttl: 2h", "client_timeout: 1m"});
@@ -101,8 +95,8 @@ TEST(ConfigCli, BrokerTakesFlagOverFileOverDefault) {
 
 TEST(ConfigCli, ConfigFlagBeatsDpoolConfig) {
   TempDir dir;
-  const auto from_env = write(dir, "env.yaml", "broker:\n  max_attempts: 5\nworker:\n  processes: 5\n");
-  const auto from_flag = write(dir, "flag.yaml", "broker:\n  max_attempts: 6\nworker:\n  processes: 6\nclient:\n  window: 6\n");
+  const auto from_env = dir.write("env.yaml", "broker:\n  max_attempts: 5\nworker:\n  processes: 5\n");
+  const auto from_flag = dir.write("flag.yaml", "broker:\n  max_attempts: 6\nworker:\n  processes: 6\nclient:\n  window: 6\n");
   const Env env{{"DPOOL_CONFIG", from_env}};
   expect_printed(broker({"--print-config", "--config", from_flag}, env), {"max_attempts: 6"});
   expect_printed(worker({"--print-config", "--config", from_flag}, env), {"processes: 6"});
@@ -111,7 +105,7 @@ TEST(ConfigCli, ConfigFlagBeatsDpoolConfig) {
 
 TEST(ConfigCli, WorkerTakesFlagOverEnvironmentOverFileOverDefault) {
   TempDir dir;
-  const auto file = write(dir, "worker.yaml", "broker: tcp://127.0.0.1:7001\nprocesses: 3\ntags: {zone: eu, gpu: none}\n");
+  const auto file = dir.write("worker.yaml", "broker: tcp://127.0.0.1:7001\nprocesses: 3\ntags: {zone: eu, gpu: none}\n");
   expect_printed(worker({"--print-config"}), {"broker: tcp://127.0.0.1:5555", "processes: 0"});
   Env env{{"DPOOL_CONFIG", file}};
   expect_printed(worker({"--print-config"}, env), {"broker: tcp://127.0.0.1:7001", "processes: 3", "  zone: eu"});
@@ -128,7 +122,7 @@ TEST(ConfigCli, WorkerTakesFlagOverEnvironmentOverFileOverDefault) {
 
 TEST(ConfigCli, ClientTakesEnvironmentOverFile) {
   TempDir dir;
-  const auto file = write(dir, "client.yaml", "broker: tcp://127.0.0.1:7001\nwindow: 64\nconnect_timeout: 2s\n");
+  const auto file = dir.write("client.yaml", "broker: tcp://127.0.0.1:7001\nwindow: 64\nconnect_timeout: 2s\n");
   const auto none = client({"--print-config"});
   expect_printed(none, {"window: 10000", "connect_timeout: 5s"});
   EXPECT_NE(none.output.find("# broker: none named"), std::string::npos) << none.output;
@@ -156,7 +150,7 @@ void expect_round_trip(Run (*print)(const std::vector<std::string>&, const Env&)
   args.push_back("--print-config");
   const auto first = print(args, env);
   ASSERT_EQ(first.exit_code, 0) << first.output;
-  const auto file = write(dir, "printed.yaml", first.output);
+  const auto file = dir.write("printed.yaml", first.output);
   const auto second = print({"--config", file, "--print-config"}, {});
   EXPECT_EQ(second.exit_code, 0) << second.output;
   EXPECT_EQ(second.output, first.output);
@@ -179,7 +173,7 @@ TEST(ConfigCli, PrintedWorkerConfigReadsBack) {
 
 TEST(ConfigCli, PrintedClientConfigReadsBack) {
   TempDir dir;
-  const auto file = write(dir, "client.yaml", "client:\n  window: 7\n  broker_timeout: 2m\n");
+  const auto file = dir.write("client.yaml", "client:\n  window: 7\n  broker_timeout: 2m\n");
   dpool::ClientConfig none;
   none.broker.clear();  // as resolve_client_config() starts: to tell a broker named in the file
   expect_round_trip<dpool::ClientConfig>(client, {}, {}, none);  // a comment, read back as none
@@ -208,7 +202,7 @@ void expect_bad_files_reported(Run (*print)(const std::vector<std::string>&, con
   TempDir dir;
   for (const auto& bad : kBadFiles) {
     SCOPED_TRACE(bad.what);
-    const auto file = write(dir, "bad.yaml", bad.text);
+    const auto file = dir.write("bad.yaml", bad.text);
     const auto where = std::string(program) + ": " + file + ":" + std::to_string(bad.line) + ": ";
     expect_error(print({"--print-config"}, {{"DPOOL_CONFIG", file}}), where, bad.what);
   }
@@ -220,21 +214,21 @@ void expect_bad_files_reported(Run (*print)(const std::vector<std::string>&, con
 TEST(ConfigCli, BrokerReportsABadFileInOneLine) {
   expect_bad_files_reported(broker, "dpool-broker");
   TempDir dir;
-  const auto file = write(dir, "b.yaml", "job_ttl: 10ms\n");
+  const auto file = dir.write("b.yaml", "job_ttl: 10ms\n");
   expect_error(broker({"--config", file, "--print-config"}), file + ":1: job_ttl: ", "must be 1s or more");
 }
 
 TEST(ConfigCli, WorkerReportsABadFileInOneLine) {
   expect_bad_files_reported(worker, "dpool-worker");
   TempDir dir;
-  const auto file = write(dir, "w.yaml", "processes: 1\nprocesess: 3\n");
+  const auto file = dir.write("w.yaml", "processes: 1\nprocesess: 3\n");
   expect_error(worker({"--config", file}), file + ":2: ", "unknown key 'procesess' (did you mean 'processes'?)");
 }
 
 TEST(ConfigCli, DpoolReportsABadFileInOneLine) {
   expect_bad_files_reported(client, "dpool");
   TempDir dir;
-  const auto file = write(dir, "c.yaml", "client:\n  window: many\n");
+  const auto file = dir.write("c.yaml", "client:\n  window: many\n");
   expect_error(client({"call", "echo", "1"}, {{"DPOOL_CONFIG", file}}), file + ":2: window: ",
                "expected a whole number, got 'many'");
 }

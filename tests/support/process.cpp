@@ -187,6 +187,12 @@ TempDir::TempDir() {
   path_ = templ;
 }
 
+std::string TempDir::write(const std::string& name, const std::string& text) const {
+  const auto file = path_ + "/" + name;
+  std::ofstream(file, std::ios::binary) << text;
+  return file;
+}
+
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);

@@ -82,6 +82,8 @@ class TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   [[nodiscard]] const std::string& path() const { return path_; }
+  /* Writes `text` to the file `name` in this directory and returns its path. */
+  [[nodiscard]] std::string write(const std::string& name, const std::string& text) const;
 
  private:
   std::string path_;

@@ -189,14 +189,7 @@ int run_fill(const Common& o, pid_t broker_pid, std::size_t bytes) {
   // stopped working and growing.
   const long long after = bench::wait_until_idle(broker_pid, std::chrono::milliseconds(1500), std::chrono::seconds(120));
   if (before < 0 || after < 0) throw std::runtime_error("could not read the broker's memory, or it never settled");
-  const double per_task = static_cast<double>(after - before) / static_cast<double>(o.count);
-  const auto payload = static_cast<double>(args.size());
-  bench::report(o.id, {{"tasks", static_cast<double>(o.count)},
-                       {"rss_before", static_cast<double>(before)},
-                       {"rss_after", static_cast<double>(after)},
-                       {"per_task", per_task},
-                       {"payload", payload},
-                       {"beyond_payload", per_task - payload}});
+  bench::report_memory(o.id, o.count, before, after, static_cast<double>(args.size()));
   return 0;
 }
 

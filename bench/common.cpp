@@ -206,4 +206,14 @@ void report(const std::string& id, const std::vector<std::pair<std::string, doub
   std::fflush(stdout);
 }
 
+void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after, double payload) {
+  const double per_task = static_cast<double>(after - before) / static_cast<double>(tasks);
+  report(id, {{"tasks", static_cast<double>(tasks)},
+              {"rss_before", static_cast<double>(before)},
+              {"rss_after", static_cast<double>(after)},
+              {"per_task", per_task},
+              {"payload", payload},
+              {"beyond_payload", per_task - payload}});
+}
+
 }  // namespace bench

@@ -64,6 +64,10 @@ void spin_cpu(std::chrono::microseconds cpu);
 /* Prints `RESULT id=<id> k=v ...` and flushes, so that run.sh sees it even if we are killed. */
 void report(const std::string& id, const std::vector<std::pair<std::string, double>>& values);
 
+/* W5's line: the broker's RSS before and after `tasks` queued tasks of `payload` bytes each,
+ * per task and beyond the payload. */
+void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after, double payload);
+
 /* The CPU seconds and context switches of the watched processes plus this one, between two
  * points in time. */
 class CpuMeter {

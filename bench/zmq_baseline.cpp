@@ -396,14 +396,8 @@ int run_fill(const ClientOptions& o) {
   client.fill(o.count);
   const long long after = bench::wait_until_idle(o.broker_pid, std::chrono::milliseconds(1000), std::chrono::seconds(60));
   if (before < 0 || after < 0) throw std::runtime_error("could not read the broker's memory");
-  const double per_task = static_cast<double>(after - before) / static_cast<double>(o.count);
-  const double payload = static_cast<double>(o.bytes) + 3;  // A(bin8(bytes)): 1 + 2 octets of msgpack
-  bench::report(o.id, {{"tasks", static_cast<double>(o.count)},
-                       {"rss_before", static_cast<double>(before)},
-                       {"rss_after", static_cast<double>(after)},
-                       {"per_task", per_task},
-                       {"payload", payload},
-                       {"beyond_payload", per_task - payload}});
+  // A(bin8(bytes)): 1 + 2 octets of msgpack around the bytes.
+  bench::report_memory(o.id, o.count, before, after, static_cast<double>(o.bytes) + 3);
   return 0;
 }
 

@@ -22,18 +22,27 @@ namespace {
 using namespace std::chrono_literals;
 using namespace dpool::test;
 
-// --- the exec built-in --------------------------------------------------------------------
-
-class CliExec : public ::testing::Test {
+/* A broker and a worker host of the test worker program (`Processes` processes, exec
+ * allowed), shared by the tests of a suite. */
+template <int Processes>
+class WithCluster : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    broker_ = new dpool::test::BrokerProcess(dpool::test::BrokerProcess::start());
-    worker_ = new dpool::test::Process(dpool::test::start_worker(broker_->endpoint, 1, 200ms, {"--allow-exec"}));
+    broker_ = new BrokerProcess(BrokerProcess::start());
+    worker_ = new Process(start_worker(broker_->endpoint, Processes, 200ms, {"--allow-exec"}));
   }
   static void TearDownTestSuite() {
     delete worker_;
     delete broker_;
   }
+  static inline BrokerProcess* broker_ = nullptr;
+  static inline Process* worker_ = nullptr;
+};
+
+// --- the exec built-in --------------------------------------------------------------------
+
+class CliExec : public WithCluster<1> {
+ protected:
   /* exec's result, called with these JSON arguments. */
   static nlohmann::json exec(std::vector<std::string> json_args, int want_exit = 0) {
     std::vector<std::string> args{"call", "--broker", broker_->endpoint, "exec"};
@@ -42,8 +51,6 @@ class CliExec : public ::testing::Test {
     EXPECT_EQ(r.exit_code, want_exit) << r.err;
     return want_exit == 0 ? nlohmann::json::parse(r.out) : nlohmann::json(r.err);
   }
-  static inline dpool::test::BrokerProcess* broker_ = nullptr;
-  static inline dpool::test::Process* worker_ = nullptr;
 };
 
 TEST_F(CliExec, ThePlainFormIsUnchanged) {
@@ -75,19 +82,7 @@ TEST_F(CliExec, BadOptionsAreRefused) {
 
 // --- dpool call ---------------------------------------------------------------------------
 
-class CliCall : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    broker_ = new dpool::test::BrokerProcess(dpool::test::BrokerProcess::start());
-    worker_ = new dpool::test::Process(dpool::test::start_worker(broker_->endpoint, 2));
-  }
-  static void TearDownTestSuite() {
-    delete worker_;
-    delete broker_;
-  }
-  static inline dpool::test::BrokerProcess* broker_ = nullptr;
-  static inline dpool::test::Process* worker_ = nullptr;
-};
+using CliCall = WithCluster<2>;
 
 TEST_F(CliCall, PrintsTheResultAsJson) {
   auto r = run_dpool({"call", "--broker", broker_->endpoint, "square", "7"});
@@ -152,16 +147,8 @@ TEST(CliCallUnreachable, ExitsTwoWithinAFewSeconds) {
 
 // ---- Detached jobs, status, keygen ------------------------------------------------------
 
-class CliJobs : public ::testing::Test {
+class CliJobs : public WithCluster<2> {
  protected:
-  static void SetUpTestSuite() {
-    broker_ = new dpool::test::BrokerProcess(dpool::test::BrokerProcess::start());
-    worker_ = new dpool::test::Process(dpool::test::start_worker(broker_->endpoint, 2, 200ms, {"--allow-exec"}));
-  }
-  static void TearDownTestSuite() {
-    delete worker_;
-    delete broker_;
-  }
   static dpool::test::Run dpool(std::vector<std::string> args, const std::string& input = "") {
     return run_dpool(std::move(args), input, {{"DPOOL_BROKER", broker_->endpoint}});
   }
@@ -172,8 +159,6 @@ class CliJobs : public ::testing::Test {
     EXPECT_FALSE(r.out.empty());
     return r.out.substr(0, r.out.find('\n'));
   }
-  static inline dpool::test::BrokerProcess* broker_ = nullptr;
-  static inline dpool::test::Process* worker_ = nullptr;
 };
 
 TEST_F(CliJobs, AJobOutlivesItsSubmitterAndPrintsInInputOrder) {

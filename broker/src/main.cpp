@@ -11,6 +11,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dpool/cli_main.hpp"
+
 #include "dpool/broker.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
@@ -85,26 +87,12 @@ int main(int argc, char** argv) {
   CLI::App app{"dpool-broker: routes tasks from dpool clients to dpool workers"};
   Flags flags;
   add_flags(app, flags);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "dpool-broker: %s (see dpool-broker --help)\n", dpool::one_line(e.what()).c_str());
-    return 2;
-  }
-
-  try {
+  return dpool::run_main("dpool-broker", app, argc, argv, [&] {
     const auto config = effective_config(flags);
     if (flags.print_config) {
       std::fputs(dpool::to_yaml(config).c_str(), stdout);
       return std::fflush(stdout) == 0 ? 0 : 3;
     }
     return serve(config);
-  } catch (const dpool::Error& e) {
-    std::fprintf(stderr, "dpool-broker: %s\n", dpool::one_line(e.what()).c_str());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool-broker: internal error: %s\n", dpool::one_line(e.what()).c_str());
-    return 3;
-  }
+  });
 }

@@ -16,6 +16,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dpool/cli_main.hpp"
+
 #include "builtins.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
@@ -130,15 +132,7 @@ int worker_main(int argc, char** argv) {
   CLI::App app{"dpool-worker: runs dpool tasks for a broker"};
   Flags flags;
   add_flags(app, flags);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "dpool-worker: %s (see dpool-worker --help)\n", one_line(e.what()).c_str());
-    return 2;
-  }
-
-  try {
+  return run_main("dpool-worker", app, argc, argv, [&] {
     const auto config = effective_config(flags);
     if (flags.print_config) {
       std::fputs(to_yaml(config).c_str(), stdout);
@@ -146,13 +140,7 @@ int worker_main(int argc, char** argv) {
     }
     log::init("worker", config.log_level);
     return run_worker(config);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "dpool-worker: %s\n", one_line(e.what()).c_str());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool-worker: internal error: %s\n", one_line(e.what()).c_str());
-    return 3;
-  }
+  });
 }
 
 }  // namespace dpool

@@ -112,7 +112,7 @@ Command add_call(CLI::App& parent) {
   auto* cmd = parent.add_subcommand("call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
   cmd->add_option("function", options->function, "the task function's name")->required();
   cmd->add_option("args", options->args, "its arguments, one JSON value each (use -- before negative numbers)");
-  cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  add_broker_option(*cmd, options->broker);
   cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
   return {cmd, [options] { return run_call(*options); }};
 }

@@ -36,6 +36,9 @@ Command add_cancel(CLI::App& parent);
 Command add_status(CLI::App& parent);
 Command add_keygen(CLI::App& parent);
 
+/* --broker for the subcommands that need a standing broker (connect_client's `flag`). */
+void add_broker_option(CLI::App& cmd, std::string& broker);
+
 /* A Client of the broker named by `flag`, else $DPOOL_BROKER, the config file, or the default
  * address, once it has answered; Error(kUnreachable) when it does not within the connect
  * timeout. For the commands that need a standing broker (a job outlives the command). */

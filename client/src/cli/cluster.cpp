@@ -5,12 +5,18 @@
 #include <set>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "cli.hpp"
 #include "dpool/config.hpp"
 #include "dpool/error.hpp"
 #include "dpool/util.hpp"
 
 namespace dpool::cli {
+
+void add_broker_option(CLI::App& cmd, std::string& broker) {
+  cmd.add_option("--broker", broker, std::string("broker address (default: $DPOOL_BROKER, the config file, ") + kDefaultBroker + ")");
+}
 
 std::unique_ptr<Client> connect_client(const std::string& flag) {
   ClientConfig config;

@@ -296,7 +296,7 @@ int run_cancel(const JobOptions& options) {
 CLI::App* job_command(CLI::App& parent, const char* name, const char* what, JobOptions& options) {
   auto* cmd = parent.add_subcommand(name, what);
   cmd->add_option("job", options.job, "the job id that dpool submit printed")->required();
-  cmd->add_option("--broker", options.broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  add_broker_option(*cmd, options.broker);
   return cmd;
 }
 
@@ -305,7 +305,7 @@ CLI::App* job_command(CLI::App& parent, const char* name, const char* what, JobO
 Command add_submit(CLI::App& parent) {
   auto options = std::make_shared<SubmitOptions>();
   auto* cmd = parent.add_subcommand("submit", "submits a detached job, prints its id and exits; the broker keeps the results");
-  cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  add_broker_option(*cmd, options->broker);
   cmd->add_option("--id", options->id, "the job's id (default: a new random one)");
   cmd->add_option("--function", options->function, "the task function each line of arguments calls");
   cmd->add_option("--args", options->args_file, "with --function: a file of one JSON argument list a line (default: stdin)");

@@ -14,6 +14,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dpool/cli_main.hpp"
+
 #include "cli.hpp"
 #include "dpool/config.hpp"
 #include "dpool/error.hpp"
@@ -50,35 +52,18 @@ int main(int argc, char** argv) {
       dpool::cli::add_keygen(app),
   };
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "dpool: %s (see dpool --help)\n", dpool::one_line(e.what()).c_str());
-    return 2;
-  }
-  if (!print && app.get_subcommands().empty()) {
-    std::fprintf(stderr, "dpool: a subcommand is required (see dpool --help)\n");
-    return 2;
-  }
-  // Single-threaded still: setenv is safe here.
-  if (!config_file.empty()) ::setenv("DPOOL_CONFIG", config_file.c_str(), 1);
-
-  try {
+  return dpool::run_main("dpool", app, argc, argv, [&] {
+    if (!print && app.get_subcommands().empty()) {
+      std::fprintf(stderr, "dpool: a subcommand is required (see dpool --help)\n");
+      return 2;
+    }
+    // Single-threaded still: setenv is safe here.
+    if (!config_file.empty()) ::setenv("DPOOL_CONFIG", config_file.c_str(), 1);
     if (print) return print_config();
     dpool::log::init("client", "error");
     for (const auto& command : commands) {
       if (command.app->parsed()) return command.run();
     }
     return 2;  // unreachable: a subcommand or --print-config was checked for above
-  } catch (const dpool::Error& e) {
-    std::fprintf(stderr, "dpool: %s\n", dpool::one_line(e.what()).c_str());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpool: internal error: %s\n", dpool::one_line(e.what()).c_str());
-    return 3;
-  }
+  });
 }

@@ -137,7 +137,7 @@ int run_status(const StatusOptions& options) {
 Command add_status(CLI::App& parent) {
   auto options = std::make_shared<StatusOptions>();
   auto* cmd = parent.add_subcommand("status", "shows the broker's workers, queues, jobs and rates");
-  cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, tcp://127.0.0.1:5555)");
+  add_broker_option(*cmd, options->broker);
   cmd->add_flag("--json", options->json, "one JSON object, for scripts");
   return {cmd, [options] { return run_status(*options); }};
 }

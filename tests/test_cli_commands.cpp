@@ -254,6 +254,21 @@ TEST_F(CliJobs, StatusShowsWorkersQueuesAndJobsAsTextAndJson) {
   EXPECT_TRUE(found) << r.out;
 }
 
+TEST(CliMapOnACluster, WithoutAWorkerThatAllowsExecIsAClearError) {
+  auto broker = BrokerProcess::start();
+  auto worker = start_worker(broker.endpoint, 1);  // no --allow-exec
+  const auto r = run_dpool({"map", "--broker", broker.endpoint, "--", "echo"}, "a\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--allow-exec"), std::string::npos) << r.err;
+  expect_one_line(r.err);
+}
+
+TEST_F(CliJobs, MapRunsOnTheClusterToo) {
+  const auto r = dpool({"map", "--", "echo"}, "a\nb\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\nb\n");
+}
+
 TEST(CliStatusUnreachable, ExitsTwoWithinAFewSeconds) {
   auto r = run_dpool({"status", "--broker", "tcp://127.0.0.1:1"}, "", {}, 30s);
   EXPECT_EQ(r.exit_code, 2);

@@ -385,6 +385,8 @@ int run_map(const MapOptions& options) {
     throw Error(Errc::kUnreachable, "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
                                         " (no answer within " + seconds_text(config.connect_timeout) + ")");
   }
+  // On a cluster, commands run only where a worker allows them: say so instead of waiting.
+  if (!broker.empty()) require_worker_for(client, "exec", "start dpool-worker with --allow-exec to run commands");
   Runner runner(options, client, broker.empty() ? config.broker : broker, *source, command);
   return runner.run();
 }

@@ -57,26 +57,28 @@ class JobWriter {
   JobWriter(Client& client, std::string job) : client_(client), job_(std::move(job)) {}
 
   void add(const std::string& function, std::string args, std::uint32_t items) {
-    slots_.acquire();
+    state_->slots.acquire();
     TaskOptions options;
     options.items = items;
     options.job = job_;
     options.index = sent_++;
-    client_.submit(function, std::move(args), [this](TaskResult&& r) {
+    // The completion holds the state, not the writer: on an error path the writer is gone
+    // before the Client completes what is left.
+    client_.submit(function, std::move(args), [state = state_](TaskResult&& r) {
       if (!r.ok()) {
-        std::lock_guard lock(mutex_);
-        if (error_.empty()) error_ = r.meta.error_type + ": " + r.meta.error_message;
+        std::lock_guard lock(state->mutex);
+        if (state->error.empty()) state->error = r.meta.error_type + ": " + r.meta.error_message;
       }
-      slots_.release();
+      state->slots.release();
     }, std::move(options));
   }
 
   /* Waits until the broker holds every task, then seals the job; throws what went wrong. */
   void seal() {
-    for (std::ptrdiff_t i = 0; i < kMaxUnaccepted; ++i) slots_.acquire();
+    for (std::ptrdiff_t i = 0; i < kMaxUnaccepted; ++i) state_->slots.acquire();
     {
-      std::lock_guard lock(mutex_);
-      if (!error_.empty()) throw Error(Errc::kRejected, "job " + job_ + ": " + error_);
+      std::lock_guard lock(state_->mutex);
+      if (!state_->error.empty()) throw Error(Errc::kRejected, "job " + job_ + ": " + state_->error);
     }
     const auto info = client_.job(job_, JobOp::kSeal, sent_).get();
     if (sent_ > 0 && (!info.found || info.total != sent_)) {
@@ -84,15 +86,16 @@ class JobWriter {
     }
   }
 
-  [[nodiscard]] std::uint64_t sent() const { return sent_; }
-
  private:
+  struct State {
+    std::counting_semaphore<> slots{kMaxUnaccepted};
+    std::mutex mutex;
+    std::string error;  // the first refusal
+  };
   Client& client_;
   std::string job_;
   std::uint64_t sent_ = 0;
-  std::counting_semaphore<> slots_{kMaxUnaccepted};
-  std::mutex mutex_;
-  std::string error_;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 /* One line of the arguments file: a JSON array is the argument list, any other value the one

@@ -326,6 +326,35 @@ void Client::Impl::complete_locally(Pending& p, Status status, std::string type,
   complete(p.spec.id, std::move(r));
 }
 
+wire::TaskSpec task_spec(std::uint64_t id, std::string function, TaskOptions options) {
+  if (options.priority > 9) {
+    throw Error(Errc::kUsage, "a task priority is 0 to 9, got " + std::to_string(options.priority));
+  }
+  if (options.timeout.count() < 0 || options.retry_delay.count() < 0 || options.expires.count() < 0) {
+    throw Error(Errc::kUsage, "a task's timeout, retry delay and expiry cannot be negative");
+  }
+  if (!(options.retry_backoff >= 1.0 && options.retry_backoff <= 100.0)) {
+    throw Error(Errc::kUsage, "a task's retry backoff is a factor from 1 to 100");
+  }
+  wire::TaskSpec s;
+  s.id = id;
+  s.function = std::move(function);
+  s.max_attempts = options.max_attempts;
+  s.items = options.items;
+  s.queue = std::move(options.queue);
+  s.job = std::move(options.job);
+  s.index = options.index;
+  s.priority = options.priority;
+  s.timeout_ms = static_cast<std::uint64_t>(options.timeout.count());
+  s.retries = options.retries;
+  s.timeout_retries = options.timeout_retries;
+  s.retry_delay_ms = static_cast<std::uint64_t>(options.retry_delay.count());
+  s.retry_backoff = options.retry_backoff;
+  s.needs = std::move(options.needs);
+  s.expires_ms = static_cast<std::uint64_t>(options.expires.count());
+  return s;
+}
+
 Client::Client(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 Client::~Client() = default;
 
@@ -335,9 +364,8 @@ std::uint64_t Client::submit(std::string function, std::string args, Completion 
   {
     std::lock_guard lock(impl_->inbox_mutex);
     id = impl_->next_id++;
-    impl_->inbox.push_back(NewTask{wire::TaskSpec{id, std::move(function), options.max_attempts, options.items,
-                                                  std::move(options.queue), std::move(options.job), options.index},
-                                   std::move(args), std::move(done)});
+    impl_->inbox.push_back(NewTask{task_spec(id, std::move(function), std::move(options)), std::move(args),
+                                   std::move(done)});
   }
   impl_->pending_count.fetch_add(1);
   const std::uint64_t one = 1;
@@ -399,6 +427,8 @@ void TaskResult::throw_if_failed(const std::string& function) const {
       throw Error(Errc::kRejected, function + ": " + meta.error_type + ": " + meta.error_message);
     case Status::kUnreachable:
       throw Error(Errc::kUnreachable, function + ": " + meta.error_message);
+    case Status::kReturned:  // worker-to-broker only; a broker never sends it on
+      break;
   }
   throw Error(Errc::kInternal, "unknown task status");
 }

@@ -61,7 +61,13 @@ std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint
         outstanding_.erase(task);
         if (outstanding_.empty()) idle_.notify_all();
       },
-      TaskOptions{options_.max_attempts, items, std::move(queue)});
+      [&] {
+        TaskOptions o;
+        static_cast<TaskPolicy&>(o) = options_.task;
+        o.items = items;
+        o.queue = std::move(queue);
+        return o;
+      }());
   // Under mutex_, so the completion (which takes it too) cannot erase the id before this.
   outstanding_.insert(id);
   return id;

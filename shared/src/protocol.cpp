@@ -38,6 +38,7 @@ std::string_view to_string(Status s) noexcept {
     case Status::kCancelled: return "cancelled";
     case Status::kRejected: return "rejected";
     case Status::kUnreachable: return "unreachable";
+    case Status::kReturned: return "returned";
   }
   return "unknown";
 }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,8 +56,22 @@ struct TaskResult {
 
 using Completion = std::function<void(TaskResult&&)>;
 
-struct TaskOptions {
-  std::uint32_t max_attempts = 0;  // leases a task may lose to dying workers; 0: broker default
+/* How a task is scheduled and how much failure it may absorb; each kind of failure has its
+ * own budget (docs/protocol.md, "Priorities, routing and retries"). The same struct sets a
+ * Pool's defaults (Options::task) and one call's (Pool::with). */
+struct TaskPolicy {
+  std::uint8_t priority = 5;                // 0..9, higher first; waiting lifts a level (broker)
+  std::chrono::milliseconds timeout{0};     // hard time limit per call, process killed; 0: none
+  std::uint32_t retries = 0;                // runs again after it threw, this many times at most
+  std::uint32_t timeout_retries = 0;        // runs again after a time-out, this many times
+  std::uint32_t max_attempts = 0;           // worker deaths under it that fail it; 0: broker's (3)
+  std::chrono::milliseconds retry_delay{0}; // pause before the first retry ...
+  double retry_backoff = 2.0;               // ... times this before each later one
+  std::map<std::string, std::string> needs; // tags a worker must have (--tag KEY=VALUE)
+  std::chrono::milliseconds expires{0};     // not started this long after submission: fails
+};
+
+struct TaskOptions : TaskPolicy {
   std::uint32_t items = 0;         // > 0: `args` is an array of that many argument arrays (a chunk)
   std::string queue;               // a named queue that join_queue() can wait on
   // A detached job's task, at position `index` of job `job`: the broker keeps its result for
@@ -65,6 +80,9 @@ struct TaskOptions {
   std::string job;
   std::uint64_t index = 0;
 };
+
+/* The wire form of a task's options (ids and payload aside). */
+[[nodiscard]] wire::TaskSpec task_spec(std::uint64_t id, std::string function, TaskOptions options);
 
 /* A page of a detached job's results: values[i] is meta.results[i]'s value. */
 struct JobPage {

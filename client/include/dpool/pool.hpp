@@ -59,7 +59,7 @@ struct Options {
   std::size_t processes = 0;                    // embedded: worker processes; 0: one per core
   std::function<void()> initializer;            // embedded: runs once in each worker process
   std::uint32_t max_tasks_per_child = 0;        // embedded: replace a process after N tasks
-  std::uint32_t max_attempts = 0;               // worker deaths a task survives; 0: broker's
+  TaskPolicy task;                              // every task's priority, time limit, retries...
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t window = 10000;                 // tasks held by the broker at once
   std::size_t imap_window = 4096;               // imap items in flight at once

@@ -87,6 +87,7 @@ int run_call(const CallOptions& options) {
     case Status::kError:
     case Status::kLost:
     case Status::kTimeout:
+    case Status::kReturned:
       std::fprintf(stderr, "dpool: %s: %s (%s on %s pid %u)\n", r.meta.error_type.c_str(), r.meta.error_message.c_str(),
                    options.function.c_str(), r.meta.host.c_str(), static_cast<unsigned>(r.meta.pid));
       return 1;

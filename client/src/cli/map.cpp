@@ -273,6 +273,7 @@ class Runner {
       case Status::kError:
       case Status::kLost:
       case Status::kTimeout:
+      case Status::kReturned:
         return std::vector<ExecOutcome>(count, failed_outcome(r.meta.error_type, r.meta.error_message, r.meta));
     }
     try {

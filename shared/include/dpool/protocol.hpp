@@ -61,10 +61,11 @@ enum class Status : std::uint8_t {
   kOk = 0,
   kError = 1,        // the task threw: error_type and error_message say what
   kLost = 2,         // the worker process died under the task (on every allowed attempt)
-  kTimeout = 3,      // reserved: hard time limits
+  kTimeout = 3,      // past its hard time limit (killed), or not started by its deadline
   kCancelled = 4,    // cancelled by its caller (or its client closed before it finished)
   kRejected = 5,     // the broker refused the task (an invalid function name)
   kUnreachable = 6,  // client side only: no broker answered in time
+  kReturned = 7,     // worker -> broker only: handed back unstarted (draining); not charged
 };
 
 enum class JobOp : std::uint8_t {
@@ -114,7 +115,17 @@ struct TaskSpec {
   // the job instead of sending it to this client, at position `index` of the job.
   std::string job;
   std::uint64_t index = 0;
-  MSGPACK_DEFINE(id, function, max_attempts, items, queue, job, index)
+  // Scheduling and failure budgets (docs/protocol.md, "Priorities, routing and retries").
+  std::uint8_t priority = 5;           // 0..9, higher first
+  std::uint64_t timeout_ms = 0;        // hard time limit of one attempt (per item in a chunk); 0: none
+  std::uint32_t retries = 0;           // attempts after one that threw
+  std::uint32_t timeout_retries = 0;   // attempts after one that hit its time limit
+  std::uint64_t retry_delay_ms = 0;    // wait before the first retry ...
+  double retry_backoff = 2.0;          // ... and this factor more before each later one
+  std::map<std::string, std::string> needs;  // tags a worker must have to run it
+  std::uint64_t expires_ms = 0;        // not started this long after acceptance: fails; 0: never
+  MSGPACK_DEFINE(id, function, max_attempts, items, queue, job, index, priority, timeout_ms,
+                 retries, timeout_retries, retry_delay_ms, retry_backoff, needs, expires_ms)
 };
 
 struct Submit {
@@ -132,7 +143,10 @@ struct Lease {
   std::uint32_t attempt = 0;   // 1 for the first lease, +1 for each later one
   std::string function;
   std::uint32_t items = 0;     // as in TaskSpec
-  MSGPACK_DEFINE(task, attempt, function, items)
+  std::uint64_t timeout_ms = 0;      // as in TaskSpec: the worker kills the process past it
+  std::uint32_t retries = 0;         // chunks: a failing item is run again in place this often
+  std::uint64_t retry_delay_ms = 0;  // ... after this pause
+  MSGPACK_DEFINE(task, attempt, function, items, timeout_ms, retries, retry_delay_ms)
 };
 
 struct TaskBatch {
@@ -148,12 +162,25 @@ struct Outcome {
   std::string error_type;
   std::string error_message;
   std::uint32_t pid = 0;  // the process that ran (or died running) the task
-  MSGPACK_DEFINE(task, attempt, status, error_type, error_message, pid)
+  std::string stderr_tail;  // kLost, kTimeout: the last lines the process wrote to stderr
+  MSGPACK_DEFINE(task, attempt, status, error_type, error_message, pid, stderr_tail)
 };
 
 struct DoneBatch {
   std::vector<Outcome> outcomes;  // payload i is outcomes[i]'s result (empty unless kOk)
   MSGPACK_DEFINE(outcomes)
+};
+
+/* One failed attempt of a task, kept by the broker for the task's final record. */
+struct Attempt {
+  std::uint32_t attempt = 0;
+  Status status = Status::kOk;
+  std::string error_type;
+  std::string error_message;  // for kLost: the exit signal or code
+  std::string host;
+  std::uint32_t pid = 0;
+  std::string stderr_tail;
+  MSGPACK_DEFINE(attempt, status, error_type, error_message, host, pid, stderr_tail)
 };
 
 struct Result {
@@ -164,7 +191,8 @@ struct Result {
   std::string error_message;
   std::string host;
   std::uint32_t pid = 0;
-  MSGPACK_DEFINE(id, status, attempts, error_type, error_message, host, pid)
+  std::vector<Attempt> history;  // failed attempts before this outcome (retried ones included)
+  MSGPACK_DEFINE(id, status, attempts, error_type, error_message, host, pid, history)
 };
 
 struct ResultBatch {
@@ -182,7 +210,8 @@ struct Heartbeat {
   std::uint64_t last_seq = 0;         // worker: highest TaskBatch seq received
   std::vector<std::uint64_t> held;    // worker: tasks it holds (queued locally or running)
   std::uint32_t processes = 0;        // broker to clients: worker processes connected now
-  MSGPACK_DEFINE(instance, last_seq, held, processes)
+  bool draining = false;              // worker: finishing its running tasks; send no more
+  MSGPACK_DEFINE(instance, last_seq, held, processes, draining)
 };
 
 /* Client -> broker: the client's task ids. Broker -> worker: the broker's task keys. */
@@ -270,15 +299,29 @@ struct WorkerStatus {
   std::uint64_t done = 0;
   std::uint64_t failed = 0;
   std::uint64_t heard_ms_ago = 0;  // the last message from it
-  MSGPACK_DEFINE(host, pid, processes, credit, functions, tags, in_flight, done, failed, heard_ms_ago)
+  bool draining = false;
+  MSGPACK_DEFINE(host, pid, processes, credit, functions, tags, in_flight, done, failed, heard_ms_ago,
+                 draining)
 };
 
 struct FunctionStatus {
   std::string name;
   std::uint64_t queued = 0;
   std::uint64_t running = 0;
-  std::uint32_t workers = 0;  // connected workers that offer it
-  MSGPACK_DEFINE(name, queued, running, workers)
+  std::uint32_t workers = 0;  // connected workers that offer it (and have `needs`)
+  std::map<std::string, std::string> needs;  // one entry per set of required tags
+  std::uint64_t delayed = 0;  // waiting for a retry's delay to pass
+  std::uint64_t oldest_ms = 0;  // how long the oldest queued task has waited
+  MSGPACK_DEFINE(name, queued, running, workers, needs, delayed, oldest_ms)
+};
+
+/* A task that failed for good, as `dpool status` shows it. */
+struct FailureRecord {
+  std::string function;
+  std::string job;  // empty for a client's own task
+  std::uint64_t age_ms = 0;
+  Result result;
+  MSGPACK_DEFINE(function, job, age_ms, result)
 };
 
 struct Report {
@@ -295,8 +338,11 @@ struct Report {
   std::uint64_t failed = 0;
   std::uint64_t requeued = 0;
   std::uint64_t dropped = 0;       // malformed or stale messages
+  std::uint64_t retried = 0;       // retries after an exception or a time-out
+  std::uint64_t expired = 0;       // tasks that were not started by their deadline
+  std::vector<FailureRecord> failures;  // the latest tasks that failed, newest last
   MSGPACK_DEFINE(request, version, instance, uptime_ms, workers, functions, jobs, clients, rate,
-                 completed, failed, requeued, dropped)
+                 completed, failed, requeued, dropped, retried, expired, failures)
 };
 
 struct Disconnect {

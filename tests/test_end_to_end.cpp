@@ -140,7 +140,7 @@ TEST(EndToEnd, TaskForAFunctionNoWorkerOffersWaitsForOne) {
   auto future = promise->get_future();
   client.submit("square", pack_args(9), [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
   // The stock worker has no 'square': the task waits, and the broker says why.
-  EXPECT_TRUE(wait_for([&] { return broker.process.log().find("no connected worker offers it") != std::string::npos; }, 20s))
+  EXPECT_TRUE(wait_for([&] { return broker.process.log().find("no connected worker offers 'square'") != std::string::npos; }, 20s))
       << broker.process.log();
   EXPECT_EQ(future.wait_for(0ms), std::future_status::timeout);
   auto worker = start_worker(broker.endpoint, 1);

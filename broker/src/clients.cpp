@@ -67,6 +67,10 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
       deliver(c, spec.id, std::move(r), zmq::message_t());
       continue;
     }
+    if (auto refusal = check_policy(spec)) {
+      deliver(c, spec.id, std::move(*refusal), zmq::message_t());
+      continue;
+    }
     const auto attempts = spec.max_attempts ? std::min(spec.max_attempts, kMaxAttemptsCap)
                                             : config_.max_attempts;
     if (!spec.job.empty()) {
@@ -77,8 +81,7 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
       }
       continue;
     }
-    const auto key = ledger_.add(c.handle, spec.id, ledger_.function_id(spec.function), attempts,
-                                 std::move(m.payloads[i]), spec.items);
+    const auto key = admit(c.handle, spec.id, spec, std::move(m.payloads[i]), attempts);
     c.live[spec.id] = key;
     if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) join_named_queue(*ledger_.find(key), spec.queue);
   }
@@ -147,9 +150,9 @@ void BrokerCore::on_join(Message& m, ClientSession& c) {
   if (std::find(waiters.begin(), waiters.end(), waiter) == waiters.end()) waiters.push_back(waiter);
 }
 
-Transition BrokerCore::apply(Task& task, TaskEvent event) {
+Transition BrokerCore::apply(Task& task, TaskEvent event, std::int64_t delay_ms) {
   const auto queue = task.queue;
-  const auto t = ledger_.apply(task, event);
+  const auto t = ledger_.apply(task, event, 0, 0, delay_ms);
   if (queue != 0 && (t == Transition::kRemoved || t == Transition::kExhausted)) queue_left(queue);
   return t;
 }
@@ -181,6 +184,8 @@ void BrokerCore::finish_cancelled(Task& task) {
 
 void BrokerCore::finish(Task& task, wire::Result meta, zmq::message_t payload) {
   meta.attempts = task.attempt;
+  if (task.extra) meta.history = std::move(task.extra->history);
+  remember_failure(task.function, task.client, meta);
   const auto owner = task.client;
   const auto id = task.client_id;
   const auto items = task.items;

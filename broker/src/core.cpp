@@ -35,7 +35,7 @@ bool loopback_only(const std::string& endpoint) {
 
 BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
     : config_(std::move(config)), context_(1), socket_(context_, zmq::socket_type::router),
-      instance_(random_u64()) {
+      instance_(random_u64()), ledger_(config_.priority_aging) {
   const bool known_scheme = config_.bind.rfind("tcp://", 0) == 0 || config_.bind.rfind("ipc://", 0) == 0 ||
                             config_.bind.rfind("inproc://", 0) == 0;
   if (!known_scheme) {
@@ -82,16 +82,23 @@ void BrokerCore::run() {
   std::array<zmq::pollitem_t, 2> items{{{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                         {nullptr, wake_fd_, ZMQ_POLLIN, 0}}};
   while (!stopping_.load()) {
-    dpool::poll(items.data(), items.size(), until(next_tick_, interval));
+    // Wake for the next heartbeat tick, or sooner for a retry whose delay ends or a deadline.
+    auto wake = next_tick_;
+    if (const auto due = ledger_.next_due(); due > 0) {
+      wake = std::min(wake, Clock::time_point(std::chrono::milliseconds(due)));
+    }
+    dpool::poll(items.data(), items.size(), until(wake, interval));
+    ledger_.set_now(now_ms());
     for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
       bool got = false;
       auto m = read_message(socket_, true, drops_, &got);
       if (!got) break;
       if (m) handle(*m);
     }
+    const auto now = Clock::now();
+    expire_tasks(now);
     dispatch();
     flush();
-    const auto now = Clock::now();
     if (now >= next_tick_) {
       on_tick(now);
       next_tick_ = now + interval;
@@ -213,10 +220,10 @@ void BrokerCore::on_tick(Clock::time_point now) {
   flush();
 
   if (ledger_.queued_total() > 0 && now >= next_idle_warning_) {
-    const auto st = stats();
-    for (const auto& [name, f] : st.functions) {
-      if (f.queued > 0 && f.workers == 0) {
-        log::warn("{} tasks wait for '{}': no connected worker offers it", f.queued, name);
+    for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
+      if (ledger_.queued(f) == 0) continue;
+      if (const auto why = waiting_reason(f); !why.empty()) {
+        log::warn("{} tasks wait: {}", ledger_.queued(f), why);
         next_idle_warning_ = now + std::chrono::seconds(10);
       }
     }
@@ -239,7 +246,7 @@ void BrokerCore::publish_stats() {
   s.queued = ledger_.queued_total();
   s.dropped = drops_.total();
   for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
-    s.functions[ledger_.function_name(f)].queued = ledger_.queued(f);
+    if (ledger_.queued(f) > 0 || ledger_.needs(f).empty()) s.functions[ledger_.function_name(f)].queued += ledger_.queued(f);
   }
   for (auto& [h, w] : workers_) {
     for (auto f : w.functions) ++s.functions[ledger_.function_name(f)].workers;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <optional>
 #include <mutex>
 #include <string>
@@ -71,7 +72,7 @@ class BrokerCore {
   void on_cancel(Message& m, ClientSession& c);
   void on_join(Message& m, ClientSession& c);
   /* Ledger::apply, plus the named queues' accounting when the task leaves the ledger. */
-  Transition apply(Task& task, TaskEvent event);
+  Transition apply(Task& task, TaskEvent event, std::int64_t delay_ms = 0);
   void join_named_queue(Task& task, const std::string& name);
   void queue_left(std::uint32_t queue);
   void finish_cancelled(Task& task);
@@ -104,11 +105,30 @@ class BrokerCore {
   // status.cpp
   void on_status(Message& m, ClientSession& c);
 
+  // policy.cpp
+  /* The refusal of a task whose options are out of range, or nullopt. */
+  std::optional<wire::Result> check_policy(const wire::TaskSpec& spec);
+  /* Queues a checked task for `owner` (a session or a job) and returns its key. */
+  TaskKey admit(PeerHandle owner, std::uint64_t id, wire::TaskSpec& spec, zmq::message_t payload,
+                std::uint32_t attempts);
+  void add_routes();
+  void refresh_routes(WorkerRecord& w, FunctionId from);
+  void record_attempt(Task& task, const wire::Outcome& o, const WorkerRecord* w);
+  void failed_attempt(Task& task, wire::Outcome& o, const WorkerRecord& w);
+  void expire_tasks(Clock::time_point now);
+  /* Why tasks of `route` cannot start now ("" when some worker could run them). */
+  std::string waiting_reason(FunctionId route);
+  void remember_failure(FunctionId route, PeerHandle owner, const wire::Result& r);
+  static std::int64_t now_ms(Clock::time_point now = Clock::now());
+
   // workers.cpp
   void on_ready(Message& m);
   void on_done(Message& m, WorkerRecord& w);
   void on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w);
-  void worker_lost(Task& task, const std::string& why, bool charge);
+  /* The worker running `task` died (charge) or the lease never arrived (not charged). `o`
+   * is the worker's report of the death, when there was one. */
+  void worker_lost(Task& task, const std::string& why, bool charge, const wire::Outcome* o = nullptr,
+                   const WorkerRecord* w = nullptr);
   void remove_worker(WorkerRecord& w, std::string_view why, bool charge = true);
   void dispatch();
   void dispatch_to(WorkerRecord& w);
@@ -142,6 +162,8 @@ class BrokerCore {
   std::unordered_map<std::string, std::uint32_t> queue_ids_;
   std::vector<std::uint32_t> free_queues_;
 
+  FunctionId routes_known_ = 0;  // routes the workers' route lists already cover
+  std::deque<std::pair<wire::FailureRecord, Clock::time_point>> failures_;  // the latest
   BrokerStats counters_;
   RateWindow rate_;
   const Clock::time_point started_ = Clock::now();

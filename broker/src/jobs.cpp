@@ -68,6 +68,7 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
   if (!valid_job_id(spec.job)) {
     return refuse("InvalidJobId", "a job id has 1 to 64 letters, digits, '.', '_' or '-'");
   }
+  if (auto refusal = check_policy(spec)) return refusal;
   Job* job = jobs_.find(spec.job);
   if (!job) {
     job = &jobs_.add(spec.job, next_handle_++, Clock::now());
@@ -79,8 +80,7 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
   if (job->sealed) {
     return refuse("JobSealed", "job " + job->id + " is complete or cancelled: it takes no more tasks");
   }
-  const auto key = ledger_.add(job->handle, spec.index, ledger_.function_id(spec.function), attempts,
-                               std::move(payload), spec.items);
+  const auto key = admit(job->handle, spec.index, spec, std::move(payload), attempts);
   job->live[spec.index] = key;
   return std::nullopt;
 }

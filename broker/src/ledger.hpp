@@ -1,4 +1,4 @@
-/* The task ledger: every task the broker holds, its state, and the per-function queues.
+/* The task ledger: every task the broker holds, its state, and the queues it waits in.
  *
  * A task lives here from SUBMIT until its outcome is known; then its result moves to the
  * client's session (peers.hpp) until the client acknowledges it. All state changes go
@@ -8,55 +8,97 @@
  *   leased  --finish-->         (removed; result to client)
  *   leased  --worker_lost-->    queued      (lost + 1, at the front) | removed when lost == max
  *   leased  --lost_in_transit-> queued      (not charged: the lease never reached the worker)
- *   queued, leased --drop-->    (removed: its client is gone)
+ *   leased  --retry-->          delayed     (until its retry delay passes, then queued at the front)
+ *   any     --drop-->           (removed: its client is gone, it was cancelled or it expired)
  *
- * Queues are per function, and inside a function per client, served round-robin so that one
- * client's million tasks do not hold back another client's ten. Keys of tasks that left the
- * queue by another path (drop) are skipped lazily when popped.
+ * Queues are per route: a function together with the tags a worker must have to run it
+ * (`needs`); the route of a function with no needs has the id function_id(name) returns.
+ * Inside a route, tasks wait by priority (0..9, higher first) and inside a priority per
+ * client, served round-robin, so that one client's million tasks do not hold back another
+ * client's ten. Low priorities do not starve: a priority level that has tasks waiting but
+ * has not been served for k × `aging` competes as if it were k levels higher (a level served
+ * resets its clock). Keys of tasks that left a queue by another path (drop) are skipped
+ * lazily when popped.
+ *
+ * Time comes in through advance(now): it moves delayed retries whose time has come into
+ * their queues and returns the queued tasks whose start deadline (expires) has passed.
  */
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <deque>
-#include <optional>
+#include <map>
+#include <memory>
+#include <queue>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <zmq.hpp>
+
+#include "dpool/protocol.hpp"
 
 namespace dpool::detail {
 
 using TaskKey = std::uint64_t;
 using PeerHandle = std::uint32_t;   // a client or worker, as numbered by the broker
-using FunctionId = std::uint32_t;
+using FunctionId = std::uint32_t;   // a route: a function name and the tags it needs
+using Tags = std::map<std::string, std::string>;
 
-enum class TaskState : std::uint8_t { kQueued, kLeased };
+inline constexpr std::uint8_t kPriorities = 10;
+inline constexpr std::uint8_t kDefaultPriority = 5;
 
-enum class TaskEvent : std::uint8_t { kLease, kFinish, kWorkerLost, kLostInTransit, kDrop };
+enum class TaskState : std::uint8_t { kQueued, kLeased, kDelayed };
+
+enum class TaskEvent : std::uint8_t { kLease, kFinish, kWorkerLost, kLostInTransit, kRetry, kDrop };
+
+/* What only some tasks need: a time limit, retry budgets, the record of failed attempts.
+ * Kept apart so that the common task stays small (a million may be queued). */
+struct TaskExtra {
+  std::uint64_t timeout_ms = 0;
+  std::uint32_t retries = 0;          // budget for attempts that threw
+  std::uint32_t timeout_retries = 0;  // budget for attempts that timed out
+  std::uint32_t errors = 0;           // attempts that threw so far
+  std::uint32_t timeouts = 0;         // attempts that timed out so far
+  std::uint64_t retry_delay_ms = 0;
+  double retry_backoff = 2.0;
+  std::vector<wire::Attempt> history;
+};
 
 struct Task {
   TaskKey key = 0;
   PeerHandle client = 0;
   std::uint64_t client_id = 0;
-  FunctionId function = 0;
+  FunctionId function = 0;        // its route
   TaskState state = TaskState::kQueued;
+  std::uint8_t priority = kDefaultPriority;
+  bool cancel_requested = false;  // its client cancelled it while leased
   std::uint32_t attempt = 0;      // leases so far
   std::uint32_t lost = 0;         // leases that ended with the worker dying
   std::uint32_t max_attempts = 0;
   std::uint32_t items = 0;        // > 0: a chunk of that many calls
-  bool cancel_requested = false;  // its client cancelled it while leased
   std::uint32_t queue = 0;        // index of its named queue in the broker (0: none)
   PeerHandle worker = 0;          // while leased
   std::uint64_t seq = 0;          // the TaskBatch seq that carried the lease
   std::int64_t leased_at = 0;     // steady-clock milliseconds when the lease was sent
   zmq::message_t payload;
+  std::unique_ptr<TaskExtra> extra;
+
+  TaskExtra& more() {
+    if (!extra) extra = std::make_unique<TaskExtra>();
+    return *extra;
+  }
 };
 
 /* What apply() decided, for the caller to act on. */
 enum class Transition : std::uint8_t {
   kLeased,     // now leased to the given worker
   kQueued,     // back in its queue
+  kDelayed,    // waiting for its retry delay
   kRemoved,    // gone from the ledger (finished or dropped)
   kExhausted,  // lost its worker on every allowed attempt: removed, the caller reports it
   kRefused,    // the event does not apply to the task's state (a bug or a stale event)
@@ -64,46 +106,87 @@ enum class Transition : std::uint8_t {
 
 class Ledger {
  public:
-  Ledger();
-  /* Interns a function name; the id is stable for the broker's life. */
-  FunctionId function_id(const std::string& name);
-  [[nodiscard]] const std::string& function_name(FunctionId id) const { return functions_[id].name; }
-  [[nodiscard]] std::size_t function_count() const { return functions_.size(); }
+  explicit Ledger(std::chrono::milliseconds aging = std::chrono::seconds(10));
 
-  /* Adds a queued task and returns its key. */
-  TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId function,
-              std::uint32_t max_attempts, zmq::message_t payload, std::uint32_t items = 0);
+  /* Interns a function name: the id of its route with no needs, stable for the broker's life. */
+  FunctionId function_id(const std::string& name);
+  /* The route of `name` with `needs` (function_id(name) when needs is empty). */
+  FunctionId route_id(const std::string& name, const Tags& needs);
+  [[nodiscard]] const std::string& function_name(FunctionId id) const { return routes_[id].name; }
+  [[nodiscard]] const Tags& needs(FunctionId id) const { return routes_[id].needs; }
+  [[nodiscard]] FunctionId base_route(FunctionId id) const { return routes_[id].base; }
+  [[nodiscard]] std::size_t function_count() const { return routes_.size(); }
+
+  /* Adds a queued task and returns its key. `expires_at` (steady-clock ms, 0: never) is when
+   * it fails unless leased by then. */
+  TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId route, std::uint32_t max_attempts,
+              zmq::message_t payload, std::uint32_t items = 0, std::uint8_t priority = kDefaultPriority,
+              std::int64_t expires_at = 0);
 
   [[nodiscard]] Task* find(TaskKey key);
 
-  /* Leases the next queued task of `function` (fair between clients) to `worker` in batch
-   * `seq`; nullptr when none is queued. */
-  Task* lease_next(FunctionId function, PeerHandle worker, std::uint64_t seq);
-  [[nodiscard]] std::size_t queued(FunctionId function) const { return functions_[function].size; }
+  /* Leases the next queued task of `route` (highest priority after aging, then fair between
+   * clients) to `worker` in batch `seq`; nullptr when none is queued. */
+  Task* lease_next(FunctionId route, PeerHandle worker, std::uint64_t seq);
+  /* The priority, after aging, that the next task of `route` competes with; -1 when empty. */
+  [[nodiscard]] double urgency(FunctionId route) const;
+  [[nodiscard]] std::size_t queued(FunctionId route) const { return routes_[route].size; }
+  [[nodiscard]] std::size_t delayed(FunctionId route) const { return routes_[route].delayed; }
+  /* How long the longest-waiting non-empty priority level of `route` has gone unserved. */
+  [[nodiscard]] std::int64_t unserved_ms(FunctionId route) const;
   [[nodiscard]] std::size_t queued_total() const { return queued_total_; }
   [[nodiscard]] std::size_t size() const { return tasks_.size(); }
 
   /* The one transition function (see the table above). For kLease, `worker` and `seq` say
-   * where the lease went. kRemoved and kExhausted erase the task: read it before. */
-  Transition apply(Task& task, TaskEvent event, PeerHandle worker = 0, std::uint64_t seq = 0);
+   * where the lease went; for kRetry, `delay_ms` how long it waits. kRemoved and kExhausted
+   * erase the task: read it before. */
+  Transition apply(Task& task, TaskEvent event, PeerHandle worker = 0, std::uint64_t seq = 0,
+                   std::int64_t delay_ms = 0);
+
+  /* Sets the time (steady-clock ms) that queueing, aging and retry delays count from. */
+  void set_now(std::int64_t now_ms) { now_ms_ = std::max(now_ms_, now_ms); }
+  /* Moves time to `now_ms` (steady clock): due retries join their queues; returns the keys of
+   * queued tasks never leased whose deadline has passed (still in the ledger: drop them). */
+  std::vector<TaskKey> advance(std::int64_t now_ms);
+  /* When advance() next has something to do (steady-clock ms), or 0 when nothing waits. */
+  [[nodiscard]] std::int64_t next_due() const;
 
  private:
-  struct Queue {
-    std::string name;
+  struct Level {
     std::unordered_map<PeerHandle, std::deque<TaskKey>> by_client;
     std::deque<PeerHandle> ring;  // clients with queued tasks, served in turn
     std::size_t size = 0;         // live queued tasks (the deques may also hold dropped keys)
+    std::int64_t since = 0;       // last served, or became non-empty
   };
+  struct Route {
+    std::string name;
+    Tags needs;
+    FunctionId base = 0;
+    std::array<Level, kPriorities> levels;
+    std::size_t size = 0;
+    std::size_t delayed = 0;
+  };
+  using Due = std::pair<std::int64_t, TaskKey>;
+  using DueHeap = std::priority_queue<Due, std::vector<Due>, std::greater<>>;
+
+  FunctionId new_route(const std::string& name, const Tags& needs, FunctionId base);
   void enqueue(Task& task, bool front);
-  Task* pop(FunctionId function);
+  void unqueue(Task& task);
+  Task* pop(FunctionId route);
+  [[nodiscard]] int best_level(const Route& r) const;
 
   std::unordered_map<TaskKey, Task> tasks_;
-  std::vector<Queue> functions_;
+  std::vector<Route> routes_;
   std::unordered_map<std::string, FunctionId> function_ids_;
+  std::map<std::pair<FunctionId, Tags>, FunctionId> tagged_routes_;
   // Keys start at a random point so that an outcome for a task of an earlier broker instance
   // (still running on a worker when the broker restarted) cannot match a task of this one.
   TaskKey next_key_;
   std::size_t queued_total_ = 0;
+  std::int64_t aging_ms_;
+  std::int64_t now_ms_ = 0;
+  DueHeap retry_at_;
+  DueHeap expires_at_;
 };
 
 }  // namespace dpool::detail

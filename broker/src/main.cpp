@@ -30,7 +30,7 @@ struct Flags {
   bool print_config = false;
   std::optional<std::string> bind, log_level;
   bool insecure = false;
-  std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms;
+  std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms;
   std::optional<std::uint32_t> liveness, max_attempts;
 };
 
@@ -50,6 +50,8 @@ void add_flags(CLI::App& app, Flags& f) {
       ->transform(CLI::Validator(dpool::duration_flag(limits::kTimeoutMs), "DURATION"));
   app.add_option("--job-ttl", f.job_ttl_ms, "keep a finished detached job's results this long (default 24h)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
+  app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
+      ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember(dpool::log_levels()));
 }
@@ -66,6 +68,7 @@ dpool::BrokerConfig effective_config(const Flags& f) {
   if (f.max_attempts) config.max_attempts = *f.max_attempts;
   if (f.client_timeout_ms) config.client_timeout = milliseconds(*f.client_timeout_ms);
   if (f.job_ttl_ms) config.job_ttl = milliseconds(*f.job_ttl_ms);
+  if (f.aging_ms) config.priority_aging = milliseconds(*f.aging_ms);
   if (f.log_level) config.log_level = *f.log_level;
   return config;
 }

@@ -36,7 +36,8 @@ struct WorkerRecord {
   std::uint32_t pid = 0;
   std::uint32_t credit = 0;
   std::uint32_t processes = 0;
-  std::vector<FunctionId> functions;
+  std::vector<FunctionId> functions;  // the functions it offers (their routes with no needs)
+  std::vector<FunctionId> routes;     // every route it can serve: those and the tagged ones it fits
   std::map<std::string, std::string> tags;
   std::unordered_set<TaskKey> leases;
   std::size_t next_function = 0;  // round-robin start among `functions`
@@ -45,8 +46,9 @@ struct WorkerRecord {
   std::list<PeerHandle>::iterator order;
   std::uint64_t done = 0;
   std::uint64_t failed = 0;
+  bool draining = false;  // finishing what it runs before it leaves: lease it nothing more
   [[nodiscard]] std::size_t free_credit() const {
-    return leases.size() < credit ? credit - leases.size() : 0;
+    return !draining && leases.size() < credit ? credit - leases.size() : 0;
   }
 };
 

@@ -53,7 +53,7 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   std::unordered_map<PeerHandle, std::uint64_t> running_by_owner;
   for (auto& [h, w] : workers_) {
     wire::WorkerStatus ws{w.host, w.pid, w.processes, w.credit, {}, w.tags, w.leases.size(), w.done, w.failed,
-                          millis(now - w.last_heard)};
+                          millis(now - w.last_heard), w.draining};
     for (auto f : w.functions) ws.functions.push_back(ledger_.function_name(f));
     for (auto key : w.leases) {
       if (const Task* t = ledger_.find(key)) {
@@ -65,11 +65,15 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   }
   std::vector<std::uint32_t> offered(ledger_.function_count(), 0);
   for (auto& [h, w] : workers_) {
-    for (auto f : w.functions) ++offered[f];
+    for (auto f : w.routes) ++offered[f];
   }
   for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
-    if (ledger_.queued(f) == 0 && running[f] == 0 && offered[f] == 0) continue;
-    r.functions.push_back(wire::FunctionStatus{ledger_.function_name(f), ledger_.queued(f), running[f], offered[f]});
+    const bool tagged = !ledger_.needs(f).empty();
+    if (ledger_.queued(f) == 0 && ledger_.delayed(f) == 0 && running[f] == 0 && (tagged || offered[f] == 0)) continue;
+    wire::FunctionStatus fs{ledger_.function_name(f), ledger_.queued(f), running[f], offered[f], ledger_.needs(f)};
+    fs.delayed = ledger_.delayed(f);
+    fs.oldest_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, ledger_.unserved_ms(f)));
+    r.functions.push_back(std::move(fs));
   }
   std::size_t skip = jobs_.size() > kMaxJobsReported ? jobs_.size() - kMaxJobsReported : 0;
   for (auto& [h, job] : jobs_) {
@@ -87,6 +91,12 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   r.failed = counters_.failed;
   r.requeued = counters_.requeued;
   r.dropped = drops_.total();
+  r.retried = counters_.retried;
+  r.expired = counters_.expired;
+  for (const auto& [record, when] : failures_) {
+    r.failures.push_back(record);
+    r.failures.back().age_ms = millis(now - when);
+  }
   send_message(socket_, c.identity, Command::kReport, r);
 }
 

@@ -37,6 +37,7 @@ void BrokerCore::on_ready(Message& m) {
   w->credit = ready->credit;
   w->processes = std::min<std::uint32_t>(ready->processes, w->credit);
   w->tags = std::move(ready->tags);
+  w->draining = false;
   w->functions.clear();
   for (const auto& f : ready->functions) {
     if (f.empty() || f.size() > 256) continue;
@@ -44,6 +45,9 @@ void BrokerCore::on_ready(Message& m) {
     // A name listed twice would get twice the share of this worker's credit.
     if (std::find(w->functions.begin(), w->functions.end(), id) == w->functions.end()) w->functions.push_back(id);
   }
+  add_routes();
+  w->routes.clear();
+  refresh_routes(*w, 0);
   workers_.heard(*w, Clock::now(), config_.heartbeat.expiry());
   send_heartbeat(w->identity);
   log::info("worker {} pid {} {}: {} functions, credit {}", w->host, w->pid,
@@ -61,7 +65,7 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
   for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
     auto& o = done->outcomes[i];
     if (o.status != Status::kOk && o.status != Status::kError && o.status != Status::kLost &&
-        o.status != Status::kTimeout && o.status != Status::kCancelled) {
+        o.status != Status::kTimeout && o.status != Status::kCancelled && o.status != Status::kReturned) {
       // Left leased: the next heartbeat shows the worker no longer holds it, and it is requeued.
       drops_.drop(DropReason::kBody, who_, "outcome with status " + std::to_string(static_cast<int>(o.status)));
       continue;
@@ -80,11 +84,19 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
       continue;
     }
     w.leases.erase(o.task);
+    if (o.status == Status::kReturned) {  // a draining worker hands back what it never started
+      worker_lost(*t, "handed back", false);
+      continue;
+    }
     if (o.status == Status::kLost) {
-      worker_lost(*t, o.error_message, true);
+      worker_lost(*t, o.error_message, true, &o, &w);
       continue;
     }
     o.status == Status::kOk ? ++w.done : ++w.failed;
+    if (o.status == Status::kError || o.status == Status::kTimeout) {
+      failed_attempt(*t, o, w);
+      continue;
+    }
     wire::Result r;
     r.status = o.status;
     r.error_type = std::move(o.error_type);
@@ -98,6 +110,8 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
 void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w) {
   const auto now = Clock::now();
   workers_.heard(w, now, config_.heartbeat.expiry());
+  if (hb.draining && !w.draining) log::info("worker {} pid {} is draining", w.host, w.pid);
+  w.draining = hb.draining;
   const std::unordered_set<std::uint64_t> held(hb.held.begin(), hb.held.end());
   // A lease the worker does not hold although it has seen the batch that carried it (seq <=
   // last_seq), or has not seen that batch for a whole expiry period, is lost: the batch or the
@@ -120,7 +134,8 @@ void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w)
   }
 }
 
-void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
+void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge, const wire::Outcome* o,
+                             const WorkerRecord* w) {
   if (task.cancel_requested) {  // nobody wants it run again
     finish_cancelled(task);
     return;
@@ -130,6 +145,18 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
     ++counters_.requeued;
     return;
   }
+  if (o) {
+    record_attempt(task, *o, w);
+  } else {
+    wire::Outcome lost;
+    lost.attempt = task.attempt;
+    lost.status = Status::kLost;
+    lost.error_type = "WorkerLost";
+    lost.error_message = why;
+    record_attempt(task, lost, w);
+  }
+  auto history = std::move(task.extra->history);
+  const auto route = task.function;
   const auto client = task.client;
   const auto client_id = task.client_id;
   const auto attempts = task.attempt;
@@ -137,6 +164,7 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
   const auto deaths = task.lost + 1;
   const auto function = ledger_.function_name(task.function);
   if (apply(task, TaskEvent::kWorkerLost) == Transition::kQueued) {
+    task.extra->history = std::move(history);
     ++counters_.requeued;
     return;
   }
@@ -147,6 +175,13 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge) {
   r.error_message = "the worker running '" + function + "' died on " + std::to_string(deaths) +
                     " of " + std::to_string(attempts) + " attempts (last: " + why + ")";
   r.attempts = attempts;
+  r.history = std::move(history);
+  if (o) {
+    r.error_type = o->error_type.empty() ? r.error_type : o->error_type;
+    r.pid = o->pid;
+  }
+  if (w) r.host = w->host;
+  remember_failure(route, client, r);
   report(client, client_id, std::move(r), zmq::message_t(), items);
 }
 
@@ -160,7 +195,7 @@ void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charg
   const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
   for (auto key : w.leases) {
     Task* t = ledger_.find(key);
-    if (t && t->state == TaskState::kLeased && t->worker == w.handle) worker_lost(*t, what, charge);
+    if (t && t->state == TaskState::kLeased && t->worker == w.handle) worker_lost(*t, what, charge, nullptr, &w);
   }
   workers_.remove(w.handle);
 }
@@ -174,26 +209,41 @@ void BrokerCore::dispatch() {
 }
 
 void BrokerCore::dispatch_to(WorkerRecord& w) {
-  const std::size_t n = w.functions.size();
   std::size_t free = w.free_credit();
   wire::TaskBatch batch;
   batch.seq = next_seq_;
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+  const auto now_ms = BrokerCore::now_ms();
   std::vector<zmq::message_t> payloads;
-  // Take one task at a time from each of the worker's functions in turn, so that a worker
-  // offering several functions serves all of them.
-  for (std::size_t misses = 0; free > 0 && misses < n; ++w.next_function) {
-    const FunctionId f = w.functions[w.next_function % n];
-    Task* t = ledger_.lease_next(f, w.handle, batch.seq);
-    if (!t) {
-      ++misses;
-      continue;
+  // Each lease goes to the most urgent of the worker's routes (priority, lifted by waiting);
+  // among equals the turn rotates, so that a worker offering several functions serves all.
+  const std::size_t n = w.routes.size();
+  while (free > 0 && n > 0) {
+    FunctionId best = 0;
+    double best_urgency = -1;
+    for (std::size_t i = 0; i < n; ++i) {
+      const FunctionId r = w.routes[(w.next_function + i) % n];
+      const double u = ledger_.urgency(r);
+      if (u > best_urgency) {
+        best = r;
+        best_urgency = u;
+      }
     }
-    misses = 0;
+    if (best_urgency < 0) break;
+    ++w.next_function;
+    Task* t = ledger_.lease_next(best, w.handle, batch.seq);
+    if (!t) break;
     --free;
     t->leased_at = now_ms;
     w.leases.insert(t->key);
-    batch.leases.push_back(wire::Lease{t->key, t->attempt, ledger_.function_name(f), t->items});
+    wire::Lease lease{t->key, t->attempt, ledger_.function_name(best), t->items};
+    if (t->extra) {
+      lease.timeout_ms = t->extra->timeout_ms;
+      if (t->items > 0) {  // a chunk's items are retried in place by the worker
+        lease.retries = t->extra->retries;
+        lease.retry_delay_ms = t->extra->retry_delay_ms;
+      }
+    }
+    batch.leases.push_back(std::move(lease));
     payloads.push_back(share(t->payload));
   }
   if (batch.leases.empty()) return;

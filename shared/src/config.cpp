@@ -217,6 +217,7 @@ Fields fields(BrokerConfig& c) {
   f.push_back(count("max_attempts", c.max_attempts, limits::kMaxAttempts));
   f.push_back(duration("client_timeout", c.client_timeout, limits::kTimeoutMs));
   f.push_back(duration("job_ttl", c.job_ttl, limits::kJobTtlMs));
+  f.push_back(duration("priority_aging", c.priority_aging, limits::kAgingMs));
   f.push_back(level("log_level", c.log_level));
   return f;
 }

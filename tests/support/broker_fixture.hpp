@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -38,7 +39,10 @@ inline constexpr auto kExpiry = kInterval * kLiveness;
 
 class BrokerProtocol : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { dpool::log::init("broker", "warn"); }
+  static void SetUpTestSuite() {
+    const char* level = std::getenv("DPOOL_TEST_LOG");  // e.g. debug, to see the broker's side
+    dpool::log::init("broker", level ? level : "warn");
+  }
 
   static dpool::BrokerConfig default_config() {
     dpool::BrokerConfig c;

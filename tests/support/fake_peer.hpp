@@ -201,6 +201,7 @@ class FakePeer {
             hb.last_seq = last_seq_;
             hb.held.assign(held_.begin(), held_.end());
           }
+          hb.draining = draining_.load();
           send_message(socket_, {}, Command::kHeartbeat, hb);
           last_sent_ = now;
           next_heartbeat_ = now + interval_;
@@ -244,6 +245,9 @@ class FakePeer {
   Clock::time_point last_sent_{};
   DropCounters drops_;
   std::atomic<std::uint64_t> heartbeats_{0};
+ protected:
+  std::atomic<bool> draining_{false};  // sent in every heartbeat
+ private:
   std::atomic<std::uint64_t> instance_{0};
   std::atomic<bool> stopping_{false};
   std::thread thread_;
@@ -259,12 +263,13 @@ class FakeWorker : public FakePeer {
   [[nodiscard]] const std::string& host() const { return host_; }
 
   /* Registers with `credit` and `functions`, then heartbeats every interval. */
-  void ready(std::uint32_t credit, std::vector<std::string> functions) {
+  void ready(std::uint32_t credit, std::vector<std::string> functions, std::map<std::string, std::string> tags = {}) {
     wire::Ready r;
     r.host = host_;
     r.pid = 4242;
     r.credit = credit;
     r.functions = std::move(functions);
+    r.tags = std::move(tags);
     send(Command::kReady, r);
     set_auto_heartbeat(true);
   }
@@ -324,6 +329,19 @@ class FakeWorker : public FakePeer {
     o.attempt = lease.attempt;
     o.pid = 777;
     send(Command::kDone, wire::DoneBatch{{o}}, {result});
+  }
+
+  /* Says in every heartbeat from now on that it is draining (and sends one at once). */
+  void drain() {
+    draining_.store(true);
+    wire::Heartbeat hb;
+    hb.draining = true;
+    hb.last_seq = last_seq();
+    {
+      std::lock_guard lock(mutex_);
+      hb.held.assign(held_.begin(), held_.end());
+    }
+    send(Command::kHeartbeat, hb);
   }
 
   /* Drops a task from `held` without an outcome (as if its DONE was lost on a cut link). */

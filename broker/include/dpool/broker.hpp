@@ -32,6 +32,8 @@ struct BrokerStats {
   std::uint64_t completed = 0; // results delivered to clients (first sends)
   std::uint64_t failed = 0;    // of which failures
   std::uint64_t requeued = 0;  // leases lost to dead workers or cut links
+  std::uint64_t retried = 0;   // attempts run again after an exception or a time-out
+  std::uint64_t expired = 0;   // tasks not started by their deadline
   std::uint64_t dropped = 0;   // malformed or stale messages
   std::map<std::string, Function> functions;
 };

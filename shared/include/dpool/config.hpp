@@ -43,6 +43,7 @@ inline constexpr Limits kWindow{1, 1'000'000'000};
 inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
 inline constexpr Limits kTimeoutMs{1, kLongestMs};
 inline constexpr Limits kJobTtlMs{1000, kLongestMs};
+inline constexpr Limits kAgingMs{1, kLongestMs};
 }  // namespace limits
 
 /* Liveness as Majordomo spells it: a peer is dead after `liveness` intervals of silence. */
@@ -61,6 +62,7 @@ struct BrokerConfig {
   bool insecure = false;  // listening beyond loopback without CURVE is allowed
   // How long the results of a detached job are kept after the job finished.
   std::chrono::milliseconds job_ttl{std::chrono::hours(24)};
+  std::chrono::milliseconds priority_aging{std::chrono::seconds(10)};
 };
 
 struct WorkerConfig {

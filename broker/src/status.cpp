@@ -73,6 +73,7 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
     wire::FunctionStatus fs{ledger_.function_name(f), ledger_.queued(f), running[f], offered[f], ledger_.needs(f)};
     fs.delayed = ledger_.delayed(f);
     fs.oldest_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, ledger_.unserved_ms(f)));
+    if (fs.queued > 0) fs.waiting = waiting_reason(f);
     r.functions.push_back(std::move(fs));
   }
   std::size_t skip = jobs_.size() > kMaxJobsReported ? jobs_.size() - kMaxJobsReported : 0;

@@ -415,7 +415,10 @@ void TaskResult::throw_if_failed(const std::string& function) const {
     case Status::kError:
     case Status::kLost:
     case Status::kTimeout: {
-      RemoteError::Info info{meta.error_type, meta.error_message, function, meta.host, meta.pid, meta.attempts};
+      RemoteError::Info info{meta.error_type, meta.error_message, function, meta.host, meta.pid, meta.attempts, {}};
+      for (const auto& a : meta.history) {
+        info.history.push_back({a.attempt, a.error_type, a.error_message, a.host, a.pid, a.stderr_tail});
+      }
       const auto code = meta.status == Status::kLost    ? Errc::kWorkerLost
                         : meta.status == Status::kTimeout ? Errc::kTimeout
                                                           : Errc::kRemote;

@@ -45,7 +45,7 @@ PoolCore::~PoolCore() {
 }
 
 std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint32_t items, Completion done,
-                               std::string queue) {
+                               std::string queue, const TaskPolicy* policy) {
   std::lock_guard lock(mutex_);
   if (closed_) throw Error(Errc::kUsage, "the pool is closed: no new tasks");
   // A plain pointer, not a shared one: completions run on the client's I/O thread, and the
@@ -63,7 +63,7 @@ std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint
       },
       [&] {
         TaskOptions o;
-        static_cast<TaskPolicy&>(o) = options_.task;
+        static_cast<TaskPolicy&>(o) = policy ? *policy : options_.task;
         o.items = items;
         o.queue = std::move(queue);
         return o;

@@ -32,9 +32,9 @@ class Imap {
  public:
   template <class Range>
   Imap(std::shared_ptr<detail::PoolCore> core, std::string function, Range&& xs, std::size_t chunksize,
-       bool ordered)
+       bool ordered, std::shared_ptr<const TaskPolicy> policy = nullptr)
       : core_(std::move(core)), function_(std::move(function)), chunksize_(std::max<std::size_t>(1, chunksize)),
-        ordered_(ordered), shared_(std::make_shared<Shared>()) {
+        ordered_(ordered), shared_(std::make_shared<Shared>()), policy_(std::move(policy)) {
     auto view = std::make_shared<decltype(std::views::all(std::forward<Range>(xs)))>(
         std::views::all(std::forward<Range>(xs)));
     auto it = std::make_shared<std::ranges::iterator_t<decltype(*view)>>(std::ranges::begin(*view));
@@ -140,7 +140,8 @@ class Imap {
                       }
                     }
                     shared->arrived.notify_all();
-                  });
+                  },
+                  {}, policy_.get());
   }
 
   std::shared_ptr<detail::PoolCore> core_;
@@ -148,6 +149,7 @@ class Imap {
   std::size_t chunksize_;
   bool ordered_;
   std::shared_ptr<Shared> shared_;
+  std::shared_ptr<const TaskPolicy> policy_;
   std::function<bool(msgpack::packer<msgpack::sbuffer>&)> next_;
   std::size_t submitted_ = 0;  // items
   std::size_t taken_ = 0;

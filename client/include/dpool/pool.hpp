@@ -82,10 +82,10 @@ class PoolCore : public Canceller, public std::enable_shared_from_this<PoolCore>
   explicit PoolCore(Options options);
   ~PoolCore() override;
 
-  /* Submits a task; `done` runs once on the client's I/O thread. Throws Error(kUsage) after
-   * close(). */
+  /* Submits a task with `policy` (nullptr: the pool's Options::task); `done` runs once on the
+   * client's I/O thread. Throws Error(kUsage) after close(). */
   std::uint64_t submit(std::string function, std::string args, std::uint32_t items, Completion done,
-                       std::string queue = {});
+                       std::string queue = {}, const TaskPolicy* policy = nullptr);
   std::shared_future<void> join_queue(std::string queue);
   void cancel(std::uint64_t task_id) override;
   void close();
@@ -254,7 +254,7 @@ inline std::size_t default_chunksize(std::size_t n, std::size_t workers) {
 
 template <class R, class Pack, class Range>
 AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core, const std::string& function,
-                                      const Range& xs, std::size_t chunksize) {
+                                      const Range& xs, std::size_t chunksize, const TaskPolicy* policy) {
   auto job = std::make_shared<MapJob<R>>();
   const auto n = static_cast<std::size_t>(std::ranges::distance(xs));
   job->values.resize(n);
@@ -280,7 +280,8 @@ AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core, con
       check_arguments(function, std::string_view(one.data(), one.size()));
     }
     core->submit(function, std::string(buffer.data(), buffer.size()), static_cast<std::uint32_t>(count),
-                 [job, first, count, function](TaskResult&& r) { finish_chunk(*job, first, count, r, function); });
+                 [job, first, count, function](TaskResult&& r) { finish_chunk(*job, first, count, r, function); },
+                 {}, policy);
   }
   return AsyncResult<std::vector<R>>(job->state);
 }
@@ -302,13 +303,25 @@ class Pool {
   /* A pool on `options.broker`, or an embedded cluster when that is empty and neither
    * DPOOL_BROKER nor the DPOOL_CONFIG file names a broker. */
   explicit Pool(Options options) : core_(std::make_shared<detail::PoolCore>(std::move(options))) {}
-  /* close() and join(): waits for the pool's tasks, then stops an embedded cluster. */
+  /* close() and join(): waits for the pool's tasks, then stops an embedded cluster. A view
+   * (with()) waits for nothing: the pool it came from does. */
   ~Pool() {
+    if (!owner_) return;
     try {
       core_->close();
       core_->join();
     } catch (...) {
     }
+  }
+
+  /* The same pool, submitting with `policy` instead of Options::task: priority, time limit,
+   * retries, required tags, deadline.
+   *   auto urgent = pool.with({.priority = 9, .timeout = 2s, .retries = 2});
+   *   auto ys = urgent.map(square, xs);
+   * A view shares everything else with its pool (close, join and terminate act on the whole
+   * pool) and must not outlive it. */
+  [[nodiscard]] Pool with(TaskPolicy policy) const {
+    return Pool(core_, std::make_shared<const TaskPolicy>(std::move(policy)));
   }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -324,11 +337,11 @@ class Pool {
   }
   template <class R, class... A, class Range>
   AsyncResult<std::vector<R>> map_async(R (*fn)(A...), const Range& xs, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArgument>(core_, detail::name_of(detail::address_of(fn)), xs, chunksize);
+    return detail::map_async<R, detail::AsArgument>(core_, detail::name_of(detail::address_of(fn)), xs, chunksize, policy_.get());
   }
   template <class R, class Range>
   AsyncResult<std::vector<R>> map_async(const std::string& function, const Range& xs, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArgument>(core_, function, xs, chunksize);
+    return detail::map_async<R, detail::AsArgument>(core_, function, xs, chunksize, policy_.get());
   }
   template <class R, class... A, class Range>
   [[nodiscard]] std::vector<R> starmap(R (*fn)(A...), const Range& tuples, std::size_t chunksize = 0) {
@@ -340,30 +353,30 @@ class Pool {
   }
   template <class R, class... A, class Range>
   AsyncResult<std::vector<R>> starmap_async(R (*fn)(A...), const Range& tuples, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArguments>(core_, detail::name_of(detail::address_of(fn)), tuples, chunksize);
+    return detail::map_async<R, detail::AsArguments>(core_, detail::name_of(detail::address_of(fn)), tuples, chunksize, policy_.get());
   }
   template <class R, class Range>
   AsyncResult<std::vector<R>> starmap_async(const std::string& function, const Range& tuples, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArguments>(core_, function, tuples, chunksize);
+    return detail::map_async<R, detail::AsArguments>(core_, function, tuples, chunksize, policy_.get());
   }
 
   /* Lazily: results in input order, each as soon as it and those before it are in. */
   template <class R, class... A, class Range>
   [[nodiscard]] Imap<R> imap(R (*fn)(A...), Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, true);
+    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, true, policy_);
   }
   template <class R, class Range>
   [[nodiscard]] Imap<R> imap(const std::string& function, Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, function, std::forward<Range>(xs), chunksize, true);
+    return Imap<R>(core_, function, std::forward<Range>(xs), chunksize, true, policy_);
   }
   /* Lazily: results as they finish. */
   template <class R, class... A, class Range>
   [[nodiscard]] Imap<R> imap_unordered(R (*fn)(A...), Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, false);
+    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, false, policy_);
   }
   template <class R, class Range>
   [[nodiscard]] Imap<R> imap_unordered(const std::string& function, Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, function, std::forward<Range>(xs), chunksize, false);
+    return Imap<R>(core_, function, std::forward<Range>(xs), chunksize, false, policy_);
   }
 
   // --- single calls -----------------------------------------------------------------------
@@ -416,6 +429,9 @@ class Pool {
  private:
   template <class> friend class JoinableQueue;
 
+  Pool(std::shared_ptr<detail::PoolCore> core, std::shared_ptr<const TaskPolicy> policy)
+      : core_(std::move(core)), policy_(std::move(policy)), owner_(false) {}
+
   static Options with_processes(std::size_t processes) {
     Options o;
     o.processes = processes;
@@ -438,12 +454,15 @@ class Pool {
     }
     auto packed = pack_args(args...);
     detail::check_arguments(function, packed);
-    const auto id = core_->submit(function, std::move(packed), 0, detail::complete_state<R>(state, function));
+    const auto id = core_->submit(function, std::move(packed), 0, detail::complete_state<R>(state, function), {},
+                                  policy_.get());
     state->bind(core_, id);
     return AsyncResult<R>(state);
   }
 
   std::shared_ptr<detail::PoolCore> core_;
+  std::shared_ptr<const TaskPolicy> policy_;  // null: the pool's own
+  bool owner_ = true;
 };
 
 }  // namespace dpool

@@ -11,6 +11,7 @@
 
 #include "cli.hpp"
 #include "dpool/client.hpp"
+#include "dpool/config.hpp"
 #include "json.hpp"
 
 namespace dpool::cli {
@@ -21,7 +22,26 @@ struct CallOptions {
   std::vector<std::string> args;  // JSON texts
   std::string broker;
   std::optional<double> timeout;  // seconds
+  TaskPolicy policy;
 };
+
+/* A task's failure: what happened where, after how many attempts, and the last lines its
+ * process wrote to stderr when it crashed or timed out. */
+void print_failure(const std::string& function, const wire::Result& meta) {
+  std::string where = function;
+  if (!meta.host.empty()) where += " on " + meta.host + " pid " + std::to_string(meta.pid);
+  if (meta.attempts > 1) where += ", after " + std::to_string(meta.attempts) + " attempts";
+  std::fprintf(stderr, "dpool: %s: %s (%s)\n", meta.error_type.c_str(), meta.error_message.c_str(), where.c_str());
+  if (meta.history.size() > 1) {
+    for (const auto& a : meta.history) {
+      std::fprintf(stderr, "  attempt %u on %s: %s: %s\n", a.attempt, a.host.empty() ? "?" : a.host.c_str(),
+                   a.error_type.c_str(), one_line(a.error_message).c_str());
+    }
+  }
+  if (!meta.history.empty() && !meta.history.back().stderr_tail.empty()) {
+    std::fprintf(stderr, "  its last stderr lines:\n%s", meta.history.back().stderr_tail.c_str());
+  }
+}
 
 int run_call(const CallOptions& options) {
   msgpack::sbuffer packed;
@@ -57,8 +77,10 @@ int run_call(const CallOptions& options) {
 
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();
+  TaskOptions task;
+  static_cast<TaskPolicy&>(task) = options.policy;
   const auto id = client.submit(options.function, std::string(packed.data(), packed.size()),
-                                [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
+                                [promise](TaskResult&& r) { promise->set_value(std::move(r)); }, std::move(task));
   if (options.timeout &&
       future.wait_for(std::chrono::duration<double>(*options.timeout)) != std::future_status::ready) {
     client.cancel({id});
@@ -88,8 +110,7 @@ int run_call(const CallOptions& options) {
     case Status::kLost:
     case Status::kTimeout:
     case Status::kReturned:
-      std::fprintf(stderr, "dpool: %s: %s (%s on %s pid %u)\n", r.meta.error_type.c_str(), r.meta.error_message.c_str(),
-                   options.function.c_str(), r.meta.host.c_str(), static_cast<unsigned>(r.meta.pid));
+      print_failure(options.function, r.meta);
       return 1;
     case Status::kRejected:
       std::fprintf(stderr, "dpool: %s: %s: %s\n", options.function.c_str(), r.meta.error_type.c_str(),
@@ -115,6 +136,7 @@ Command add_call(CLI::App& parent) {
   cmd->add_option("args", options->args, "its arguments, one JSON value each (use -- before negative numbers)");
   add_broker_option(*cmd, options->broker);
   cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
+  add_policy_options(*cmd, options->policy, true);
   return {cmd, [options] { return run_call(*options); }};
 }
 

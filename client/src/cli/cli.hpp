@@ -36,6 +36,10 @@ Command add_cancel(CLI::App& parent);
 Command add_status(CLI::App& parent);
 Command add_keygen(CLI::App& parent);
 
+/* --priority, --require KEY=VALUE, --expires, and with `retries` --retries, --retry-delay and
+ * --task-timeout: the broker-side task policy (dpool::TaskPolicy). */
+void add_policy_options(CLI::App& cmd, TaskPolicy& policy, bool retries);
+
 /* --broker for the subcommands that need a standing broker (connect_client's `flag`). */
 void add_broker_option(CLI::App& cmd, std::string& broker);
 

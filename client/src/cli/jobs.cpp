@@ -49,16 +49,19 @@ struct SubmitOptions {
   std::uint32_t chunksize = 1;
   std::optional<double> timeout;      // per command (exec jobs)
   std::vector<std::string> command;  // COMMAND ARG... [::: VALUE...]...
+  TaskPolicy policy;                 // priority, required tags, deadline, retries of --function tasks
 };
 
 /* Puts tasks into a job, at most kMaxUnaccepted not yet held by the broker at a time. */
 class JobWriter {
  public:
-  JobWriter(Client& client, std::string job) : client_(client), job_(std::move(job)) {}
+  JobWriter(Client& client, std::string job, TaskPolicy policy)
+      : client_(client), job_(std::move(job)), policy_(std::move(policy)) {}
 
   void add(const std::string& function, std::string args, std::uint32_t items) {
     state_->slots.acquire();
     TaskOptions options;
+    static_cast<TaskPolicy&>(options) = policy_;
     options.items = items;
     options.job = job_;
     options.index = sent_++;
@@ -94,6 +97,7 @@ class JobWriter {
   };
   Client& client_;
   std::string job_;
+  TaskPolicy policy_;
   std::uint64_t sent_ = 0;
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
@@ -190,7 +194,7 @@ int run_submit(const SubmitOptions& options) {
   require_worker_for(*client, function, commands ? "start a worker with --allow-exec to run commands" : "");
   const std::string job = options.id.empty() ? new_job_id() : options.id;
   if (client->job(job).get().found) throw Error(Errc::kUsage, "a job " + job + " exists already on " + client->config().broker);
-  JobWriter writer(*client, job);
+  JobWriter writer(*client, job, options.policy);
   Chunker chunker(writer, function, options.chunksize);
   if (commands) submit_commands(options, chunker);
   else submit_calls(options, *client, job, chunker);
@@ -315,6 +319,7 @@ Command add_submit(CLI::App& parent) {
   cmd->add_option("--chunksize", options->chunksize, "calls per task (default 1)")->check(CLI::Range(1u, 100000u));
   cmd->add_option("--timeout", options->timeout, "fail a command that runs longer than this many seconds")
       ->check(CLI::PositiveNumber);
+  add_policy_options(*cmd, options->policy, true);
   cmd->prefix_command();  // the command's words are kept as typed (see dpool map)
   auto first = std::make_shared<std::string>();
   cmd->add_option("command", *first, "or: a command to run per item, after -- (items from stdin or after :::, as in dpool map)");

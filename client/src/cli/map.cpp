@@ -63,6 +63,7 @@ struct MapOptions {
   std::size_t chunksize = 1;         // items per task
   bool progress = false, no_progress = false;
   std::vector<std::string> command;  // the command, then any ::: groups
+  TaskPolicy policy;                 // --priority, --require, --expires
 };
 
 /* Something for the main thread: an item read, the end of the input, or a task's result. */
@@ -228,6 +229,7 @@ class Runner {
     const auto id = ++chunks_sent_;
     std::string args;
     TaskOptions task;
+    static_cast<TaskPolicy&>(task) = options_.policy;
     if (chunk.size() == 1) {
       args = items_.at(chunk[0]).args;
     } else {
@@ -409,6 +411,7 @@ Command add_map(CLI::App& parent) {
   cmd->add_option("--retries", options->retries, "run a failed item again, up to N times")
       ->check(CLI::Range(0u, 1000u));
   cmd->add_flag("--json", options->json, "print one JSON object per item instead of its output");
+  add_policy_options(*cmd, options->policy, false);
   cmd->add_option("--window", options->window, "items read and not yet printed, at most (default 1000)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
   cmd->add_option("--chunksize", options->chunksize, "items sent to a worker in one task (default 1)")

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "dpool/config.hpp"
 #include "json.hpp"
 
 namespace dpool::cli {
@@ -68,22 +69,59 @@ nlohmann::json job_json(const wire::JobInfo& j) {
           {"sealed", j.sealed}, {"age_ms", j.age_ms}, {"expires_in_ms", j.expires_in_ms}, {"note", j.note}};
 }
 
+nlohmann::json failure_json(const wire::FailureRecord& f) {
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& a : f.result.history) {
+    history.push_back({{"attempt", a.attempt}, {"status", to_string(a.status)}, {"type", a.error_type},
+                       {"message", a.error_message}, {"host", a.host}, {"pid", a.pid}, {"stderr", a.stderr_tail}});
+  }
+  return {{"function", f.function}, {"job", f.job}, {"age_ms", f.age_ms}, {"status", to_string(f.result.status)},
+          {"type", f.result.error_type}, {"message", f.result.error_message}, {"host", f.result.host},
+          {"pid", f.result.pid}, {"attempts", f.result.attempts}, {"history", history}};
+}
+
 void print_json(const wire::Report& r, const std::string& broker) {
   nlohmann::json workers = nlohmann::json::array(), functions = nlohmann::json::array(), jobs = nlohmann::json::array();
   for (const auto& w : r.workers) {
     workers.push_back({{"host", w.host}, {"pid", w.pid}, {"processes", w.processes}, {"credit", w.credit},
                        {"functions", w.functions}, {"tags", w.tags}, {"in_flight", w.in_flight}, {"done", w.done},
-                       {"failed", w.failed}, {"last_heartbeat_ms", w.heard_ms_ago}});
+                       {"failed", w.failed}, {"last_heartbeat_ms", w.heard_ms_ago}, {"draining", w.draining}});
   }
   for (const auto& f : r.functions) {
-    functions.push_back({{"name", f.name}, {"queued", f.queued}, {"running", f.running}, {"workers", f.workers}});
+    functions.push_back({{"name", f.name}, {"requires", f.needs}, {"queued", f.queued}, {"running", f.running},
+                         {"delayed", f.delayed}, {"workers", f.workers}, {"unserved_ms", f.oldest_ms},
+                         {"waiting", f.waiting}});
   }
+  nlohmann::json failures = nlohmann::json::array();
+  for (const auto& f : r.failures) failures.push_back(failure_json(f));
   for (const auto& j : r.jobs) jobs.push_back(job_json(j));
   nlohmann::json out = {{"broker", broker}, {"version", r.version}, {"uptime_ms", r.uptime_ms},
                         {"clients", r.clients}, {"rate_per_s", r.rate}, {"completed", r.completed},
                         {"failed", r.failed}, {"requeued", r.requeued}, {"dropped", r.dropped},
-                        {"workers", workers}, {"functions", functions}, {"jobs", jobs}};
+                        {"retried", r.retried}, {"expired", r.expired}, {"workers", workers},
+                        {"functions", functions}, {"jobs", jobs}, {"failures", failures}};
   std::printf("%s\n", dump_line(out).c_str());
+}
+
+/* The latest tasks that failed for good, with what their last attempt left on stderr. */
+void print_failures(const wire::Report& r) {
+  if (r.failures.empty()) return;
+  std::printf("\nrecent failures: %zu (retried %llu, expired %llu)\n", r.failures.size(),
+              static_cast<unsigned long long>(r.retried), static_cast<unsigned long long>(r.expired));
+  std::vector<std::vector<std::string>> rows{{"AGE", "FUNCTION", "JOB", "ATTEMPTS", "HOST", "ERROR"}};
+  for (const auto& f : r.failures) {
+    auto error = one_line(f.result.error_type + ": " + f.result.error_message);
+    if (error.size() > 120) error = error.substr(0, 117) + "...";
+    rows.push_back({age_text(f.age_ms) + " ago", f.function, f.job.empty() ? "-" : f.job,
+                    std::to_string(f.result.attempts), f.result.host.empty() ? "-" : f.result.host,
+                    error});
+  }
+  table(rows);
+  const auto& last = r.failures.back().result;
+  if (!last.history.empty() && !last.history.back().stderr_tail.empty()) {
+    std::printf("last stderr of the latest failure:\n%s", last.history.back().stderr_tail.c_str());
+    if (last.history.back().stderr_tail.back() != '\n') std::printf("\n");
+  }
 }
 
 void print_text(const wire::Report& r, const std::string& broker) {
@@ -97,7 +135,7 @@ void print_text(const wire::Report& r, const std::string& broker) {
     for (const auto& w : r.workers) {
       std::vector<std::string> tags;
       for (const auto& [k, v] : w.tags) tags.push_back(k + "=" + v);
-      rows.push_back({w.host, std::to_string(w.pid), std::to_string(w.processes), std::to_string(w.in_flight),
+      rows.push_back({w.draining ? w.host + " (draining)" : w.host, std::to_string(w.pid), std::to_string(w.processes), std::to_string(w.in_flight),
                       std::to_string(w.done), std::to_string(w.failed), age_text(w.heard_ms_ago) + " ago",
                       joined(w.functions, 40), joined(tags, 30)});
     }
@@ -105,13 +143,16 @@ void print_text(const wire::Report& r, const std::string& broker) {
   }
   std::printf("\nqueues: %zu\n", r.functions.size());
   if (!r.functions.empty()) {
-    std::vector<std::vector<std::string>> rows{{"FUNCTION", "QUEUED", "RUNNING", "WORKERS", ""}};
+    std::vector<std::vector<std::string>> rows{{"FUNCTION", "REQUIRES", "QUEUED", "RUNNING", "RETRYING", "WORKERS", ""}};
     for (const auto& f : r.functions) {
-      rows.push_back({f.name, std::to_string(f.queued), std::to_string(f.running), std::to_string(f.workers),
-                      f.workers == 0 && f.queued > 0 ? "waiting: no connected worker offers it" : ""});
+      std::vector<std::string> needs;
+      for (const auto& [k, v] : f.needs) needs.push_back(k + "=" + v);
+      rows.push_back({f.name, needs.empty() ? "-" : joined(needs, 30), std::to_string(f.queued), std::to_string(f.running),
+                      std::to_string(f.delayed), std::to_string(f.workers), f.waiting.empty() ? "" : "waiting: " + f.waiting});
     }
     table(rows);
   }
+  print_failures(r);
   std::printf("\njobs: %zu\n", r.jobs.size());
   if (!r.jobs.empty()) {
     std::vector<std::vector<std::string>> rows{{"JOB", "STATE", "DONE", "FAILED", "RUNNING", "AGE", "EXPIRES IN", "NOTE"}};

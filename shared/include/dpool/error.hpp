@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace dpool {
 
@@ -42,9 +43,18 @@ class ArgumentError : public Error {
 };
 
 /* A task's failure on a worker, as the caller sees it: the remote exception's type and
- * message, the function, where it ran and how many attempts it took. */
+ * message, the function, where it ran and how many attempts it took, and what happened on
+ * the attempts that failed before (retried exceptions and time-outs, crashes). */
 class RemoteError : public Error {
  public:
+  struct Attempt {
+    std::uint32_t attempt = 0;
+    std::string type;         // "Timeout", "WorkerLost", "OutOfMemory" or the exception's type
+    std::string message;      // for a crash: the signal or exit code
+    std::string host;
+    std::uint32_t pid = 0;
+    std::string stderr_tail;  // the last lines the process wrote to stderr (crashes, time-outs)
+  };
   struct Info {
     std::string type;       // e.g. "std::out_of_range", or "WorkerLost"
     std::string message;
@@ -52,6 +62,7 @@ class RemoteError : public Error {
     std::string host;
     std::uint32_t pid = 0;
     std::uint32_t attempts = 0;
+    std::vector<Attempt> history;  // failed attempts, oldest first (the last is this failure)
   };
   RemoteError(Errc code, Info info);
   [[nodiscard]] const Info& info() const noexcept { return info_; }
@@ -61,6 +72,7 @@ class RemoteError : public Error {
   [[nodiscard]] const std::string& host() const noexcept { return info_.host; }
   [[nodiscard]] std::uint32_t pid() const noexcept { return info_.pid; }
   [[nodiscard]] std::uint32_t attempts() const noexcept { return info_.attempts; }
+  [[nodiscard]] const std::vector<Attempt>& history() const noexcept { return info_.history; }
 
  private:
   Info info_;

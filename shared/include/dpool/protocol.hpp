@@ -311,8 +311,9 @@ struct FunctionStatus {
   std::uint32_t workers = 0;  // connected workers that offer it (and have `needs`)
   std::map<std::string, std::string> needs;  // one entry per set of required tags
   std::uint64_t delayed = 0;  // waiting for a retry's delay to pass
-  std::uint64_t oldest_ms = 0;  // how long the oldest queued task has waited
-  MSGPACK_DEFINE(name, queued, running, workers, needs, delayed, oldest_ms)
+  std::uint64_t oldest_ms = 0;  // how long its longest-waiting priority level has gone unserved
+  std::string waiting;          // why its queued tasks cannot start now ("" when they can)
+  MSGPACK_DEFINE(name, queued, running, workers, needs, delayed, oldest_ms, waiting)
 };
 
 /* A task that failed for good, as `dpool status` shows it. */

@@ -111,6 +111,30 @@ TEST_F(CliCall, RemoteFailureIsOneLineAndExitOne) {
   expect_one_line(r.err);
 }
 
+TEST_F(CliCall, RetriesAndDeadlinesFromTheFlags) {
+  auto r = run_dpool({"call", "--broker", broker_->endpoint, "--retries", "2", "--retry-delay", "10ms", "fail", R"("boom")"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("after 3 attempts"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("attempt 1 on "), std::string::npos) << "each failed attempt is listed: " << r.err;
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--require", "gpu=1", "--expires", "500ms", "square", "3"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("Expired"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("has tags gpu=1"), std::string::npos) << r.err;
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--priority", "9", "square", "3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "9\n");
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--priority", "10"}, {"--require", "gpu"},
+                                                                {"--expires", "soon"}, {"--retries", "-1"}}) {
+    std::vector<std::string> args{"call", "--broker", broker_->endpoint};
+    args.insert(args.end(), bad.begin(), bad.end());
+    args.insert(args.end(), {"square", "3"});
+    r = run_dpool(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0];
+    EXPECT_NE(r.err.find(bad[0]), std::string::npos) << r.err;
+    expect_one_line(r.err);
+  }
+}
+
 TEST_F(CliCall, ArgumentThatIsNotJson) {
   const auto r = run_dpool({"call", "--broker", broker_->endpoint, "square", "seven"});
   EXPECT_EQ(r.exit_code, 2);
@@ -252,6 +276,26 @@ TEST_F(CliJobs, StatusShowsWorkersQueuesAndJobsAsTextAndJson) {
   bool found = false;
   for (const auto& job_json : j["jobs"]) found = found || job_json["id"] == "for-status";
   EXPECT_TRUE(found) << r.out;
+}
+
+TEST_F(CliJobs, StatusSaysWhyTasksNeedingTagsWait) {
+  const auto job = submit({"--require", "zone=eu", "--id", "needs-eu", "--", "true", ":::", "a", "b"});
+  auto r = dpool({"status"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("zone=eu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("waiting: no connected worker offering 'exec' has tags zone=eu"), std::string::npos) << r.out;
+  r = dpool({"status", "--json"});
+  const auto j = nlohmann::json::parse(r.out);
+  bool found = false;
+  for (const auto& f : j["functions"]) {
+    if (f["requires"].contains("zone")) {
+      found = true;
+      EXPECT_EQ(f["queued"], 2);
+      EXPECT_EQ(f["workers"], 0);
+    }
+  }
+  EXPECT_TRUE(found) << r.out;
+  EXPECT_EQ(dpool({"cancel", job}).exit_code, 0);
 }
 
 TEST(CliMapOnACluster, WithoutAWorkerThatAllowsExecIsAClearError) {

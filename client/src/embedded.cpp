@@ -46,6 +46,9 @@ EmbeddedCluster::EmbeddedCluster(const EmbeddedOptions& options) {
   worker.max_tasks_per_child = options.max_tasks_per_child;
   worker.allow_exec = true;
   worker.log_level = options.log_level;
+  // The pool waits for its tasks before it stops the cluster (or cancels them: terminate), so
+  // a drain would only delay the stop of what is left.
+  worker.drain_timeout = std::chrono::milliseconds(0);
   std::fflush(nullptr);  // what stdio has buffered must not be written twice, once per process
   const pid_t parent = ::getpid();
   host_ = ::fork();

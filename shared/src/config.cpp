@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include <yaml-cpp/yaml.h>
 
@@ -28,6 +29,7 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr const char* kDurationForm = "a duration like 500ms, 2s, 5m or 24h";
+constexpr const char* kSizeForm = "a size like 512MiB, 2G or 300MB, or a number of bytes";
 
 /* "file:line" where the mark is known, else "file". */
 std::string at(const std::string& file, const YAML::Mark& mark) {
@@ -63,6 +65,7 @@ std::string out_of(long long value, Limits limits, const std::function<std::stri
 
 std::string show_count(long long n) { return std::to_string(n); }
 std::string show_ms(long long ms) { return format_duration(milliseconds(ms)); }
+std::string show_size(long long bytes) { return format_size(static_cast<std::uint64_t>(bytes)); }
 
 /* Optimal string alignment distance: typos are mostly one wrong, missing, extra or swapped
  * letter, and each of those counts 1. */
@@ -157,6 +160,22 @@ Field duration(const std::string& name, milliseconds& v, Limits limits) {
   return {name, read, write};
 }
 
+Field size(const std::string& name, std::uint64_t& v, Limits limits) {
+  auto read = [&v, limits](const YAML::Node& n, const Where& w) {
+    const auto text = scalar<std::string>(n, w, kSizeForm);
+    std::uint64_t value = 0;
+    try {
+      value = parse_size(text);
+    } catch (const Error& e) {
+      w.fail(n, e.what());
+    }
+    if (auto wrong = out_of(static_cast<long long>(value), limits, show_size); !wrong.empty()) w.fail(n, wrong);
+    v = value;
+  };
+  auto write = [name, &v](YAML::Emitter& out) { out << YAML::Key << name << YAML::Value << format_size(v); };
+  return {name, read, write};
+}
+
 Field list(const std::string& name, std::vector<std::string>& v) {
   auto read = [&v](const YAML::Node& n, const Where& w) {
     if (!n.IsSequence()) w.fail(n, "expected a list of shared library paths");
@@ -228,6 +247,8 @@ Fields fields(WorkerConfig& c) {
            count("prefetch", c.prefetch, limits::kPrefetch),
            boolean("allow_exec", c.allow_exec),
            count("max_tasks_per_child", c.max_tasks_per_child, limits::kMaxTasksPerChild),
+           size("max_memory_per_child", c.max_memory_per_child, limits::kMemoryPerChild),
+           duration("drain_timeout", c.drain_timeout, limits::kDrainTimeoutMs),
            list("plugins", c.plugins),
            dict("tags", c.tags)};
   heartbeat(f, c.heartbeat);
@@ -408,6 +429,72 @@ std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_
       const auto ms = parse_duration(bare && bare_ms ? text + "ms" : text);
       if (auto wrong = out_of(ms.count(), limits, show_ms); !wrong.empty()) return wrong;
       text = std::to_string(ms.count());
+      return "";
+    } catch (const Error& e) {
+      return e.what();
+    }
+  };
+}
+
+// ---- Sizes ----------------------------------------------------------------------------------
+
+namespace {
+
+/* Bytes per unit, by the unit's lower-case spelling; 0 for an unknown unit. */
+std::uint64_t unit_bytes(std::string unit) {
+  for (auto& ch : unit) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  static const std::map<std::string, std::uint64_t> kUnits{
+      {"", 1},           {"b", 1},
+      {"k", 1ULL << 10}, {"kib", 1ULL << 10}, {"kb", 1000ULL},
+      {"m", 1ULL << 20}, {"mib", 1ULL << 20}, {"mb", 1000ULL * 1000},
+      {"g", 1ULL << 30}, {"gib", 1ULL << 30}, {"gb", 1000ULL * 1000 * 1000},
+      {"t", 1ULL << 40}, {"tib", 1ULL << 40}, {"tb", 1000ULL * 1000 * 1000 * 1000}};
+  const auto it = kUnits.find(unit);
+  return it == kUnits.end() ? 0 : it->second;
+}
+
+}  // namespace
+
+std::uint64_t parse_size(std::string_view text) {
+  const std::string s(text);
+  // stod would take "inf", "nan" and hex; a size is digits with at most one point.
+  std::size_t used = 0;
+  while (used < s.size() && (std::isdigit(static_cast<unsigned char>(s[used])) || s[used] == '.')) ++used;
+  if (used == 0 || std::count(s.begin(), s.begin() + static_cast<long>(used), '.') > 1) {
+    if (!s.empty() && s[0] == '-') throw Error(Errc::kConfig, "a size cannot be negative, got '" + s + "'");
+    throw Error(Errc::kConfig, std::string("expected ") + kSizeForm + ", got '" + s + "'");
+  }
+  const double value = std::strtod(s.substr(0, used).c_str(), nullptr);
+  std::size_t unit_at = used;
+  while (unit_at < s.size() && s[unit_at] == ' ') ++unit_at;
+  const std::uint64_t unit = unit_bytes(s.substr(unit_at));
+  if (unit == 0) throw Error(Errc::kConfig, "unknown size unit in '" + s + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+  const double bytes = value * static_cast<double>(unit);
+  if (!std::isfinite(bytes) || bytes > static_cast<double>(limits::kLargestSize)) {
+    throw Error(Errc::kConfig, "must be at most " + show_size(limits::kLargestSize) + ", got '" + s + "'");
+  }
+  return static_cast<std::uint64_t>(std::llround(bytes));
+}
+
+std::string format_size(std::uint64_t bytes) {
+  if (bytes == 0) return "0";
+  // Binary units first: memory limits are mostly powers of two, and "2GiB" reads better than
+  // "2147483648". Only units that parse_size() reads back.
+  static const std::pair<std::uint64_t, const char*> kUnits[] = {
+      {1ULL << 40, "TiB"}, {1ULL << 30, "GiB"}, {1ULL << 20, "MiB"}, {1ULL << 10, "KiB"},
+      {1'000'000'000'000ULL, "TB"}, {1'000'000'000ULL, "GB"}, {1'000'000ULL, "MB"}, {1000ULL, "KB"}};
+  for (const auto& [unit, name] : kUnits) {
+    if (bytes % unit == 0) return std::to_string(bytes / unit) + name;
+  }
+  return std::to_string(bytes);
+}
+
+std::function<std::string(std::string&)> size_flag(Limits limits) {
+  return [limits](std::string& text) -> std::string {
+    try {
+      const auto bytes = parse_size(text);
+      if (auto wrong = out_of(static_cast<long long>(bytes), limits, show_size); !wrong.empty()) return wrong;
+      text = std::to_string(bytes);
       return "";
     } catch (const Error& e) {
       return e.what();

@@ -3,9 +3,18 @@
  * Before running a task the child stores its key in a word of memory shared with the
  * supervisor, and clears it after; when a child dies, that word names the one task that was
  * running, so only that task is charged an attempt and the others it held are simply given to
- * another child. Outcomes are batched while more short tasks are waiting (up to 64, or 2 ms),
- * and sent before a task that is not known to be short and whenever the child runs out of
- * work, so a lone task sees no batching delay and no outcome waits behind a long task.
+ * another child. Beside it the child stores when the current call began (each item of a
+ * chunk is a call of its own): the supervisor enforces the lease's time limit from it, as the
+ * child cannot interrupt user code itself. A child the supervisor holds (slots.hpp) starts no
+ * more tasks and reports the ones it skips as cancelled.
+ *
+ * An item of a chunk that throws is run again in place, up to the lease's `retries`, pausing
+ * `retry_delay_ms` and twice that each time after; the pause is not counted against the time
+ * limit.
+ *
+ * Outcomes are batched while more short tasks are waiting (up to 64, or 2 ms), and sent
+ * before a task that is not known to be short and whenever the child runs out of work, so a
+ * lone task sees no batching delay and no outcome waits behind a long task.
  */
 #include "executor.hpp"
 
@@ -17,6 +26,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "dpool/codec.hpp"
@@ -33,6 +44,8 @@ constexpr auto kMaxBatchDelay = std::chrono::milliseconds(2);
 constexpr double kShortTaskMicros = 200;
 // Error texts are cut here so that an outcome always fits the supervisor's decode limits.
 constexpr std::size_t kMaxErrorText = 64u << 10;
+// Doubling retry pauses stop growing here.
+constexpr auto kMaxRetryDelay = std::chrono::hours(1);
 
 std::string clip(std::string text) {
   if (text.size() > kMaxErrorText) {
@@ -53,9 +66,34 @@ zmq::message_t to_message(msgpack::sbuffer& buffer) {
   return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
 }
 
+/* Why a call threw, as an item outcome says it. */
+struct Failure {
+  std::string type;
+  std::string message;
+};
+
+/* One call of a chunk's item, timed from its start; a failure is returned, not thrown. */
+std::optional<Failure> call_item(const TaskInfo& task, const msgpack::object& args, std::uint32_t index,
+                                 msgpack::sbuffer& value, SlotState& slot) {
+  value.clear();
+  slot.begin_call(index);
+  std::optional<Failure> failure;
+  try {
+    task.call(args, value);
+  } catch (const std::exception& e) {
+    failure = Failure{clip(type_name(typeid(e))), clip(e.what())};
+  } catch (...) {
+    failure = Failure{"unknown", "a non-standard exception was thrown"};
+  }
+  slot.end_call();
+  return failure;
+}
+
 /* Runs a chunk: `args` is an array of argument arrays. Each item's outcome is packed on its
  * own, [0, value] or [1, error type, message], so one failing item costs only itself. */
-void run_chunk(const TaskInfo& task, const msgpack::object& args, std::uint32_t items, msgpack::sbuffer& out) {
+void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Lease& lease, msgpack::sbuffer& out,
+               SlotState& slot) {
+  const std::uint32_t items = lease.items;
   if (args.type != msgpack::type::ARRAY || args.via.array.size != items) {
     throw ArgumentError(task.name + ": a chunk of " + std::to_string(items) + " calls needs as many argument arrays");
   }
@@ -63,27 +101,27 @@ void run_chunk(const TaskInfo& task, const msgpack::object& args, std::uint32_t 
   packer.pack_array(items);
   msgpack::sbuffer value;
   for (std::uint32_t i = 0; i < items; ++i) {
-    value.clear();
-    try {
-      task.call(args.via.array.ptr[i], value);
+    auto failure = call_item(task, args.via.array.ptr[i], i, value, slot);
+    std::chrono::milliseconds delay(lease.retry_delay_ms);
+    for (std::uint32_t retry = 0; failure && retry < lease.retries; ++retry) {
+      std::this_thread::sleep_for(delay);
+      delay = std::min<std::chrono::milliseconds>(delay * 2, kMaxRetryDelay);
+      failure = call_item(task, args.via.array.ptr[i], i, value, slot);
+    }
+    if (failure) {
+      packer.pack_array(3);
+      packer.pack(1);
+      packer.pack(failure->type);
+      packer.pack(failure->message);
+    } else {
       packer.pack_array(2);
       packer.pack(0);
       out.write(value.data(), value.size());
-    } catch (const std::exception& e) {
-      packer.pack_array(3);
-      packer.pack(1);
-      packer.pack(clip(type_name(typeid(e))));
-      packer.pack(clip(e.what()));
-    } catch (...) {
-      packer.pack_array(3);
-      packer.pack(1);
-      packer.pack(std::string("unknown"));
-      packer.pack(std::string("a non-standard exception was thrown"));
     }
   }
 }
 
-wire::Outcome run_one(Item& item, zmq::message_t& result) {
+wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot) {
   wire::Outcome o;
   o.task = item.lease.task;
   o.attempt = item.lease.attempt;
@@ -96,7 +134,7 @@ wire::Outcome run_one(Item& item, zmq::message_t& result) {
       throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack");
     }
     msgpack::sbuffer out;
-    if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease.items, out);
+    if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease, out, slot);
     else task->call(args.get(), out);
     result = to_message(out);
     o.status = Status::kOk;
@@ -111,6 +149,8 @@ wire::Outcome run_one(Item& item, zmq::message_t& result) {
   }
   return o;
 }
+
+extern "C" void ignore_signal(int) {}
 
 class Executor {
  public:
@@ -141,10 +181,17 @@ class Executor {
       auto& expected = micros_[next.lease.function];
       if (expected == 0 || expected > kShortTaskMicros) flush();
       const auto start = Clock::now();
-      setup_.running->store(next.lease.task);
+      // The start time first: whoever sees this key sees when it began (slots.hpp).
+      setup_.slot->begin_call();
+      setup_.slot->task.store(next.lease.task);
+      if (setup_.slot->hold.load()) {
+        skip_all(std::move(next));
+        continue;
+      }
       zmq::message_t result;
-      auto outcome = run_one(next, result);
-      setup_.running->store(0);
+      auto outcome = run_one(next, result, *setup_.slot);
+      setup_.slot->task.store(0);
+      setup_.slot->end_call();
       const auto end = Clock::now();
       const double took = std::chrono::duration<double, std::micro>(end - start).count();
       expected = expected == 0 ? took : 0.8 * expected + 0.2 * took;
@@ -182,18 +229,33 @@ class Executor {
     for (auto key : cancel->ids) {
       auto it = std::find_if(queue_.begin(), queue_.end(), [key](const Item& i) { return i.lease.task == key; });
       if (it == queue_.end()) continue;
-      wire::Outcome o;
-      o.task = key;
-      o.attempt = it->lease.attempt;
-      o.status = Status::kCancelled;
-      o.error_type = "Cancelled";
-      o.error_message = "cancelled before it started";
-      o.pid = static_cast<std::uint32_t>(::getpid());
+      report_skipped(it->lease, "cancelled before it started");
       queue_.erase(it);
-      if (done_.outcomes.empty()) first_unsent_ = Clock::now();
-      done_.outcomes.push_back(std::move(o));
-      results_.emplace_back();
     }
+  }
+
+  /* The supervisor holds this child (slots.hpp): `next` and the rest of the queue are not
+   * started; each is reported cancelled, which tells the supervisor it may run it elsewhere. */
+  void skip_all(Item next) {
+    setup_.slot->task.store(0);
+    setup_.slot->end_call();
+    report_skipped(next.lease, "not started: this worker process stops");
+    for (const auto& item : queue_) report_skipped(item.lease, "not started: this worker process stops");
+    queue_.clear();
+    flush();
+  }
+
+  void report_skipped(const wire::Lease& lease, const char* why) {
+    wire::Outcome o;
+    o.task = lease.task;
+    o.attempt = lease.attempt;
+    o.status = Status::kCancelled;
+    o.error_type = "Cancelled";
+    o.error_message = why;
+    o.pid = static_cast<std::uint32_t>(::getpid());
+    if (done_.outcomes.empty()) first_unsent_ = Clock::now();
+    done_.outcomes.push_back(std::move(o));
+    results_.emplace_back();
   }
 
   void flush() {
@@ -224,7 +286,14 @@ void run_executor(const ExecutorSetup& setup) {
   // command a task started (exec), and Ctrl-C at a terminal reaches only the supervisor.
   ::setpgid(0, 0);
   ::signal(SIGINT, SIG_IGN);
-  ::signal(SIGTERM, SIG_DFL);
+  // A SIGTERM for the whole process group or cgroup (systemd stopping the service) is the
+  // supervisor's cue to drain: this process must outlive it to finish its task. Caught, not
+  // ignored: exec resets a handler, so commands a task starts still get the default.
+  struct sigaction term {};
+  term.sa_handler = ignore_signal;
+  term.sa_flags = SA_RESTART;
+  sigemptyset(&term.sa_mask);
+  ::sigaction(SIGTERM, &term, nullptr);
   ::signal(SIGCHLD, SIG_DFL);
   try {
     log::init("worker-child");

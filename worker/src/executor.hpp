@@ -2,16 +2,17 @@
  * runs them one at a time in order, and sends outcomes back (see executor.cpp). */
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
+
+#include "slots.hpp"
 
 namespace dpool::detail {
 
 struct ExecutorSetup {
   std::string endpoint;                   // the supervisor's PAIR socket for this child
-  std::atomic<std::uint64_t>* running;    // shared with the supervisor: the task being run
+  SlotState* slot;                        // shared with the supervisor: the task being run
   std::function<void()> initializer;
   int parent = 0;                         // the supervisor's pid
 };

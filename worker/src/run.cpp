@@ -1,7 +1,9 @@
-/* run_worker(), stop_worker() and worker_main(): the worker host's entry points.
+/* run_worker(), stop_worker(), drain_worker() and worker_main(): the worker host's entry
+ * points.
  *
  * Signals reach the one Supervisor of this process through a global pointer; its handlers
- * only write to an eventfd (async-signal-safe), the loop does the rest.
+ * only write to an eventfd (async-signal-safe), the loop does the rest. The first SIGTERM or
+ * SIGINT drains the host, a second one stops it at once.
  *
  * worker_main() parses flags into optionals and applies them over the file and the
  * environment (flag > environment > file > default), so a flag not given never hides the
@@ -30,7 +32,7 @@ namespace {
 std::atomic<detail::Supervisor*> g_supervisor{nullptr};
 
 extern "C" void on_stop_signal(int) {
-  if (auto* s = g_supervisor.load()) s->stop();
+  if (auto* s = g_supervisor.load()) s->on_signal();
 }
 
 void load_plugin(const std::string& path) {
@@ -62,6 +64,10 @@ void stop_worker() noexcept {
   if (auto* s = g_supervisor.load()) s->stop();
 }
 
+void drain_worker() noexcept {
+  if (auto* s = g_supervisor.load()) s->drain();
+}
+
 namespace {
 
 struct Flags {
@@ -70,7 +76,8 @@ struct Flags {
   bool allow_exec = false;
   std::optional<std::string> broker, log_level;
   std::optional<std::uint32_t> processes, prefetch, max_tasks, liveness;
-  std::optional<long long> heartbeat_ms;
+  std::optional<long long> heartbeat_ms, drain_timeout_ms;
+  std::optional<std::uint64_t> max_memory;
   std::vector<std::string> plugins, tags;
 };
 
@@ -85,6 +92,14 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_flag("--allow-exec", f.allow_exec, "offer the exec task (runs shell commands)");
   app.add_option("--max-tasks-per-child", f.max_tasks, "replace a process after this many tasks (default 0: never)")
       ->check(CLI::Range(limits::kMaxTasksPerChild.min, limits::kMaxTasksPerChild.max));
+  app.add_option("--max-memory-per-child", f.max_memory,
+                 "replace a process once its resident memory passes this, after its running task; "
+                 "like 512MiB, 2G, 300MB or bytes (default 0: no limit)")
+      ->transform(CLI::Validator(size_flag(limits::kMemoryPerChild), "SIZE"));
+  app.add_option("--drain-timeout", f.drain_timeout_ms,
+                 "first SIGTERM/SIGINT: hand back the waiting tasks and give the running ones this long, "
+                 "like 30s or 5m; 0: stop at once; a second signal stops at once (default 30s)")
+      ->transform(CLI::Validator(duration_flag(limits::kDrainTimeoutMs), "DURATION"));
   app.add_option("--plugin", f.plugins, "shared library with DPOOL_TASK functions to load (repeatable)")
       ->check(CLI::ExistingFile);
   app.add_option("--tag", f.tags, "KEY=VALUE tag offered to the broker (repeatable)");
@@ -118,6 +133,8 @@ WorkerConfig effective_config(const Flags& f) {
   if (f.processes) config.processes = *f.processes;
   if (f.prefetch) config.prefetch = *f.prefetch;
   if (f.max_tasks) config.max_tasks_per_child = *f.max_tasks;
+  if (f.max_memory) config.max_memory_per_child = *f.max_memory;
+  if (f.drain_timeout_ms) config.drain_timeout = std::chrono::milliseconds(*f.drain_timeout_ms);
   if (f.allow_exec) config.allow_exec = true;
   if (f.heartbeat_ms) config.heartbeat.interval = std::chrono::milliseconds(*f.heartbeat_ms);
   if (f.liveness) config.heartbeat.liveness = *f.liveness;

@@ -1,14 +1,11 @@
-/* The worker host's supervisor loop (see supervisor.hpp for the design). */
+/* The worker host's supervisor loop and its side of the broker protocol (see supervisor.hpp
+ * for the design; children.cpp and drain.cpp hold the rest). */
 #include "supervisor.hpp"
 
 #include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
-#include <cstring>
 #include <thread>
 
 #include "dpool/log.hpp"
@@ -17,20 +14,9 @@
 namespace dpool::detail {
 namespace {
 
-constexpr auto kQuickDeath = std::chrono::seconds(1);
-constexpr auto kMaxRestartDelay = std::chrono::seconds(10);
-
-std::string describe_exit(pid_t pid, int status) {
-  std::string s = "worker process " + std::to_string(pid);
-  if (WIFSIGNALED(status)) {
-    const int sig = WTERMSIG(status);
-    const char* name = sigabbrev_np(sig);
-    s += " killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
-  } else if (WIFEXITED(status)) {
-    s += " exited with code " + std::to_string(WEXITSTATUS(status));
-  }
-  return s;
-}
+// While a child holds a task with a time limit, the loop wakes at least this often: a child
+// starts a task without telling anyone, and its deadline must be seen soon after.
+constexpr auto kTimeLimitTick = std::chrono::milliseconds(50);
 
 WorkerConfig resolved(WorkerConfig c) {
   if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
@@ -38,16 +24,6 @@ WorkerConfig resolved(WorkerConfig c) {
 }
 
 }  // namespace
-
-Supervisor::SharedSlots::SharedSlots(std::size_t n) : n_(n) {
-  void* mem = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>) * n, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw Error(Errc::kInternal, "cannot map memory shared with the children");
-  words_ = static_cast<std::atomic<std::uint64_t>*>(mem);
-  for (std::size_t i = 0; i < n; ++i) new (&words_[i]) std::atomic<std::uint64_t>(0);
-}
-
-Supervisor::SharedSlots::~SharedSlots() { ::munmap(words_, sizeof(std::atomic<std::uint64_t>) * n_); }
 
 Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
     : config_(resolved(std::move(config))), hooks_(std::move(hooks)), running_(config_.processes),
@@ -89,56 +65,88 @@ void Supervisor::stop() noexcept {
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+void Supervisor::drain() noexcept {
+  drain_requested_.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Supervisor::on_signal() noexcept {
+  if (signals_.fetch_add(1) == 0) drain();
+  else stop();
+}
+
 int Supervisor::run() {
   log::info("worker host {} connecting to {} with {} processes, {} functions", host_,
             config_.broker, config_.processes, task_names().size());
   for (auto& c : children_) spawn(c);
   send_ready();
   last_heard_ = Clock::now();
-  auto next_heartbeat = Clock::now() + config_.heartbeat.interval;
-  std::vector<zmq::pollitem_t> items;
-  while (!stopping_.load()) {
-    items.clear();
-    items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
-    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
-    items.push_back({nullptr, zygote_.fd(), ZMQ_POLLIN, 0});
-    for (auto& c : children_) {
-      if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
-    }
-    dpool::poll(items.data(), items.size(), until(next_heartbeat, config_.heartbeat.interval));
-    std::uint64_t drained = 0;
-    [[maybe_unused]] auto n = ::read(wake_fd_, &drained, sizeof drained);
-
-    while (auto m = read_message(broker_, false, drops_)) on_broker_message(*m);
-    for (auto& c : children_) {
-      while (c.pair) {
-        auto m = read_message(*c.pair, false, drops_);
-        if (!m) break;
-        on_child_message(c, *m);
-      }
-    }
-    on_zygote_events();
-    const auto now = Clock::now();
-    for (auto& c : children_) {
-      if (c.pid < 0 && now >= c.restart_at && !stopping_.load()) spawn(c);
-    }
-    assign();
-    flush_outcomes();
-    if (now >= next_heartbeat) {
-      send_heartbeat();
-      next_heartbeat = now + config_.heartbeat.interval;
-      if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
-        log::warn("broker {} silent for {} ms; still trying", config_.broker,
-                  config_.heartbeat.expiry().count());
-        broker_silent_logged_ = true;
-      }
-    }
-  }
-  log::info("stopping: the broker requeues the {} tasks held here", backlog_.size());
+  next_heartbeat_ = Clock::now() + config_.heartbeat.interval;
+  while (!stopping_.load() && !drained_) turn();
+  log_stop();
   flush_outcomes();
-  send_message(broker_, {}, Command::kDisconnect, wire::Disconnect{"worker stopping"});
+  send_message(broker_, {}, Command::kDisconnect, wire::Disconnect{draining_ ? "worker drained" : "worker stopping"});
   shutdown_children();
   return exit_code_;
+}
+
+/* One loop turn: wait for something to do, do it. */
+void Supervisor::turn() {
+  std::vector<zmq::pollitem_t> items{{broker_.handle(), 0, ZMQ_POLLIN, 0},
+                                     {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                                     {nullptr, zygote_.fd(), ZMQ_POLLIN, 0}};
+  for (auto& c : children_) {
+    if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
+  }
+  dpool::poll(items.data(), items.size(), poll_timeout());
+  std::uint64_t woken = 0;
+  [[maybe_unused]] auto n = ::read(wake_fd_, &woken, sizeof woken);
+  if (drain_requested_.load() && !draining_) {
+    if (config_.drain_timeout.count() == 0) stopping_.store(true);
+    else begin_drain();
+  }
+
+  while (auto m = read_message(broker_, false, drops_)) on_broker_message(*m);
+  for (auto& c : children_) {
+    while (c.pair) {
+      auto m = read_message(*c.pair, false, drops_);
+      if (!m) break;
+      on_child_message(c, *m);
+    }
+  }
+  on_zygote_events();
+  const auto now = Clock::now();
+  enforce_time_limits(now);
+  if (draining_) {
+    drain_turn(now);
+  } else {
+    respawn_children(now);
+    assign();
+  }
+  flush_outcomes();
+  if (now >= next_heartbeat_) {
+    send_heartbeat();
+    next_heartbeat_ = now + config_.heartbeat.interval;
+    if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
+      log::warn("broker {} silent for {} ms; still trying", config_.broker, config_.heartbeat.expiry().count());
+      broker_silent_logged_ = true;
+    }
+  }
+}
+
+/* Until the next heartbeat, drain deadline, restart or time limit, whichever comes first. */
+std::chrono::milliseconds Supervisor::poll_timeout() const {
+  auto wake = next_heartbeat_;
+  if (draining_) wake = std::min(wake, drain_deadline_);
+  bool timed = false;
+  for (const auto& c : children_) {
+    if (c.pid < 0 && !draining_) wake = std::min(wake, c.restart_at);
+    timed = timed || std::any_of(c.assigned.begin(), c.assigned.end(),
+                                 [](const Item& i) { return i.lease.timeout_ms > 0; });
+    if (auto call = timed_call(c)) wake = std::min(wake, call->deadline);
+  }
+  return until(wake, timed ? kTimeLimitTick : config_.heartbeat.interval);
 }
 
 void Supervisor::send_ready() {
@@ -150,6 +158,8 @@ void Supervisor::send_ready() {
   r.tags = config_.tags;
   r.processes = config_.processes;
   send_message(broker_, {}, Command::kReady, r);
+  // READY makes the broker forget that this worker drains: say it again at once.
+  if (draining_) send_heartbeat();
 }
 
 void Supervisor::send_heartbeat() {
@@ -159,6 +169,7 @@ void Supervisor::send_heartbeat() {
   for (const auto& c : children_) {
     for (const auto& item : c.assigned) hb.held.push_back(item.lease.task);
   }
+  hb.draining = draining_;
   send_message(broker_, {}, Command::kHeartbeat, hb);
 }
 
@@ -169,28 +180,16 @@ void Supervisor::on_broker_message(Message& m) {
     broker_silent_logged_ = false;
   }
   switch (m.command) {
-    case Command::kTask: {
-      auto batch = decode<wire::TaskBatch>(m, drops_, "broker");
-      if (!batch) return;
-      if (batch->leases.size() != m.payloads.size()) {
-        drops_.drop(DropReason::kPayloads, "broker", "TASK with mismatched payloads");
-        return;
-      }
-      last_seq_ = std::max(last_seq_, batch->seq);
-      for (std::size_t i = 0; i < batch->leases.size(); ++i) {
-        backlog_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
-      }
+    case Command::kTask:
+      on_tasks(m);
       break;
-    }
     case Command::kHeartbeat: {
       auto hb = decode<wire::Heartbeat>(m, drops_, "broker");
       if (!hb || hb->instance == broker_instance_) return;
+      // A new broker knows none of our leases; unstarted ones would be run for nobody.
       if (broker_instance_ != 0) {
-        // A new broker knows none of our leases; unstarted ones would be run for nobody.
         log::warn("broker restarted: registering again, dropping {} unstarted tasks", backlog_.size());
-        backlog_.clear();
-        last_seq_ = 0;
-        send_ready();
+        forget_unstarted();
       }
       broker_instance_ = hb->instance;
       break;
@@ -200,9 +199,7 @@ void Supervisor::on_broker_message(Message& m) {
       // either way unstarted ones would run for nobody, and its batch numbers start afresh.
       log::info("broker does not know this worker: registering again, dropping {} unstarted tasks",
                 backlog_.size());
-      backlog_.clear();
-      last_seq_ = 0;
-      send_ready();
+      forget_unstarted();
       break;
     case Command::kCancel:
       on_cancel(m);
@@ -227,6 +224,30 @@ void Supervisor::on_broker_message(Message& m) {
   }
 }
 
+void Supervisor::on_tasks(Message& m) {
+  auto batch = decode<wire::TaskBatch>(m, drops_, "broker");
+  if (!batch) return;
+  if (batch->leases.size() != m.payloads.size()) {
+    drops_.drop(DropReason::kPayloads, "broker", "TASK with mismatched payloads");
+    return;
+  }
+  last_seq_ = std::max(last_seq_, batch->seq);
+  for (std::size_t i = 0; i < batch->leases.size(); ++i) {
+    if (draining_) {
+      // Sent before the broker heard that we drain: straight back, uncharged.
+      report(batch->leases[i], Status::kReturned, "Returned", "handed back unstarted: the worker is draining", 0);
+      continue;
+    }
+    backlog_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
+  }
+}
+
+void Supervisor::forget_unstarted() {
+  backlog_.clear();
+  last_seq_ = 0;
+  send_ready();
+}
+
 void Supervisor::on_cancel(Message& m) {
   auto cancel = decode<wire::Cancel>(m, drops_, "broker");
   if (!cancel) return;
@@ -242,152 +263,39 @@ void Supervisor::on_cancel(Message& m) {
       auto held = std::find_if(c.assigned.begin(), c.assigned.end(),
                                [key](const Item& i) { return i.lease.task == key; });
       if (held == c.assigned.end()) continue;
-      if (running_[c.slot].load() == key && c.pid > 0) {
+      if (running_[c.slot].task.load() == key && c.pid > 0) {
         // A task cannot be interrupted in its process: the child is killed, its other tasks go
         // to another child uncharged, and on_child_exit reports this one cancelled.
         cancelled_.insert(key);
-        ::kill(-c.pid, SIGKILL);
+        kill_child(c);
       } else {
         // Not started: reported cancelled now, while the child may be busy for long; the child
         // is told to skip it, and whatever it says of it later is ignored (no longer assigned).
         report_cancelled(held->lease, c.pid);
         c.assigned.erase(held);
         if (c.pair) send_message(*c.pair, {}, Command::kCancel, wire::Cancel{{key}}, {}, true);
+        maybe_retire(c);
       }
     }
   }
 }
 
-void Supervisor::report_cancelled(const wire::Lease& lease, pid_t pid) {
+void Supervisor::report(const wire::Lease& lease, Status status, std::string type, std::string message, pid_t pid,
+                        std::string stderr_tail) {
   wire::Outcome o;
   o.task = lease.task;
   o.attempt = lease.attempt;
-  o.status = Status::kCancelled;
-  o.error_type = "Cancelled";
-  o.error_message = "cancelled by its caller";
-  o.pid = static_cast<std::uint32_t>(pid);
+  o.status = status;
+  o.error_type = std::move(type);
+  o.error_message = std::move(message);
+  o.pid = static_cast<std::uint32_t>(std::max<pid_t>(pid, 0));
+  o.stderr_tail = std::move(stderr_tail);
   outcomes_.outcomes.push_back(std::move(o));
   results_.emplace_back();
 }
 
-void Supervisor::on_child_message(Child& c, Message& m) {
-  if (m.command == Command::kReady) {
-    c.ready = true;
-    return;
-  }
-  if (m.command != Command::kDone) return;
-  auto done = decode<wire::DoneBatch>(m, drops_, "child");
-  if (!done || done->outcomes.size() != m.payloads.size()) return;
-  for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
-    auto& o = done->outcomes[i];
-    auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
-                           [&](const Item& item) { return item.lease.task == o.task; });
-    if (it == c.assigned.end()) continue;
-    c.assigned.erase(it);
-    cancelled_.erase(o.task);
-    ++c.done;
-    outcomes_.outcomes.push_back(std::move(o));
-    results_.push_back(std::move(m.payloads[i]));
-  }
-  if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child && c.assigned.empty() &&
-      !c.retiring) {
-    // Recycle: the child exits after this, and the exit report starts a fresh one at once.
-    c.retiring = true;
-    if (!send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{"max tasks per child"}, {}, true)) {
-      ::kill(-c.pid, SIGKILL);  // it cannot hear us; its exit report replaces it all the same
-    }
-  }
-}
-
-void Supervisor::spawn(Child& c) {
-  const std::string endpoint = "ipc://@dpool-" + std::to_string(::getpid()) + "-" +
-                               std::to_string(c.slot) + "-" + std::to_string(++generation_);
-  c.pair = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
-  c.pair->set(zmq::sockopt::linger, 0);
-  c.pair->set(zmq::sockopt::sndhwm, 0);
-  c.pair->set(zmq::sockopt::rcvhwm, 0);
-  c.pair->bind(endpoint);
-  running_[c.slot].store(0);
-  c.pid = 0;
-  c.started = Clock::now();
-  c.retiring = false;
-  c.ready = false;
-  c.done = 0;
-  c.assigned_total = 0;
-  zygote_.spawn(c.slot, endpoint);
-}
-
-void Supervisor::on_zygote_events() {
-  bool alive = true;
-  for (const auto& e : zygote_.events(alive)) {
-    switch (e.kind) {
-      case Zygote::Event::Kind::kSpawned:
-        if (e.slot < children_.size() && children_[e.slot].pid == 0) children_[e.slot].pid = e.pid;
-        break;
-      case Zygote::Event::Kind::kFailed:
-        log::error("cannot start a worker process: {}", std::strerror(e.status));
-        if (e.slot < children_.size()) {
-          children_[e.slot].pid = -1;
-          children_[e.slot].pair.reset();
-          children_[e.slot].restart_at = Clock::now() + std::chrono::seconds(1);
-        }
-        break;
-      case Zygote::Event::Kind::kExited:
-        for (auto& c : children_) {
-          if (c.pid == e.pid) on_child_exit(c, e.status);
-        }
-        break;
-    }
-  }
-  if (!alive && !stopping_.load()) {
-    // Without the zygote no child can be replaced; stopping lets the broker requeue our
-    // leases at once, and whoever runs this host (systemd, docker) can start it again.
-    log::error("the process that starts worker processes died: stopping this worker host");
-    stopping_.store(true);
-    exit_code_ = 1;
-  }
-}
-
-void Supervisor::on_child_exit(Child& c, int status) {
-  const auto running = running_[c.slot].exchange(0);
-  const bool recycled = c.retiring && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  const auto what = describe_exit(c.pid, status);
-  if (!recycled) log::warn("{} ({} tasks held)", what, c.assigned.size());
-  // The task it was running is charged; the ones it had not started go to another child.
-  bool killed_for_cancel = false;
-  for (auto it = c.assigned.rbegin(); it != c.assigned.rend(); ++it) {
-    if (cancelled_.erase(it->lease.task)) {
-      killed_for_cancel = killed_for_cancel || it->lease.task == running;
-      report_cancelled(it->lease, c.pid);
-    } else if (running != 0 && it->lease.task == running) {
-      wire::Outcome o;
-      o.task = it->lease.task;
-      o.attempt = it->lease.attempt;
-      o.status = Status::kLost;
-      o.error_type = "WorkerLost";
-      o.error_message = what;
-      o.pid = static_cast<std::uint32_t>(c.pid);
-      outcomes_.outcomes.push_back(std::move(o));
-      results_.emplace_back();
-    } else {
-      backlog_.push_front(std::move(*it));
-    }
-  }
-  c.assigned.clear();
-  c.pair.reset();
-  ::kill(-c.pid, SIGKILL);  // commands its tasks started may outlive it: not past this point
-  const auto now = Clock::now();
-  // A child killed to cancel its task did not crash: no back-off for that.
-  const bool cancelled_kill = killed_for_cancel;
-  c.quick_deaths = (!recycled && !cancelled_kill && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
-  // Children that keep dying young are restarted after 0.2 s, 0.4 s, ... up to 10 s.
-  const auto delay = c.quick_deaths == 0
-                         ? std::chrono::milliseconds(0)
-                         : std::min<std::chrono::milliseconds>(
-                               std::chrono::milliseconds(100L << std::min(c.quick_deaths, 10u)),
-                               kMaxRestartDelay);
-  c.restart_at = now + delay;
-  c.pid = -1;
+void Supervisor::report_cancelled(const wire::Lease& lease, pid_t pid) {
+  report(lease, Status::kCancelled, "Cancelled", "cancelled by its caller", pid);
 }
 
 void Supervisor::assign() {
@@ -404,7 +312,7 @@ void Supervisor::assign() {
     if (level > 1 && starting) break;
     for (std::size_t i = 0; i < children_.size() && !backlog_.empty(); ++i) {
       Child& c = children_[i];
-      if (c.pid <= 0 || !c.ready || c.retiring || !c.pair || c.assigned.size() >= level) continue;
+      if (c.pid <= 0 || !c.ready || c.retiring || !c.retire_reason.empty() || !c.pair || c.assigned.size() >= level) continue;
       if (config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child) continue;
       Item& item = backlog_.front();
       batches[i].leases.push_back(item.lease);
@@ -436,13 +344,11 @@ void Supervisor::flush_outcomes() {
   results_.clear();
 }
 
-void Supervisor::shutdown_children() {
-  // The zygote reaps them (and kills any left when this process closes its end).
-  for (auto& c : children_) {
-    if (c.pid > 0) ::kill(-c.pid, SIGKILL);
-    c.pid = -1;
-    c.pair.reset();
-  }
+/* Tasks this host holds: waiting here or given to a child (running or not). */
+std::size_t Supervisor::held() const {
+  std::size_t n = backlog_.size();
+  for (const auto& c : children_) n += c.assigned.size();
+  return n;
 }
 
 }  // namespace dpool::detail

@@ -10,6 +10,18 @@
  * The supervisor's heartbeat carries the highest TASK sequence it received and every task it
  * holds, which lets the broker requeue a lease that was lost on the way. When the broker's
  * instance id changes (it restarted) or it says DISCONNECT, the supervisor registers again.
+ *
+ * Limits (children.cpp): a call running past its lease's time limit has its child killed and
+ * is reported kTimeout; a child whose resident memory passes max_memory_per_child is replaced
+ * once its running task is done. Both read what a child is doing from memory shared with it
+ * (slots.hpp), so a child busy in user code needs to answer nothing.
+ *
+ * Drain (drain.cpp): the first SIGTERM or SIGINT makes the host say so in its heartbeats,
+ * hand back every lease it has not started (kReturned), let the running tasks finish for up to
+ * drain_timeout, and leave with DISCONNECT; a second signal stops at once.
+ *
+ * The sources: supervisor.cpp (the loop, the broker), children.cpp (children's life and
+ * limits), drain.cpp (the drain).
  */
 #pragma once
 
@@ -18,6 +30,7 @@
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -28,6 +41,8 @@
 #include "dpool/config.hpp"
 #include "dpool/util.hpp"
 #include "dpool/worker.hpp"
+#include "proc_stats.hpp"
+#include "slots.hpp"
 #include "zygote.hpp"
 
 namespace dpool::detail {
@@ -40,25 +55,16 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   int run();
-  void stop() noexcept;
+  /* Each async-signal-safe: they only set a flag and wake the loop. */
+  void stop() noexcept;       // leave now: the broker runs what is held here elsewhere
+  void drain() noexcept;      // finish the running tasks, hand back the rest, then leave
+  void on_signal() noexcept;  // SIGTERM, SIGINT: the first drains, a later one stops
 
  private:
   struct Item {
     wire::Lease lease;
     zmq::message_t payload;
-  };
-  /* One word per child slot in memory shared with the children: the task each is running. */
-  class SharedSlots {
-   public:
-    explicit SharedSlots(std::size_t n);
-    ~SharedSlots();
-    SharedSlots(const SharedSlots&) = delete;
-    SharedSlots& operator=(const SharedSlots&) = delete;
-    std::atomic<std::uint64_t>& operator[](std::size_t i) { return words_[i]; }
-
-   private:
-    std::atomic<std::uint64_t>* words_ = nullptr;
-    std::size_t n_ = 0;
+    bool recalled = false;  // the child was asked to skip it; its "cancelled" answer confirms
   };
   struct Child {
     std::size_t slot = 0;
@@ -68,24 +74,61 @@ class Supervisor {
     std::uint64_t assigned_total = 0;
     std::uint64_t done = 0;
     bool ready = false;     // it said READY: connected, initializer done
-    bool retiring = false;
+    bool retiring = false;  // told to exit (DISCONNECT)
+    std::string retire_reason;  // set: replace it once its running task is done
+    bool killed = false;        // this supervisor sent it SIGKILL: its death is no crash
+    std::uint64_t timed_out = 0;  // the task it was killed for running past its time limit
+    std::string timeout_message;
     unsigned quick_deaths = 0;
     Clock::time_point started;
     Clock::time_point restart_at;
   };
+  /* A call a child is running now under a time limit. */
+  struct TimedCall {
+    std::uint64_t task = 0;
+    Clock::time_point started;
+    Clock::time_point deadline;
+    const wire::Lease* lease = nullptr;
+    std::uint32_t item = 0;
+  };
 
+  // supervisor.cpp
+  void turn();
+  [[nodiscard]] std::chrono::milliseconds poll_timeout() const;
   void send_ready();
   void send_heartbeat();
   void on_broker_message(Message& m);
-  void on_child_message(Child& c, Message& m);
+  void on_tasks(Message& m);
   void on_cancel(Message& m);
+  void forget_unstarted();
+  void report(const wire::Lease& lease, Status status, std::string type, std::string message, pid_t pid,
+              std::string stderr_tail = {});
   void report_cancelled(const wire::Lease& lease, pid_t pid);
-  void spawn(Child& c);
-  void on_zygote_events();
-  void on_child_exit(Child& c, int status);
   void assign();
   void flush_outcomes();
+  [[nodiscard]] std::size_t held() const;
+
+  // children.cpp
+  void spawn(Child& c);
+  void respawn_children(Clock::time_point now);
+  void on_zygote_events();
+  void on_child_message(Child& c, Message& m);
+  void on_child_outcomes(Child& c, Message& m);
+  void on_child_exit(Child& c, int status, std::string stderr_tail);
+  [[nodiscard]] std::pair<std::string, std::string> describe_loss(const Child& c, int status);
+  void check_memory(Child& c);
+  [[nodiscard]] std::deque<Item> recall_unstarted(Child& c);
+  void maybe_retire(Child& c);
+  [[nodiscard]] std::optional<TimedCall> timed_call(const Child& c) const;
+  void enforce_time_limits(Clock::time_point now);
+  void kill_child(Child& c);
   void shutdown_children();
+
+  // drain.cpp
+  void begin_drain();
+  void return_backlog();
+  void drain_turn(Clock::time_point now);
+  void log_stop();
 
   // Order matters: the shared slots and the zygote exist before any thread (ZeroMQ's) does.
   WorkerConfig config_;
@@ -98,6 +141,8 @@ class Supervisor {
   std::string host_;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<unsigned> signals_{0};
   std::uint64_t generation_ = 0;
 
   std::deque<Item> backlog_;
@@ -106,12 +151,19 @@ class Supervisor {
   std::uint64_t broker_instance_ = 0;
   std::uint64_t last_seq_ = 0;
   Clock::time_point last_heard_;
+  Clock::time_point next_heartbeat_;
   bool broker_silent_logged_ = false;
   bool zygote_lost_ = false;
   int exit_code_ = 0;
+  OomKills oom_kills_;
   wire::DoneBatch outcomes_;
   std::vector<zmq::message_t> results_;
   DropCounters drops_;
+
+  bool draining_ = false;
+  bool drained_ = false;  // every running task finished: leave cleanly
+  Clock::time_point drain_started_;
+  Clock::time_point drain_deadline_;
 };
 
 }  // namespace dpool::detail

@@ -1,7 +1,9 @@
-/* The zygote's two sides (see zygote.hpp). Messages are fixed-size structs on a
- * SOCK_SEQPACKET socketpair, so each read is one whole message. */
+/* The zygote's two sides (see zygote.hpp). Requests are fixed-size structs and events a
+ * fixed-size header and the stderr tail, on a SOCK_SEQPACKET socketpair, so each read is one
+ * whole message. */
 #include "zygote.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -10,11 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <set>
+#include <map>
+#include <vector>
 
 #include "dpool/error.hpp"
+#include "stderr_tail.hpp"
 
 namespace dpool::detail {
 namespace {
@@ -24,61 +29,193 @@ struct Request {
   char endpoint[240] = {};
 };
 
+struct EventHeader {
+  Zygote::Event::Kind kind = Zygote::Event::Kind::kSpawned;
+  std::uint32_t slot = 0;
+  pid_t pid = -1;
+  int status = 0;
+  std::uint32_t tail_size = 0;  // bytes of stderr tail after this header
+};
+constexpr std::size_t kMaxEvent = sizeof(EventHeader) + StderrTail::kMaxBytes;
+
+/* Writes all of `data` to `fd`, giving up on an error: a worker whose stderr is gone keeps
+ * running its tasks. */
+void write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const auto n = ::write(fd, data, size);
+    if (n > 0) {
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, 1000) <= 0) return;
+    } else if (!(n < 0 && errno == EINTR)) {
+      return;
+    }
+  }
+}
+
+class ZygoteLoop {
+ public:
+  ZygoteLoop(int fd, const Zygote::ChildMain& child_main) : fd_(fd), child_main_(child_main) {
+    sigemptyset(&chld_);
+    sigaddset(&chld_, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &chld_, nullptr);
+    sfd_ = ::signalfd(-1, &chld_, SFD_CLOEXEC | SFD_NONBLOCK);
+    // A closed stderr must not kill the zygote: the children get the disposition back.
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &saved_pipe_);
+  }
+
+  [[noreturn]] void run() {
+    std::vector<pollfd> fds;
+    std::vector<pid_t> owners;
+    for (;;) {
+      fds.assign({{fd_, POLLIN, 0}, {sfd_, POLLIN, 0}});
+      owners.assign(2, 0);
+      for (const auto& [pid, io] : children_) {
+        if (io.out < 0) continue;
+        fds.push_back({io.out, POLLIN, 0});
+        owners.push_back(pid);
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+      for (std::size_t i = 2; i < fds.size(); ++i) {
+        if (fds[i].revents) pump(children_[owners[i]]);
+      }
+      if (fds[1].revents & POLLIN) reap();
+      if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !take_request()) break;
+    }
+    for (const auto& [pid, io] : children_) ::kill(-pid, SIGKILL);  // each child leads a process group
+    for (const auto& [pid, io] : children_) ::waitpid(pid, nullptr, 0);
+    std::_Exit(0);
+  }
+
+ private:
+  struct ChildIo {
+    int out = -1;  // the read end of the child's stderr; -1 once at end of file
+    StderrTail tail;
+  };
+
+  void report(const EventHeader& h, const std::string& tail = {}) {
+    char buf[kMaxEvent];
+    EventHeader header = h;
+    header.tail_size = static_cast<std::uint32_t>(std::min(tail.size(), StderrTail::kMaxBytes));
+    std::memcpy(buf, &header, sizeof header);
+    std::memcpy(buf + sizeof header, tail.data(), header.tail_size);
+    [[maybe_unused]] auto n = ::send(fd_, buf, sizeof header + header.tail_size, MSG_NOSIGNAL);
+  }
+
+  /* Copies what the child wrote to our stderr and its tail. */
+  void pump(ChildIo& io) {
+    char buf[65536];
+    for (;;) {
+      const auto n = ::read(io.out, buf, sizeof buf);
+      if (n > 0) {
+        write_all(STDERR_FILENO, buf, static_cast<std::size_t>(n));
+        io.tail.append(std::string_view(buf, static_cast<std::size_t>(n)));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || errno != EAGAIN) {
+        ::close(io.out);
+        io.out = -1;
+      }
+      return;
+    }
+  }
+
+  void reap() {
+    signalfd_siginfo info;
+    while (::read(sfd_, &info, sizeof info) > 0) {
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      auto it = children_.find(pid);
+      std::string tail;
+      if (it != children_.end()) {
+        // All the child wrote is in the pipe now: read it before the exit is reported.
+        if (it->second.out >= 0) pump(it->second);
+        if (it->second.out >= 0) ::close(it->second.out);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) tail = it->second.tail.text();
+        children_.erase(it);
+      }
+      report(EventHeader{Zygote::Event::Kind::kExited, 0, pid, status}, tail);
+    }
+  }
+
+  /* Returns false when the supervisor is gone. */
+  bool take_request() {
+    Request req;
+    const auto n = ::recv(fd_, &req, sizeof req, 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return false;
+    if (n != static_cast<ssize_t>(sizeof req)) return true;
+    req.endpoint[sizeof req.endpoint - 1] = '\0';
+    spawn(req);
+    return true;
+  }
+
+  void spawn(const Request& req) {
+    int err[2] = {-1, -1};
+    // Without a pipe the child still runs, writing to our stderr directly (no tail).
+    const bool piped = ::pipe2(err, O_CLOEXEC) == 0;
+    const pid_t pid = ::fork();
+    if (pid == 0) child(req, piped ? err[1] : -1);
+    if (piped) ::close(err[1]);
+    if (pid < 0) {
+      const int why = errno;
+      if (piped) ::close(err[0]);
+      report(EventHeader{Zygote::Event::Kind::kFailed, req.slot, -1, why});
+      return;
+    }
+    // Each child leads a process group (the child says so too: whichever runs first wins the
+    // race), so that killing the group also kills the commands its tasks started.
+    ::setpgid(pid, pid);
+    ChildIo io;
+    if (piped) {
+      ::fcntl(err[0], F_SETFL, ::fcntl(err[0], F_GETFL) | O_NONBLOCK);
+      io.out = err[0];
+    }
+    children_[pid] = std::move(io);
+    report(EventHeader{Zygote::Event::Kind::kSpawned, req.slot, pid, 0});
+  }
+
+  [[noreturn]] void child(const Request& req, int err_write) {
+    ::close(fd_);
+    ::close(sfd_);
+    for (const auto& [pid, io] : children_) {
+      if (io.out >= 0) ::close(io.out);  // the other children's pipes are not this one's
+    }
+    if (err_write >= 0) {
+      ::dup2(err_write, STDERR_FILENO);  // dup2 clears close-on-exec: commands inherit it
+      ::close(err_write);
+    }
+    ::setpgid(0, 0);
+    ::sigprocmask(SIG_UNBLOCK, &chld_, nullptr);
+    ::sigaction(SIGPIPE, &saved_pipe_, nullptr);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    child_main_(req.slot, req.endpoint);
+    std::_Exit(70);
+  }
+
+  int fd_;
+  int sfd_ = -1;
+  const Zygote::ChildMain& child_main_;
+  sigset_t chld_;
+  struct sigaction saved_pipe_ {};
+  std::map<pid_t, ChildIo> children_;
+};
+
 [[noreturn]] void zygote_main(int fd, pid_t supervisor, const Zygote::ChildMain& child_main) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != supervisor) std::_Exit(0);
-  ::signal(SIGINT, SIG_IGN);  // Ctrl-C is the supervisor's to handle
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
-  const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  std::set<pid_t> children;
-  auto report = [fd](const Zygote::Event& e) { [[maybe_unused]] auto n = ::send(fd, &e, sizeof e, MSG_NOSIGNAL); };
-  for (;;) {
-    pollfd fds[2] = {{fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) break;
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo info;
-      while (::read(sfd, &info, sizeof info) > 0) {
-      }
-      int status = 0;
-      pid_t pid;
-      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        children.erase(pid);
-        report(Zygote::Event{Zygote::Event::Kind::kExited, 0, pid, status});
-      }
-    }
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      Request req;
-      const auto n = ::recv(fd, &req, sizeof req, 0);
-      if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;  // the supervisor is gone
-      if (n != static_cast<ssize_t>(sizeof req)) continue;
-      req.endpoint[sizeof req.endpoint - 1] = '\0';
-      const pid_t pid = ::fork();
-      if (pid == 0) {
-        ::close(fd);
-        ::close(sfd);
-        ::setpgid(0, 0);
-        ::sigprocmask(SIG_UNBLOCK, &chld, nullptr);
-        ::signal(SIGINT, SIG_DFL);
-        child_main(req.slot, req.endpoint);
-        std::_Exit(70);
-      }
-      if (pid < 0) {
-        report(Zygote::Event{Zygote::Event::Kind::kFailed, req.slot, -1, errno});
-      } else {
-        // Each child leads a process group (the child says so too: whichever runs first wins
-        // the race), so that killing the group also kills the commands its tasks started.
-        ::setpgid(pid, pid);
-        children.insert(pid);
-        report(Zygote::Event{Zygote::Event::Kind::kSpawned, req.slot, pid, 0});
-      }
-    }
-  }
-  for (pid_t pid : children) ::kill(-pid, SIGKILL);  // each child leads a process group
-  for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
-  std::_Exit(0);
+  // Ctrl-C and a SIGTERM sent to the whole process group or cgroup are the supervisor's to
+  // handle: it drains, and this process dies with it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_IGN);
+  ZygoteLoop(fd, child_main).run();
 }
 
 }  // namespace
@@ -117,13 +254,19 @@ void Zygote::spawn(std::size_t slot, const std::string& endpoint) {
 std::vector<Zygote::Event> Zygote::events(bool& alive) {
   std::vector<Event> out;
   alive = true;
+  char buf[kMaxEvent];
   for (;;) {
-    Event e;
-    const auto n = ::recv(fd_, &e, sizeof e, MSG_DONTWAIT);
-    if (n == static_cast<ssize_t>(sizeof e)) {
-      out.push_back(e);
+    const auto n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n >= static_cast<ssize_t>(sizeof(EventHeader))) {
+      EventHeader h;
+      std::memcpy(&h, buf, sizeof h);
+      Event e{h.kind, h.slot, h.pid, h.status, {}};
+      const auto tail = std::min<std::size_t>(h.tail_size, static_cast<std::size_t>(n) - sizeof h);
+      e.stderr_tail.assign(buf + sizeof h, tail);
+      out.push_back(std::move(e));
       continue;
     }
+    if (n > 0) continue;  // not an event of ours: skip it
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) alive = false;
     break;
   }

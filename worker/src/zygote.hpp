@@ -10,6 +10,13 @@
  * spawn requests; the zygote answers each with the new pid, and reports every child's exit
  * with its wait status. The zygote dies with the supervisor (PR_SET_PDEATHSIG), and the
  * children die with the zygote, so nothing outlives the host.
+ *
+ * Each child's stderr is a pipe to the zygote, which copies it to its own stderr (the worker
+ * host's) as it comes and keeps the last lines of each child (StderrTail). When a child dies
+ * the zygote first empties its pipe, so the exit report carries everything the child wrote:
+ * the supervisor attaches it to the outcome of the task that died with it. Being single
+ * threaded, the zygote does this in its poll loop; the children themselves run no thread
+ * for it (tasks may fork).
  */
 #pragma once
 
@@ -33,6 +40,7 @@ class Zygote {
     std::uint32_t slot = 0;
     pid_t pid = -1;
     int status = 0;  // wait status for kExited, errno for kFailed
+    std::string stderr_tail;  // kExited, unless the child exited 0: the last lines it wrote
   };
 
   /* Forks the zygote. Call while this process has a single thread. Throws Error(kInternal). */

@@ -1,7 +1,7 @@
 /* Configuration of the three roles: typed structs with the built-in defaults, the YAML loader
  * that fills them, the YAML writer behind --print-config, and the pieces the binaries' flags
- * share with the loader (durations, ranges, log levels), so that a flag and its YAML key can
- * never disagree on what they accept.
+ * share with the loader (durations, sizes, ranges, log levels), so that a flag and its YAML key
+ * can never disagree on what they accept.
  *
  * Precedence is flag > environment > YAML file > default. Each binary starts from the struct's
  * defaults, applies the file (named by --config or DPOOL_CONFIG), then the environment, then
@@ -44,6 +44,9 @@ inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
 inline constexpr Limits kTimeoutMs{1, kLongestMs};
 inline constexpr Limits kJobTtlMs{1000, kLongestMs};
 inline constexpr Limits kAgingMs{1, kLongestMs};
+inline constexpr Limits kDrainTimeoutMs{0, kLongestMs};          // 0: stop at once
+inline constexpr long long kLargestSize = 1LL << 60;              // 1 EiB
+inline constexpr Limits kMemoryPerChild{0, kLargestSize};         // bytes; 0: no limit
 }  // namespace limits
 
 /* Liveness as Majordomo spells it: a peer is dead after `liveness` intervals of silence. */
@@ -62,6 +65,8 @@ struct BrokerConfig {
   bool insecure = false;  // listening beyond loopback without CURVE is allowed
   // How long the results of a detached job are kept after the job finished.
   std::chrono::milliseconds job_ttl{std::chrono::hours(24)};
+  // A priority level with tasks waiting that has not been served for this long competes as
+  // one level higher (and so on): low priorities never starve.
   std::chrono::milliseconds priority_aging{std::chrono::seconds(10)};
 };
 
@@ -71,6 +76,9 @@ struct WorkerConfig {
   std::uint32_t prefetch = 2;   // tasks queued per process beyond the one it runs
   bool allow_exec = false;
   std::uint32_t max_tasks_per_child = 0;  // 0: never recycle
+  std::uint64_t max_memory_per_child = 0;  // bytes resident; past it a process is recycled; 0: no limit
+  // After the first SIGTERM the running tasks get this long to finish; 0: stop at once.
+  std::chrono::milliseconds drain_timeout{30000};
   std::vector<std::string> plugins;
   std::map<std::string, std::string> tags;
   HeartbeatConfig heartbeat;
@@ -129,6 +137,19 @@ std::string resolve_client_config(const std::string& explicit_broker, ClientConf
  * wrong. With `bare_ms` a plain number counts as milliseconds (what --heartbeat-interval took
  * before it took units). */
 [[nodiscard]] std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_ms = false);
+
+/* "512MiB", "2G", "300MB", "1.5GiB" or a bare number of bytes, as bytes. K, M, G, T and KiB ...
+ * TiB count in powers of 1024, KB ... TB in powers of 1000 (the unit's case does not matter).
+ * Throws dpool::Error(kConfig) saying what is wrong with `text`. */
+[[nodiscard]] std::uint64_t parse_size(std::string_view text);
+
+/* The inverse: the largest unit that keeps the number whole ("512MiB", "300MB"), else the bare
+ * number of bytes; 0 is "0". */
+[[nodiscard]] std::string format_size(std::uint64_t bytes);
+
+/* A CLI11 transform for a size flag, as duration_flag() for durations: it replaces the flag's
+ * text by its number of bytes and returns "", or returns what is wrong. */
+[[nodiscard]] std::function<std::string(std::string&)> size_flag(Limits limits);
 
 /* trace, debug, info, warn, error, off: what log_level and --log-level accept. */
 [[nodiscard]] const std::vector<std::string>& log_levels();

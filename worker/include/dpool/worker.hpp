@@ -22,12 +22,19 @@ struct WorkerHooks {
   std::function<void()> initializer;  // runs once in each child before its first task
 };
 
-/* Runs a worker host until SIGINT/SIGTERM (or stop_worker()). Loads the plugins named in
+/* Runs a worker host until it is stopped or drained. The first SIGTERM or SIGINT drains it
+ * (no new tasks, the waiting ones handed back to the broker, the running ones given
+ * `config.drain_timeout` to finish), a second one stops it at once. Loads the plugins named in
  * `config`. Returns the process exit code; throws dpool::Error(kUsage) for a bad plugin. */
 int run_worker(const WorkerConfig& config, const WorkerHooks& hooks = {});
 
-/* Asks a running run_worker() in this process to return. Async-signal-safe. */
+/* Asks a running run_worker() in this process to return now; the broker runs the tasks it
+ * held elsewhere, uncharged. Async-signal-safe. */
 void stop_worker() noexcept;
+
+/* Asks a running run_worker() in this process to drain, as the first SIGTERM does, and return
+ * once done. Async-signal-safe. */
+void drain_worker() noexcept;
 
 /* dpool-worker's whole command line: parses argv, loads the configuration (flag > environment
  * > file > default), runs the worker. Errors end in one line on stderr and exit code 2. */

@@ -71,7 +71,8 @@ TEST(JoinableQueue, AFailedTaskCountsAsDoneAndItsGetThrows) {
 
 TEST(JoinableQueue, JoinWaitsForTasksThatOtherProducersPutUnderTheSameName) {
   auto broker = BrokerProcess::start();
-  auto worker = start_worker(broker.endpoint, 2);
+  // A process for each slow task and one for the probe below, which so never waits behind them.
+  auto worker = start_worker(broker.endpoint, 5);
   Options options;
   options.broker = broker.endpoint;
   Pool producer(options);

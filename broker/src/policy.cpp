@@ -162,7 +162,7 @@ std::string BrokerCore::waiting_reason(FunctionId route) {
   const auto& name = ledger_.function_name(route);
   if (offering == 0) return "no connected worker offers '" + name + "'";
   if (fitting == 0) return "no connected worker offering '" + name + "' has tags " + tags_text(ledger_.needs(route));
-  if (fitting == draining) return "every worker that can run it is draining";
+  if (fitting == draining) return "every worker that can run them is draining";
   return {};
 }
 

@@ -42,6 +42,9 @@ class RateWindow {
   return n > 0 ? static_cast<std::uint64_t>(n) : 0;
 }
 
+/* The result a worker's outcome makes (status, error, where it ran); its text is moved. */
+[[nodiscard]] wire::Result result_of(wire::Outcome& o, const WorkerRecord& w);
+
 /* A kCancelled result with this message. */
 [[nodiscard]] wire::Result cancelled_result(std::string message);
 

@@ -120,13 +120,7 @@ void BrokerCore::failed_attempt(Task& task, wire::Outcome& o, const WorkerRecord
     ++counters_.retried;
     return;
   }
-  wire::Result r;
-  r.status = o.status;
-  r.error_type = std::move(o.error_type);
-  r.error_message = std::move(o.error_message);
-  r.host = w.host;
-  r.pid = o.pid;
-  finish(task, std::move(r), zmq::message_t());
+  finish(task, result_of(o, w), zmq::message_t());
 }
 
 void BrokerCore::expire_tasks(Clock::time_point now) {

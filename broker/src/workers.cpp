@@ -54,6 +54,16 @@ void BrokerCore::on_ready(Message& m) {
             fresh ? "registered" : "registered again", w->functions.size(), w->credit);
 }
 
+wire::Result result_of(wire::Outcome& o, const WorkerRecord& w) {
+  wire::Result r;
+  r.status = o.status;
+  r.error_type = std::move(o.error_type);
+  r.error_message = std::move(o.error_message);
+  r.host = w.host;
+  r.pid = o.pid;
+  return r;
+}
+
 void BrokerCore::on_done(Message& m, WorkerRecord& w) {
   auto done = decode<wire::DoneBatch>(m, drops_, who_);
   if (!done) return;
@@ -97,13 +107,7 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
       failed_attempt(*t, o, w);
       continue;
     }
-    wire::Result r;
-    r.status = o.status;
-    r.error_type = std::move(o.error_type);
-    r.error_message = std::move(o.error_message);
-    r.host = w.host;
-    r.pid = o.pid;
-    finish(*t, std::move(r), std::move(m.payloads[i]));
+    finish(*t, result_of(o, w), std::move(m.payloads[i]));
   }
 }
 

@@ -400,8 +400,10 @@ TEST(WorkerLimits, AProcessTheKernelKillsForMemoryIsReportedAsOutOfMemory) {
 
 TEST(WorkerLimits, AProcessPastMaxMemoryPerChildIsReplacedAfterItsRunningTask) {
   // The limit sits well above a fresh process's footprint (larger under sanitizers) and well
-  // below what task 1 keeps. Its outcome reaches the supervisor while the process runs task 2;
-  // the three queued behind that one go to its successor, which stays (under the limit).
+  // below what task 1 keeps. Task 1's outcome reaches the supervisor either while the process
+  // runs task 2 (which then finishes there) or just before it starts it (task 2 then goes to
+  // the successor): a loaded machine decides which. Either way nothing is killed or lost, and
+  // the three tasks queued last run on the successor, which stays (under the limit).
   Host host(1, {"--max-memory-per-child", kSlow > 1 ? "400MiB" : "150MiB", "--prefetch", "4"});
   host.broker.send_tasks({lease(1, "hold_memory"), lease(2, "nap_ms"), lease(3, "nap_ms"), lease(4, "nap_ms"),
                           lease(5, "nap_ms")},
@@ -413,7 +415,6 @@ TEST(WorkerLimits, AProcessPastMaxMemoryPerChildIsReplacedAfterItsRunningTask) {
     ASSERT_EQ(d->outcome.status, Status::kOk) << d->outcome.task << ": " << d->outcome.error_message;
     pid_of[d->outcome.task] = unpack_as<int>(d->payload);
   }
-  EXPECT_EQ(pid_of[2], pid_of[1]);
   for (std::uint64_t t : {3, 4, 5}) EXPECT_NE(pid_of[t], pid_of[1]) << t;
   EXPECT_NE(host.worker.log().find("over max_memory_per_child"), std::string::npos) << host.worker.log();
   host.broker.send_task(lease(6, "nap_ms"), pack_args(1));

@@ -16,13 +16,14 @@ FunctionId Ledger::new_route(const std::string& name, const Tags& needs, Functio
   routes_.emplace_back();
   routes_.back().name = name;
   routes_.back().needs = needs;
-  routes_.back().base = base == 0 && needs.empty() ? id : base;
+  routes_.back().base = base;
   return id;
 }
 
 FunctionId Ledger::function_id(const std::string& name) {
   if (auto it = function_ids_.find(name); it != function_ids_.end()) return it->second;
-  const auto id = new_route(name, {}, 0);
+  // A function's own route (no needs) is its base.
+  const auto id = new_route(name, {}, static_cast<FunctionId>(routes_.size()));
   function_ids_.emplace(name, id);
   return id;
 }
@@ -127,7 +128,7 @@ Task* Ledger::pop(FunctionId route) {
     while (!dq.empty() && !found) {
       Task* t = find(dq.front());
       dq.pop_front();
-      if (t && t->state == TaskState::kQueued && t->function == route && t->priority == p) found = t;
+      if (t && t->state == TaskState::kQueued) found = t;
     }
     if (dq.empty()) level.by_client.erase(it);
     else level.ring.push_back(client);

@@ -49,8 +49,7 @@ using PeerHandle = std::uint32_t;   // a client or worker, as numbered by the br
 using FunctionId = std::uint32_t;   // a route: a function name and the tags it needs
 using Tags = std::map<std::string, std::string>;
 
-inline constexpr std::uint8_t kPriorities = 10;
-inline constexpr std::uint8_t kDefaultPriority = 5;
+inline constexpr std::uint8_t kPriorities = kMaxPriority + 1;
 
 enum class TaskState : std::uint8_t { kQueued, kLeased, kDelayed };
 

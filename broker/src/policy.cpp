@@ -28,12 +28,12 @@ constexpr std::size_t kMaxHistory = 20;      // attempts kept per task (the late
 constexpr std::size_t kMaxFailuresKept = 20; // for `dpool status`
 
 std::optional<std::string> invalid(const wire::TaskSpec& spec) {
-  if (spec.priority >= kPriorities) return "priority " + std::to_string(spec.priority) + " is not 0 to 9";
+  if (spec.priority > kMaxPriority) return "priority " + std::to_string(spec.priority) + " is not 0 to 9";
   if (spec.needs.size() > kMaxNeeds) return "more than " + std::to_string(kMaxNeeds) + " required tags";
   for (const auto& [k, v] : spec.needs) {
     if (k.empty() || k.size() > kMaxTagText || v.size() > kMaxTagText) return "a required tag is empty or too long";
   }
-  if (!(spec.retry_backoff >= 1.0 && spec.retry_backoff <= 100.0)) return "retry backoff is not a factor from 1 to 100";
+  if (!(spec.retry_backoff >= kMinRetryBackoff && spec.retry_backoff <= kMaxRetryBackoff)) return "retry backoff is not a factor from 1 to 100";
   if (spec.retries > kMaxRetries || spec.timeout_retries > kMaxRetries) return "more than 1000 retries";
   if (spec.retry_delay_ms > kMaxDelayMs) return "retry delay longer than 24h";
   return std::nullopt;

@@ -222,17 +222,19 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
   // among equals the turn rotates, so that a worker offering several functions serves all.
   const std::size_t n = w.routes.size();
   while (free > 0 && n > 0) {
-    FunctionId best = 0;
-    double best_urgency = -1;
-    for (std::size_t i = 0; i < n; ++i) {
-      const FunctionId r = w.routes[(w.next_function + i) % n];
-      const double u = ledger_.urgency(r);
-      if (u > best_urgency) {
-        best = r;
-        best_urgency = u;
+    FunctionId best = w.routes[0];  // one route: nothing to choose; lease_next says if it has work
+    if (n > 1) {
+      double best_urgency = -1;
+      for (std::size_t i = 0; i < n; ++i) {
+        const FunctionId r = w.routes[(w.next_function + i) % n];
+        const double u = ledger_.urgency(r);
+        if (u > best_urgency) {
+          best = r;
+          best_urgency = u;
+        }
       }
+      if (best_urgency < 0) break;
     }
-    if (best_urgency < 0) break;
     ++w.next_function;
     Task* t = ledger_.lease_next(best, w.handle, batch.seq);
     if (!t) break;

@@ -327,13 +327,13 @@ void Client::Impl::complete_locally(Pending& p, Status status, std::string type,
 }
 
 wire::TaskSpec task_spec(std::uint64_t id, std::string function, TaskOptions options) {
-  if (options.priority > 9) {
+  if (options.priority > kMaxPriority) {
     throw Error(Errc::kUsage, "a task priority is 0 to 9, got " + std::to_string(options.priority));
   }
   if (options.timeout.count() < 0 || options.retry_delay.count() < 0 || options.expires.count() < 0) {
     throw Error(Errc::kUsage, "a task's timeout, retry delay and expiry cannot be negative");
   }
-  if (!(options.retry_backoff >= 1.0 && options.retry_backoff <= 100.0)) {
+  if (!(options.retry_backoff >= kMinRetryBackoff && options.retry_backoff <= kMaxRetryBackoff)) {
     throw Error(Errc::kUsage, "a task's retry backoff is a factor from 1 to 100");
   }
   wire::TaskSpec s;

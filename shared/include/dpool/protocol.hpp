@@ -68,6 +68,13 @@ enum class Status : std::uint8_t {
   kReturned = 7,     // worker -> broker only: handed back unstarted (draining); not charged
 };
 
+/* Ranges of TaskSpec's policy fields, checked alike by the client library (before sending)
+ * and by the broker (which refuses what is outside them). */
+inline constexpr std::uint8_t kMaxPriority = 9;
+inline constexpr std::uint8_t kDefaultPriority = 5;
+inline constexpr double kMinRetryBackoff = 1.0;
+inline constexpr double kMaxRetryBackoff = 100.0;
+
 enum class JobOp : std::uint8_t {
   kInfo = 0,    // progress only
   kSeal = 1,    // every task is submitted: `total` of them; the job is done when they are
@@ -116,7 +123,7 @@ struct TaskSpec {
   std::string job;
   std::uint64_t index = 0;
   // Scheduling and failure budgets (docs/protocol.md, "Priorities, routing and retries").
-  std::uint8_t priority = 5;           // 0..9, higher first
+  std::uint8_t priority = kDefaultPriority;  // 0..kMaxPriority, higher first
   std::uint64_t timeout_ms = 0;        // hard time limit of one attempt (per item in a chunk); 0: none
   std::uint32_t retries = 0;           // attempts after one that threw
   std::uint32_t timeout_retries = 0;   // attempts after one that hit its time limit

@@ -33,6 +33,7 @@
 #include "dpool/codec.hpp"
 #include "dpool/protocol.hpp"
 #include "support/collector.hpp"
+#include "support/fake_broker.hpp"
 #include "support/process.hpp"
 #include "stderr_tail.hpp"
 
@@ -41,21 +42,6 @@ using namespace dpool::test;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-#ifdef DPOOL_SANITIZED
-constexpr auto kSlow = 4;  // sanitized builds start and run processes several times slower
-#else
-constexpr auto kSlow = 1;
-#endif
-
-/* dpool-worker with the test plugin's tasks, heartbeat 200 ms. (dpool-worker, not the test
- * worker program: only the former exports the registry a plugin registers into.) */
-Process start_limits_worker(const std::string& endpoint, int processes, std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{DPOOL_WORKER_BIN, "--broker", endpoint, "--processes", std::to_string(processes),
-                                "--heartbeat-interval", "200", "--plugin", DPOOL_TEST_PLUGIN};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return Process(argv);
-}
 
 /* Packs a chunk's payload: an array of argument arrays, each already packed by pack_args. */
 std::string pack_chunk(const std::vector<std::string>& calls) {
@@ -71,116 +57,6 @@ T unpack_as(const std::string& bytes) {
   auto handle = msgpack::unpack(bytes.data(), bytes.size());
   return handle.get().as<T>();
 }
-
-/* A broker played by the test: one ROUTER, one worker host. */
-class FakeBroker {
- public:
-  FakeBroker() : socket_(context_, zmq::socket_type::router) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind("tcp://127.0.0.1:0");
-    endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
-  }
-
-  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
-
-  /* Waits for the worker's READY; its routing id is where TASKs go from then on. */
-  bool wait_ready(std::chrono::milliseconds timeout = 20s * kSlow) {
-    return next(Command::kReady, timeout).has_value();
-  }
-
-  /* Sends one TASK with these leases (task keys as given) and payloads. */
-  void send_tasks(const std::vector<wire::Lease>& leases, const std::vector<std::string>& payloads) {
-    std::vector<zmq::message_t> frames;
-    for (const auto& p : payloads) frames.emplace_back(p.data(), p.size());
-    ASSERT_TRUE(send_message(socket_, worker_, Command::kTask, wire::TaskBatch{++seq_, leases}, std::move(frames)));
-  }
-  void send_task(wire::Lease lease, const std::string& payload) { send_tasks({std::move(lease)}, {payload}); }
-
-  /* Outcomes from DONE messages, with their payloads, in arrival order. */
-  struct Done {
-    wire::Outcome outcome;
-    std::string payload;
-    Clock::time_point at;
-  };
-  std::optional<Done> next_outcome(std::chrono::milliseconds timeout = 30s * kSlow) {
-    const auto deadline = Clock::now() + timeout;
-    while (outcomes_.empty()) {
-      auto m = next(Command::kDone, left(deadline));
-      if (!m) return std::nullopt;
-      auto done = decode<wire::DoneBatch>(*m, drops_, "worker");
-      if (!done) continue;
-      for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
-        outcomes_.push_back(Done{done->outcomes[i], std::string(view(m->payloads.at(i))), Clock::now()});
-      }
-    }
-    auto d = std::move(outcomes_.front());
-    outcomes_.pop_front();
-    return d;
-  }
-
-  /* The next HEARTBEAT that says the worker drains. */
-  std::optional<wire::Heartbeat> next_draining_heartbeat(std::chrono::milliseconds timeout = 10s * kSlow) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      auto m = next(Command::kHeartbeat, left(deadline));
-      if (!m) return std::nullopt;
-      auto hb = decode<wire::Heartbeat>(*m, drops_, "worker");
-      if (hb && hb->draining) return hb;
-    }
-  }
-
-  bool wait_disconnect(std::chrono::milliseconds timeout) { return next(Command::kDisconnect, timeout).has_value(); }
-
-  /* The oldest message with `command` received so far or within `timeout`; the others are
-   * kept for later (heartbeats, which keep coming, are dropped unless asked for). */
-  std::optional<Message> next(Command command, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
-        if (it->command != command) continue;
-        Message m = std::move(*it);
-        inbox_.erase(it);
-        return m;
-      }
-      if (left(deadline).count() <= 0) return std::nullopt;
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      dpool::poll(&item, 1, std::min(left(deadline), std::chrono::milliseconds(100)));
-      while (auto m = read_message(socket_, true, drops_)) {
-        worker_ = identity_of(*m);
-        if (m->command == Command::kHeartbeat && command != Command::kHeartbeat) continue;
-        inbox_.push_back(std::move(*m));
-      }
-    }
-  }
-
- private:
-  static std::chrono::milliseconds left(Clock::time_point deadline) {
-    return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-  }
-
-  zmq::context_t context_{1};
-  zmq::socket_t socket_;
-  std::string endpoint_;
-  std::string worker_;
-  std::uint64_t seq_ = 0;
-  std::deque<Message> inbox_;
-  std::deque<Done> outcomes_;
-  DropCounters drops_;
-};
-
-wire::Lease lease(std::uint64_t task, const std::string& function, std::uint64_t timeout_ms = 0, std::uint32_t items = 0) {
-  return wire::Lease{task, 1, function, items, timeout_ms};
-}
-
-/* A worker host on a FakeBroker, registered. */
-struct Host {
-  FakeBroker broker;
-  Process worker;
-  explicit Host(int processes, std::vector<std::string> extra = {}) {
-    worker = start_limits_worker(broker.endpoint(), processes, std::move(extra));
-    EXPECT_TRUE(broker.wait_ready()) << worker.log();
-  }
-};
 
 /* Sends task 1, a call that runs for a minute, and waits until it has started. */
 bool start_long_task(Host& host, const TempDir& dir) {

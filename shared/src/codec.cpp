@@ -1,14 +1,16 @@
 /* Framing and body decoding for dpool messages (see codec.hpp for the contract).
  *
  * read_message() always drains a whole multipart message, even a malformed one, so that the
- * next read starts at a message boundary. Bodies are unpacked with msgpack-c's unpack_limit:
- * without it a 5-byte body announcing a 4-billion-element array would make msgpack-c allocate
- * the array up front.
+ * next read starts at a message boundary. Bodies are unpacked with msgpack-c's unpack_limit,
+ * and every msgpack value (bodies, arguments, results) with a budget of elements no larger than
+ * its size: without them a 5-byte body announcing a 4-billion-element array would make
+ * msgpack-c allocate the array up front.
  */
 #include "dpool/codec.hpp"
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "dpool/log.hpp"
 
@@ -23,6 +25,8 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::kPayloads: return "payloads";
     case DropReason::kUnknownPeer: return "unknown-peer";
     case DropReason::kStale: return "stale";
+    case DropReason::kRole: return "role";
+    case DropReason::kAuth: return "auth";
     case DropReason::kCount_: break;
   }
   return "?";
@@ -93,8 +97,17 @@ std::optional<Message> read_message(zmq::socket_ref socket, bool routed, DropCou
   if (got_any) *got_any = false;
   if (!recv_all(socket, frames)) return std::nullopt;
   if (got_any) *got_any = true;
+  return detail::frame_message(frames, routed, drops);
+}
 
+namespace detail {
+
+std::optional<Message> frame_message(std::vector<zmq::message_t>& frames, bool routed, DropCounters& drops) {
   Message m;
+  if (routed && frames.empty()) {
+    drops.drop(DropReason::kFraming, "", "no frames");
+    return std::nullopt;
+  }
   std::size_t next = 0;
   if (routed) m.identity = std::move(frames[next++]);
   const std::string who = routed ? std::string(view(m.identity)) : std::string("broker");
@@ -123,6 +136,61 @@ std::optional<Message> read_message(zmq::socket_ref socket, bool routed, DropCou
   return m;
 }
 
+}  // namespace detail
+
+namespace {
+bool in_place(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+/* msgpack-c's own visitor, refusing a container that announces more elements than the input
+ * could still hold. msgpack-c allocates a container's element array as soon as it reads the
+ * count, before the elements, so without this five bytes (an array of 2^32-1) made it
+ * allocate 64 GiB, and a few more, nested, that again at every level (found by fuzz_args).
+ * Every element takes at least one byte of its own, so in a valid input the counts of all its
+ * containers add up to less than its size: the budget refuses no valid input, and bounds what
+ * one can make us allocate to 16 bytes (a msgpack::object) per input byte. */
+class BoundedVisitor : public msgpack::detail::create_object_visitor {
+ public:
+  BoundedVisitor(std::size_t size, const msgpack::unpack_limit& limit)
+      : create_object_visitor(in_place, nullptr, limit), budget_(size) {}
+  bool start_array(std::uint32_t n) {
+    spend(n);
+    return create_object_visitor::start_array(n);
+  }
+  bool start_map(std::uint32_t n) {
+    spend(2 * static_cast<std::uint64_t>(n));
+    return create_object_visitor::start_map(n);
+  }
+
+ private:
+  void spend(std::uint64_t elements) {
+    if (elements > budget_) throw msgpack::array_size_overflow("more elements announced than the input holds");
+    budget_ -= elements;
+  }
+  std::uint64_t budget_;
+};
+
+/* msgpack::unpack with BoundedVisitor; throws as msgpack::unpack does. */
+msgpack::object_handle unpack_bounded(const char* data, std::size_t size, std::size_t& offset,
+                                      const msgpack::unpack_limit& limit) {
+  auto zone = std::make_unique<msgpack::zone>();
+  BoundedVisitor visitor(size, limit);
+  visitor.set_zone(*zone);
+  bool referenced = false;
+  visitor.set_referenced(referenced);
+  const auto ret = msgpack::detail::parse_imp(data, size, offset, visitor);
+  if (ret != msgpack::PARSE_SUCCESS && ret != msgpack::PARSE_EXTRA_BYTES) {
+    throw msgpack::parse_error("incomplete msgpack");  // the visitor throws first, as a rule
+  }
+  return msgpack::object_handle(visitor.data(), std::move(zone));
+}
+
+}  // namespace
+
+msgpack::object_handle unpack_in_place(const void* data, std::size_t size) {
+  std::size_t offset = 0;
+  return unpack_bounded(static_cast<const char*>(data), size, offset, msgpack::unpack_limit());
+}
+
 namespace detail {
 
 bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
@@ -131,8 +199,7 @@ bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
     const msgpack::unpack_limit limit(limits.max_array, limits.max_map, limits.max_str,
                                       limits.max_str, limits.max_str, limits.max_depth);
     std::size_t offset = 0;
-    out = msgpack::unpack(static_cast<const char*>(body.data()), body.size(), offset, nullptr,
-                          nullptr, limit);
+    out = unpack_bounded(static_cast<const char*>(body.data()), body.size(), offset, limit);
     return offset == body.size();
   } catch (...) {
     return false;

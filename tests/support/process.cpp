@@ -72,13 +72,16 @@ Process::Process(std::vector<std::string> argv) {
 }
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), log_path_(std::move(o.log_path_)), status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)), log_path_(std::exchange(o.log_path_, {})), status_(o.status_) {}
 
+/* Replacing a process (a broker started again) ends the old one and its log file, as the
+ * destructor would: otherwise every restart in a test leaves a file behind. */
 Process& Process::operator=(Process&& o) noexcept {
   if (this != &o) {
     kill();
+    remove_log();
     pid_ = std::exchange(o.pid_, -1);
-    log_path_ = std::move(o.log_path_);
+    log_path_ = std::exchange(o.log_path_, {});
     status_ = o.status_;
   }
   return *this;
@@ -86,7 +89,12 @@ Process& Process::operator=(Process&& o) noexcept {
 
 Process::~Process() {
   kill();
+  remove_log();
+}
+
+void Process::remove_log() noexcept {
   if (!log_path_.empty() && !std::getenv("DPOOL_KEEP_TEST_LOGS")) ::unlink(log_path_.c_str());
+  log_path_.clear();
 }
 
 bool Process::running() {

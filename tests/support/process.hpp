@@ -49,6 +49,7 @@ class Process {
   [[nodiscard]] const std::string& log_path() const { return log_path_; }
 
  private:
+  void remove_log() noexcept;
   pid_t pid_ = -1;
   std::string log_path_;
   std::optional<int> status_;

@@ -27,10 +27,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -147,20 +150,33 @@ struct Pipe {
   ::_exit(0);
 }
 
-/* The child side of the command's fork: only async-signal-safe calls until execvp. */
-[[noreturn]] void become_command(char** argv, const Pipe& out, const Pipe& err, pid_t parent, pid_t group) {
+/* What the command's process needs before it becomes the command. */
+struct CommandStart {
+  char** argv;
+  const Pipe* out;
+  const Pipe* err;
+  pid_t parent;
+  pid_t group;  // > 0: the keeper's group to join
+};
+
+/* The command's process until execvp. It shares the task process's memory (start_command), so
+ * only system calls and async-signal-safe functions, on its own stack, and no return. */
+[[noreturn]] int become_command(void* start_ptr) {
+  const auto& start = *static_cast<const CommandStart*>(start_ptr);
+  char** argv = start.argv;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) ::_exit(127);
-  if (group > 0) ::setpgid(0, group);
-  // The task process's signal mask and ignored signals are its own, not the command's.
+  if (::getppid() != start.parent) ::_exit(127);
+  if (start.group > 0) ::setpgid(0, start.group);
+  // The task process's handlers, ignored signals and mask are its own, not the command's:
+  // handlers reset first, so that a signal let through by the mask meets the default.
+  for (int sig : {SIGINT, SIGTERM, SIGPIPE}) ::signal(sig, SIG_DFL);
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig : {SIGINT, SIGTERM, SIGPIPE}) ::signal(sig, SIG_DFL);
   const int devnull = ::open("/dev/null", O_RDONLY);
   if (devnull >= 0) ::dup2(devnull, 0);
-  ::dup2(out.fd[1], 1);
-  ::dup2(err.fd[1], 2);
+  ::dup2(start.out->fd[1], 1);
+  ::dup2(start.err->fd[1], 2);
   ::execvp(argv[0], argv);
   const int e = errno;
   // A short note the parent reads as stderr: the command could not start.
@@ -262,14 +278,23 @@ class CommandRun {
     lifeline_ = ends[1];
   }
 
-  // fork + exec rather than posix_spawn, for the calls in between: the command dies with the
-  // task process, so a task killed for a cancel takes its command along.
+  // As posix_spawn does it (a process sharing our memory, on a stack of its own, while this
+  // one waits for its exec), which copies no page table: a fork of the task process, with its
+  // libraries and heap, cost more than running `true` itself. Not posix_spawn, for the calls in
+  // between: the command dies with the task process (PR_SET_PDEATHSIG).
   void start_command() {
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) become_command(argv_.data(), out_, err_, parent, keeper_);
+    CommandStart start{argv_.data(), &out_, &err_, ::getpid(), keeper_};
+    constexpr std::size_t kStack = 256u << 10;
+    const auto stack = std::make_unique<char[]>(kStack);
+    // No signal handler of ours may run on the command's side before its exec.
+    sigset_t all, before;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &before);
+    pid_ = ::clone(become_command, stack.get() + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+    const int e = errno;
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     if (pid_ < 0) {
-      err_text_ = std::string(argv_[0]) + ": cannot start: " + std::strerror(errno) + "\n";
+      err_text_ = std::string(argv_[0]) + ": cannot start: " + std::strerror(e) + "\n";
       return;
     }
     if (keeper_ > 0) ::setpgid(pid_, keeper_);  // as the child does: no window outside the group

@@ -45,14 +45,23 @@ std::string mib(std::uint64_t bytes) { return std::to_string(bytes >> 20) + " Mi
 
 }  // namespace
 
+/* Asks the zygote for a child in `c`'s slot, with a new link: the supervisor's end stays in
+ * `c`, the child's end goes to the zygote and is closed here. */
 void Supervisor::spawn(Child& c) {
-  const std::string endpoint = "ipc://@dpool-" + std::to_string(::getpid()) + "-" +
-                               std::to_string(c.slot) + "-" + std::to_string(++generation_);
-  c.pair = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
-  c.pair->set(zmq::sockopt::linger, 0);
-  c.pair->set(zmq::sockopt::sndhwm, 0);
-  c.pair->set(zmq::sockopt::rcvhwm, 0);
-  c.pair->bind(endpoint);
+  std::pair<Fd, Fd> ends;
+  try {
+    ends = make_link_pair();
+  } catch (const Error& e) {
+    log::error("cannot start a worker process: {}", e.what());
+    c.restart_at = Clock::now() + std::chrono::seconds(1);
+    return;
+  }
+  reset_for_spawn(c);
+  c.link = std::make_unique<Link>(std::move(ends.first));
+  zygote_.spawn(c.slot, ends.second.get());
+}
+
+void Supervisor::reset_for_spawn(Child& c) {
   running_[c.slot].task.store(0);
   running_[c.slot].call_started.store(0);
   running_[c.slot].hold.store(0);
@@ -66,7 +75,8 @@ void Supervisor::spawn(Child& c) {
   c.ready = false;
   c.done = 0;
   c.assigned_total = 0;
-  zygote_.spawn(c.slot, endpoint);
+  c.link_lost = {};
+  c.broken.clear();
 }
 
 void Supervisor::respawn_children(Clock::time_point now) {
@@ -86,7 +96,7 @@ void Supervisor::on_zygote_events() {
         log::error("cannot start a worker process: {}", std::strerror(e.status));
         if (e.slot < children_.size()) {
           children_[e.slot].pid = -1;
-          children_[e.slot].pair.reset();
+          children_[e.slot].link.reset();
           children_[e.slot].restart_at = Clock::now() + std::chrono::seconds(1);
         }
         break;
@@ -135,6 +145,7 @@ void Supervisor::on_child_outcomes(Child& c, Message& m) {
     c.assigned.erase(it);
     cancelled_.erase(o.task);
     ++c.done;
+    pacing_.observe(o.micros);
     outcomes_.outcomes.push_back(std::move(o));
     results_.push_back(std::move(m.payloads[i]));
   }
@@ -182,7 +193,7 @@ void Supervisor::maybe_retire(Child& c) {
   if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child) c.retire_reason = "max tasks per child";
   if (c.retire_reason.empty()) return;
   c.retiring = true;
-  if (!c.pair || !send_message(*c.pair, {}, Command::kDisconnect, wire::Disconnect{c.retire_reason}, {}, true)) {
+  if (!tell(c, Command::kDisconnect, wire::Disconnect{c.retire_reason})) {
     kill_child(c);  // it cannot hear us; its exit report replaces it all the same
   }
 }
@@ -210,12 +221,14 @@ void Supervisor::on_child_exit(Child& c, int status, std::string stderr_tail) {
     }
   }
   c.assigned.clear();
-  c.pair.reset();
+  c.link.reset();
   ::kill(-c.pid, SIGKILL);  // commands its tasks started may outlive it: not past this point
   const auto now = Clock::now();
   // Children that keep dying young are restarted after 0.2 s, 0.4 s, ... up to 10 s; one this
-  // supervisor killed (cancel, time limit) or recycled did not crash.
-  c.quick_deaths = (!recycled && !c.killed && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
+  // supervisor killed (cancel, time limit) or recycled did not crash, unless killed for
+  // breaking its link.
+  const bool crashed = !recycled && (!c.killed || !c.broken.empty());
+  c.quick_deaths = (crashed && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
   const auto delay = c.quick_deaths == 0
                          ? std::chrono::milliseconds(0)
                          : std::min<std::chrono::milliseconds>(
@@ -228,6 +241,7 @@ void Supervisor::on_child_exit(Child& c, int status, std::string stderr_tail) {
  * kernel's out-of-memory killer: certain when the cgroup counted a kill, else a guess. */
 std::pair<std::string, std::string> Supervisor::describe_loss(const Child& c, int status) {
   auto what = describe_exit(c.pid, status);
+  if (!c.broken.empty()) return {"WorkerLost", what + " after " + c.broken};
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL || c.killed) return {"WorkerLost", what};
   if (oom_kills_.one_more()) {
     return {"OutOfMemory", "worker process " + std::to_string(c.pid) +
@@ -282,7 +296,7 @@ void Supervisor::shutdown_children() {
   for (auto& c : children_) {
     kill_child(c);
     c.pid = -1;
-    c.pair.reset();
+    c.link.reset();
   }
 }
 

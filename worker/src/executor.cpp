@@ -15,14 +15,21 @@
  * Outcomes are batched while more short tasks are waiting (up to 64, or 2 ms), and sent
  * before a task that is not known to be short and whenever the child runs out of work, so a
  * lone task sees no batching delay and no outcome waits behind a long task.
+ *
+ * The child reads and writes its link itself (link.hpp), between tasks: it runs no thread and
+ * no ZeroMQ context, so a task may fork, and a message costs one read. An idle child blocks in
+ * poll(); it writes with blocking sends, as the supervisor always reads. When the link ends
+ * (the supervisor is gone, or closed it) there is nobody to report to: the child exits.
  */
 #include "executor.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -34,6 +41,7 @@
 #include "dpool/log.hpp"
 #include "dpool/task.hpp"
 #include "dpool/util.hpp"
+#include "link.hpp"
 
 namespace dpool::detail {
 namespace {
@@ -130,7 +138,7 @@ wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot) {
   try {
     if (!task) throw Error(Errc::kUsage, "no task named '" + item.lease.function + "' on this worker");
     msgpack::object_handle args;
-    if (!detail::unpack_body(item.payload, args, DecodeLimits{1u << 24, 1u << 20, 1u << 30, 16})) {
+    if (!detail::unpack_body(item.payload, args, kArgumentLimits)) {
       throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack");
     }
     msgpack::sbuffer out;
@@ -154,26 +162,24 @@ extern "C" void ignore_signal(int) {}
 
 class Executor {
  public:
-  explicit Executor(const ExecutorSetup& setup)
-      : setup_(setup), context_(1), pair_(context_, zmq::socket_type::pair) {
-    pair_.set(zmq::sockopt::linger, 1000);
-    pair_.connect(setup.endpoint);
-  }
+  explicit Executor(const ExecutorSetup& setup) : setup_(setup), link_(Fd(setup.link), kFromSupervisor) {}
 
   /* Tells the supervisor this child is connected and initialised: it may now get tasks. */
   void announce() {
     wire::Ready ready;
     ready.pid = static_cast<std::uint32_t>(::getpid());
-    send_message(pair_, {}, Command::kReady, ready);
+    link_.send(Command::kReady, ready);
+    write_out();
   }
 
   [[noreturn]] void run() {
     for (;;) {
       const bool idle = queue_.empty();
-      if (idle) flush();
-      zmq::pollitem_t item{pair_.handle(), 0, ZMQ_POLLIN, 0};
-      dpool::poll(&item, 1, idle ? std::chrono::milliseconds(-1) : std::chrono::milliseconds(0));
-      while (auto m = read_message(pair_, false, drops_)) take(*m);
+      if (idle) {
+        flush();
+        wait_readable();
+      }
+      read_in();
       if (queue_.empty()) continue;
       Item next = std::move(queue_.front());
       queue_.pop_front();
@@ -195,6 +201,7 @@ class Executor {
       const auto end = Clock::now();
       const double took = std::chrono::duration<double, std::micro>(end - start).count();
       expected = expected == 0 ? took : 0.8 * expected + 0.2 * took;
+      outcome.micros = static_cast<std::uint32_t>(std::clamp(took, 1.0, 4e9));
       if (done_.outcomes.empty()) first_unsent_ = end;
       done_.outcomes.push_back(std::move(outcome));
       results_.push_back(std::move(result));
@@ -203,11 +210,26 @@ class Executor {
   }
 
  private:
+  void wait_readable() {
+    pollfd p{link_.fd(), POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+  }
+
+  /* Takes every message that has arrived; the link's end means the supervisor is gone. */
+  void read_in() {
+    std::vector<Message> messages;
+    if (link_.receive(messages) != Link::State::kOpen) std::_Exit(0);
+    for (auto& m : messages) take(m);
+  }
+
+  void write_out() {
+    if (!link_.flush(true)) std::_Exit(0);  // nobody to report to
+  }
+
   void take(Message& m) {
     if (m.command == Command::kDisconnect) {
       flush();
-      pair_.close();
-      context_.close();
       std::_Exit(0);
     }
     if (m.command == Command::kCancel) {
@@ -260,14 +282,14 @@ class Executor {
 
   void flush() {
     if (done_.outcomes.empty()) return;
-    send_message(pair_, {}, Command::kDone, done_, std::move(results_));
+    link_.send(Command::kDone, done_, std::move(results_));
     done_.outcomes.clear();
     results_.clear();
+    write_out();
   }
 
   const ExecutorSetup& setup_;
-  zmq::context_t context_;
-  zmq::socket_t pair_;
+  Link link_;
   DropCounters drops_;
   std::deque<Item> queue_;
   wire::DoneBatch done_;

@@ -1,17 +1,16 @@
-/* The child side of a worker host: receives leases from the supervisor over a PAIR socket,
- * runs them one at a time in order, and sends outcomes back (see executor.cpp). */
+/* The child side of a worker host: receives leases from the supervisor over its link
+ * (link.hpp), runs them one at a time in order, and sends outcomes back (see executor.cpp). */
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <string>
 
 #include "slots.hpp"
 
 namespace dpool::detail {
 
 struct ExecutorSetup {
-  std::string endpoint;                   // the supervisor's PAIR socket for this child
+  int link = -1;                          // this child's end of its link to the supervisor
   SlotState* slot;                        // shared with the supervisor: the task being run
   std::function<void()> initializer;
   int parent = 0;                         // the supervisor's pid

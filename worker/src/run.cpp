@@ -21,6 +21,7 @@
 #include "dpool/cli_main.hpp"
 
 #include "builtins.hpp"
+#include "dpool/curve.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
 #include "dpool/worker.hpp"
@@ -46,6 +47,7 @@ void load_plugin(const std::string& path) {
 }  // namespace
 
 int run_worker(const WorkerConfig& config, const WorkerHooks& hooks) {
+  (void)load_curve(config.curve);  // a bad key fails here, before any process is started
   for (const auto& p : config.plugins) load_plugin(p);
   detail::register_builtins(config.allow_exec);
   detail::Supervisor supervisor(config, hooks);
@@ -74,7 +76,7 @@ struct Flags {
   std::string config_file;
   bool print_config = false;
   bool allow_exec = false;
-  std::optional<std::string> broker, log_level;
+  std::optional<std::string> broker, log_level, curve_key, broker_key;
   std::optional<std::uint32_t> processes, prefetch, max_tasks, liveness;
   std::optional<long long> heartbeat_ms, drain_timeout_ms;
   std::optional<std::uint64_t> max_memory;
@@ -85,6 +87,8 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--config", f.config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
   app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
   app.add_option("--broker", f.broker, "broker address (default: $DPOOL_BROKER, the file, tcp://127.0.0.1:5555)");
+  app.add_option("--broker-key", f.broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
+  app.add_option("--curve-key", f.curve_key, "CURVE: this host's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
   app.add_option("--processes,-p", f.processes, "worker processes (default 0: one per core)")
       ->check(CLI::Range(limits::kProcesses.min, limits::kProcesses.max));
   app.add_option("--prefetch", f.prefetch, "tasks queued per process beyond the one it runs (default 2)")
@@ -124,12 +128,15 @@ void add_lists(const Flags& f, WorkerConfig& config) {
   }
 }
 
-/* Defaults, then the file, then $DPOOL_BROKER, then the flags. */
+/* Defaults, then the file, then $DPOOL_BROKER, $DPOOL_BROKER_KEY and $DPOOL_CURVE_KEY, then the flags. */
 WorkerConfig effective_config(const Flags& f) {
   WorkerConfig config;
   if (auto path = config_file_path(f.config_file)) load_config_file(*path, config);
   if (auto env = broker_from_env()) config.broker = *env;
+  apply_curve_env(config.curve);
   if (f.broker) config.broker = *f.broker;
+  if (f.broker_key) config.curve.broker_key = *f.broker_key;
+  if (f.curve_key) config.curve.secret_key = *f.curve_key;
   if (f.processes) config.processes = *f.processes;
   if (f.prefetch) config.prefetch = *f.prefetch;
   if (f.max_tasks) config.max_tasks_per_child = *f.max_tasks;

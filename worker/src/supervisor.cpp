@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "dpool/curve.hpp"
 #include "dpool/log.hpp"
 #include "executor.hpp"
 
@@ -27,11 +28,11 @@ WorkerConfig resolved(WorkerConfig c) {
 
 Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
     : config_(resolved(std::move(config))), hooks_(std::move(hooks)), running_(config_.processes),
-      zygote_([this](std::size_t slot, const std::string& endpoint) {
-        run_executor(ExecutorSetup{endpoint, &running_[slot], hooks_.initializer, ::getppid()});
+      zygote_([this](std::size_t slot, int link) {
+        run_executor(ExecutorSetup{link, &running_[slot], hooks_.initializer, ::getppid()});
       }),
       context_(1), broker_(context_, zmq::socket_type::dealer), identity_(make_peer_id('w')),
-      host_(host_name()) {
+      host_(host_name()), pacing_(config_.processes, config_.prefetch) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(Errc::kInternal, "cannot set up the supervisor");
 
@@ -45,6 +46,10 @@ Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
   const auto ivl = static_cast<int>(config_.heartbeat.interval.count());
   broker_.set(zmq::sockopt::heartbeat_ivl, ivl);
   broker_.set(zmq::sockopt::heartbeat_timeout, ivl * static_cast<int>(config_.heartbeat.liveness));
+  // A refused handshake (CURVE) leaves the DEALER no pipe, and a blocking send would then hang
+  // the loop, signals and all; with no HWM a send can wait only then.
+  broker_.set(zmq::sockopt::sndtimeo, 0);
+  if (const auto keys = load_curve(config_.curve)) apply_curve(broker_, *keys);
   try {
     broker_.connect(config_.broker);
   } catch (const zmq::error_t& e) {
@@ -96,27 +101,24 @@ void Supervisor::turn() {
   std::vector<zmq::pollitem_t> items{{broker_.handle(), 0, ZMQ_POLLIN, 0},
                                      {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                      {nullptr, zygote_.fd(), ZMQ_POLLIN, 0}};
-  for (auto& c : children_) {
-    if (c.pair) items.push_back({c.pair->handle(), 0, ZMQ_POLLIN, 0});
-  }
+  constexpr std::size_t kWake = 1, kZygote = 2, kFirstLink = 3;
+  const auto polled = poll_links(items);
   dpool::poll(items.data(), items.size(), poll_timeout());
-  std::uint64_t woken = 0;
-  [[maybe_unused]] auto n = ::read(wake_fd_, &woken, sizeof woken);
+  // Only what poll found ready is read: on one task at a time, every system call is latency.
+  if (items[kWake].revents) {
+    std::uint64_t woken = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd_, &woken, sizeof woken);
+  }
   if (drain_requested_.load() && !draining_) {
     if (config_.drain_timeout.count() == 0) stopping_.store(true);
     else begin_drain();
   }
 
   while (auto m = read_message(broker_, false, drops_)) on_broker_message(*m);
-  for (auto& c : children_) {
-    while (c.pair) {
-      auto m = read_message(*c.pair, false, drops_);
-      if (!m) break;
-      on_child_message(c, *m);
-    }
-  }
-  on_zygote_events();
+  serve_links(items, kFirstLink, polled);
+  if (items[kZygote].revents) on_zygote_events();
   const auto now = Clock::now();
+  check_links(now);
   enforce_time_limits(now);
   if (draining_) {
     drain_turn(now);
@@ -125,6 +127,7 @@ void Supervisor::turn() {
     assign();
   }
   flush_outcomes();
+  announce_credit(now);
   if (now >= next_heartbeat_) {
     send_heartbeat();
     next_heartbeat_ = now + config_.heartbeat.interval;
@@ -135,7 +138,8 @@ void Supervisor::turn() {
   }
 }
 
-/* Until the next heartbeat, drain deadline, restart or time limit, whichever comes first. */
+/* Until the next heartbeat, drain deadline, restart, time limit or lost link's grace,
+ * whichever comes first. */
 std::chrono::milliseconds Supervisor::poll_timeout() const {
   auto wake = next_heartbeat_;
   if (draining_) wake = std::min(wake, drain_deadline_);
@@ -145,6 +149,7 @@ std::chrono::milliseconds Supervisor::poll_timeout() const {
     timed = timed || std::any_of(c.assigned.begin(), c.assigned.end(),
                                  [](const Item& i) { return i.lease.timeout_ms > 0; });
     if (auto call = timed_call(c)) wake = std::min(wake, call->deadline);
+    wake = std::min(wake, link_deadline(c));
   }
   return until(wake, timed ? kTimeLimitTick : config_.heartbeat.interval);
 }
@@ -153,7 +158,8 @@ void Supervisor::send_ready() {
   wire::Ready r;
   r.host = host_;
   r.pid = static_cast<std::uint32_t>(::getpid());
-  r.credit = config_.processes * (1 + config_.prefetch);
+  r.credit = pacing_.credit();
+  announced_credit_ = r.credit;
   r.functions = task_names();
   r.tags = config_.tags;
   r.processes = config_.processes;
@@ -170,7 +176,18 @@ void Supervisor::send_heartbeat() {
     for (const auto& item : c.assigned) hb.held.push_back(item.lease.task);
   }
   hb.draining = draining_;
+  hb.credit = pacing_.credit();
+  announced_credit_ = hb.credit;
+  credit_announced_at_ = Clock::now();
   send_message(broker_, {}, Command::kHeartbeat, hb);
+}
+
+/* Tells the broker at once when the credit moved a lot (tasks turned out short, or long), but
+ * not more than every 10 ms: a heartbeat lists every task held. */
+void Supervisor::announce_credit(Clock::time_point now) {
+  if (draining_ || !pacing_.worth_announcing(announced_credit_)) return;
+  if (now - credit_announced_at_ < std::chrono::milliseconds(10)) return;
+  send_heartbeat();
 }
 
 void Supervisor::on_broker_message(Message& m) {
@@ -273,7 +290,7 @@ void Supervisor::on_cancel(Message& m) {
         // is told to skip it, and whatever it says of it later is ignored (no longer assigned).
         report_cancelled(held->lease, c.pid);
         c.assigned.erase(held);
-        if (c.pair) send_message(*c.pair, {}, Command::kCancel, wire::Cancel{{key}}, {}, true);
+        tell(c, Command::kCancel, wire::Cancel{{key}});
         maybe_retire(c);
       }
     }
@@ -301,19 +318,27 @@ void Supervisor::report_cancelled(const wire::Lease& lease, pid_t pid) {
 void Supervisor::assign() {
   // Deal tasks out in rounds, one per child a round, so that idle children start work before
   // any child gets a second task queued behind its first.
-  const std::size_t cap = 1 + config_.prefetch;
+  const std::size_t cap = pacing_.depth();
   std::vector<wire::TaskBatch> batches(children_.size());
   std::vector<std::vector<zmq::message_t>> payloads(children_.size());
   // A child still starting will be free soon: nothing is stacked behind a busy one meanwhile.
   const bool starting = std::any_of(children_.begin(), children_.end(), [](const Child& c) {
     return !c.retiring && (c.pid == 0 || (c.pid > 0 && !c.ready));
   });
-  for (std::size_t level = 1; level <= cap && !backlog_.empty(); ++level) {
+  const auto open = [&](const Child& c) {
+    return c.pid > 0 && c.ready && !c.retiring && c.retire_reason.empty() && c.link &&
+           !(config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child);
+  };
+  // The first round that can give anything: one past the shortest queue of an open child.
+  std::size_t level = cap + 1;
+  for (const auto& c : children_) {
+    if (open(c)) level = std::min(level, c.assigned.size() + 1);
+  }
+  for (; level <= cap && !backlog_.empty(); ++level) {
     if (level > 1 && starting) break;
     for (std::size_t i = 0; i < children_.size() && !backlog_.empty(); ++i) {
       Child& c = children_[i];
-      if (c.pid <= 0 || !c.ready || c.retiring || !c.retire_reason.empty() || !c.pair || c.assigned.size() >= level) continue;
-      if (config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child) continue;
+      if (!open(c) || c.assigned.size() >= level) continue;
       Item& item = backlog_.front();
       batches[i].leases.push_back(item.lease);
       payloads[i].push_back(share(item.payload));  // the original stays here for a requeue
@@ -324,16 +349,9 @@ void Supervisor::assign() {
   }
   for (std::size_t i = 0; i < children_.size(); ++i) {
     if (batches[i].leases.empty()) continue;
-    Child& c = children_[i];
-    // Never block on a child: one that died (not yet reported) would hold the whole host.
-    // Its tasks wait for the next turn.
-    if (!send_message(*c.pair, {}, Command::kTask, batches[i], std::move(payloads[i]), true)) {
-      for (std::size_t k = 0; k < batches[i].leases.size(); ++k) {
-        backlog_.push_front(std::move(c.assigned.back()));
-        c.assigned.pop_back();
-        --c.assigned_total;
-      }
-    }
+    // Never blocks: what the socket does not take now goes on POLLOUT. A child whose link fails
+    // here is dying; its tasks go back to the backlog when its exit is reported.
+    tell(children_[i], Command::kTask, batches[i], std::move(payloads[i]));
   }
 }
 

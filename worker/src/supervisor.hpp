@@ -1,7 +1,8 @@
 /* The supervisor of a worker host: one DEALER connection to the broker, N child processes.
  *
  * Leases from the broker wait in a local backlog and are handed to children, at most
- * 1 + prefetch each. Outcomes from children go back to the broker in batches. Children are
+ * 1 + prefetch each, or more while tasks are short (pacing.hpp: the credit and the depth follow
+ * how long tasks run). Outcomes from children go back to the broker in batches. Children are
  * forked by the zygote (zygote.hpp), never by this multi-threaded process. A child that dies
  * is reported at once: the task it was running is reported kLost (the broker retries it
  * or, past the attempt limit, fails it), the tasks it had not started go back to the backlog,
@@ -20,8 +21,13 @@
  * hand back every lease it has not started (kReturned), let the running tasks finish for up to
  * drain_timeout, and leave with DISCONNECT; a second signal stops at once.
  *
+ * Children: each talks to the supervisor over a link of its own (link.hpp), an AF_UNIX stream
+ * socket the loop polls beside the broker's socket and reads and writes itself, never blocking
+ * on it. A child that breaks its link (a message over the caps, garbage) is killed: it runs
+ * user code, and nothing it writes may take the host down or make it allocate without bound.
+ *
  * The sources: supervisor.cpp (the loop, the broker), children.cpp (children's life and
- * limits), drain.cpp (the drain).
+ * limits), child_links.cpp (the links), drain.cpp (the drain).
  */
 #pragma once
 
@@ -41,6 +47,8 @@
 #include "dpool/config.hpp"
 #include "dpool/util.hpp"
 #include "dpool/worker.hpp"
+#include "link.hpp"
+#include "pacing.hpp"
 #include "proc_stats.hpp"
 #include "slots.hpp"
 #include "zygote.hpp"
@@ -69,7 +77,9 @@ class Supervisor {
   struct Child {
     std::size_t slot = 0;
     pid_t pid = -1;  // -1: none, 0: asked of the zygote
-    std::unique_ptr<zmq::socket_t> pair;
+    std::unique_ptr<Link> link;  // null once it ended or broke (or with no child)
+    Clock::time_point link_lost;  // when it ended, while the child lives on
+    std::string broken;           // why the child was killed for its link
     std::deque<Item> assigned;   // in the order the child runs them
     std::uint64_t assigned_total = 0;
     std::uint64_t done = 0;
@@ -97,6 +107,7 @@ class Supervisor {
   [[nodiscard]] std::chrono::milliseconds poll_timeout() const;
   void send_ready();
   void send_heartbeat();
+  void announce_credit(Clock::time_point now);
   void on_broker_message(Message& m);
   void on_tasks(Message& m);
   void on_cancel(Message& m);
@@ -110,6 +121,7 @@ class Supervisor {
 
   // children.cpp
   void spawn(Child& c);
+  void reset_for_spawn(Child& c);
   void respawn_children(Clock::time_point now);
   void on_zygote_events();
   void on_child_message(Child& c, Message& m);
@@ -123,6 +135,24 @@ class Supervisor {
   void enforce_time_limits(Clock::time_point now);
   void kill_child(Child& c);
   void shutdown_children();
+
+  // child_links.cpp
+  /* Queues a message for `c` and writes what its socket takes now, never blocking. Returns
+   * false when `c` has no link (any more). */
+  template <class T>
+  bool tell(Child& c, Command command, const T& body, std::vector<zmq::message_t> payloads = {}) {
+    if (!c.link) return false;
+    c.link->send(command, body, std::move(payloads));
+    return write_link(c);
+  }
+  [[nodiscard]] std::vector<std::size_t> poll_links(std::vector<zmq::pollitem_t>& items) const;
+  void serve_links(const std::vector<zmq::pollitem_t>& items, std::size_t first, const std::vector<std::size_t>& polled);
+  void read_link(Child& c);
+  bool write_link(Child& c);
+  void close_link(Child& c);
+  void on_link_broken(Child& c, const std::string& why);
+  void check_links(Clock::time_point now);
+  [[nodiscard]] Clock::time_point link_deadline(const Child& c) const;
 
   // drain.cpp
   void begin_drain();
@@ -143,7 +173,6 @@ class Supervisor {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drain_requested_{false};
   std::atomic<unsigned> signals_{0};
-  std::uint64_t generation_ = 0;
 
   std::deque<Item> backlog_;
   std::unordered_set<std::uint64_t> cancelled_;  // keys whose child was killed to cancel them
@@ -156,6 +185,9 @@ class Supervisor {
   bool zygote_lost_ = false;
   int exit_code_ = 0;
   OomKills oom_kills_;
+  Pacing pacing_;
+  std::uint32_t announced_credit_ = 0;
+  Clock::time_point credit_announced_at_;
   wire::DoneBatch outcomes_;
   std::vector<zmq::message_t> results_;
   DropCounters drops_;

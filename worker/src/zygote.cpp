@@ -1,6 +1,6 @@
-/* The zygote's two sides (see zygote.hpp). Requests are fixed-size structs and events a
- * fixed-size header and the stderr tail, on a SOCK_SEQPACKET socketpair, so each read is one
- * whole message. */
+/* The zygote's two sides (see zygote.hpp). Requests are fixed-size structs carrying one
+ * descriptor (SCM_RIGHTS), and events a fixed-size header and the stderr tail, on a
+ * SOCK_SEQPACKET socketpair, so each read is one whole message. */
 #include "zygote.hpp"
 
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,7 +27,6 @@ namespace {
 
 struct Request {
   std::uint32_t slot = 0;
-  char endpoint[240] = {};
 };
 
 struct EventHeader {
@@ -148,20 +148,47 @@ class ZygoteLoop {
   /* Returns false when the supervisor is gone. */
   bool take_request() {
     Request req;
-    const auto n = ::recv(fd_, &req, sizeof req, 0);
+    int link = -1;
+    const auto n = receive_request(req, link);
     if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return false;
-    if (n != static_cast<ssize_t>(sizeof req)) return true;
-    req.endpoint[sizeof req.endpoint - 1] = '\0';
-    spawn(req);
+    if (n != static_cast<ssize_t>(sizeof req)) {
+      if (link >= 0) ::close(link);
+      return true;
+    }
+    if (link < 0) {
+      report(EventHeader{Zygote::Event::Kind::kFailed, req.slot, -1, EBADF});
+      return true;
+    }
+    spawn(req, link);
+    ::close(link);  // the child's now: no later child may inherit it
     return true;
   }
 
-  void spawn(const Request& req) {
+  /* One request and the descriptor that comes with it (close-on-exec), -1 if none came. */
+  ssize_t receive_request(Request& req, int& link) {
+    iovec iov{&req, sizeof req};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    const auto n = ::recvmsg(fd_, &header, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+        std::memcpy(&link, CMSG_DATA(c), sizeof link);
+      }
+    }
+    return n;
+  }
+
+  void spawn(const Request& req, int link) {
     int err[2] = {-1, -1};
     // Without a pipe the child still runs, writing to our stderr directly (no tail).
     const bool piped = ::pipe2(err, O_CLOEXEC) == 0;
     const pid_t pid = ::fork();
-    if (pid == 0) child(req, piped ? err[1] : -1);
+    if (pid == 0) child(req, link, piped ? err[1] : -1);
     if (piped) ::close(err[1]);
     if (pid < 0) {
       const int why = errno;
@@ -181,7 +208,7 @@ class ZygoteLoop {
     report(EventHeader{Zygote::Event::Kind::kSpawned, req.slot, pid, 0});
   }
 
-  [[noreturn]] void child(const Request& req, int err_write) {
+  [[noreturn]] void child(const Request& req, int link, int err_write) {
     ::close(fd_);
     ::close(sfd_);
     for (const auto& [pid, io] : children_) {
@@ -196,7 +223,7 @@ class ZygoteLoop {
     ::sigaction(SIGPIPE, &saved_pipe_, nullptr);
     ::signal(SIGINT, SIG_DFL);
     ::signal(SIGTERM, SIG_DFL);
-    child_main_(req.slot, req.endpoint);
+    child_main_(req.slot, link);
     std::_Exit(70);
   }
 
@@ -244,11 +271,23 @@ Zygote::~Zygote() {
   }
 }
 
-void Zygote::spawn(std::size_t slot, const std::string& endpoint) {
+void Zygote::spawn(std::size_t slot, int link) {
   Request req;
   req.slot = static_cast<std::uint32_t>(slot);
-  std::strncpy(req.endpoint, endpoint.c_str(), sizeof req.endpoint - 1);
-  [[maybe_unused]] auto n = ::send(fd_, &req, sizeof req, MSG_NOSIGNAL);
+  iovec iov{&req, sizeof req};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr header{};
+  header.msg_iov = &iov;
+  header.msg_iovlen = 1;
+  header.msg_control = control;
+  header.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&header);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &link, sizeof link);
+  // A zygote gone is seen by events(); the descriptor in flight is then closed by the kernel.
+  [[maybe_unused]] auto n = ::sendmsg(fd_, &header, MSG_NOSIGNAL);
 }
 
 std::vector<Zygote::Event> Zygote::events(bool& alive) {

@@ -7,7 +7,9 @@
  * quiet, single-threaded process: Python's forkserver, for the same reason.
  *
  * The supervisor and the zygote talk over a SOCK_SEQPACKET socketpair: the supervisor sends
- * spawn requests; the zygote answers each with the new pid, and reports every child's exit
+ * spawn requests, each with the child's end of its link (link.hpp) attached as SCM_RIGHTS, so
+ * that the new child holds its connection from its first instruction and the zygote keeps no
+ * copy past the fork; the zygote answers each with the new pid, and reports every child's exit
  * with its wait status. The zygote dies with the supervisor (PR_SET_PDEATHSIG), and the
  * children die with the zygote, so nothing outlives the host.
  *
@@ -31,8 +33,8 @@ namespace dpool::detail {
 
 class Zygote {
  public:
-  /* What a spawned child runs: given its slot and the endpoint to connect to; never returns. */
-  using ChildMain = std::function<void(std::size_t slot, const std::string& endpoint)>;
+  /* What a spawned child runs: given its slot and its end of the link; never returns. */
+  using ChildMain = std::function<void(std::size_t slot, int link)>;
 
   struct Event {
     enum class Kind : std::uint8_t { kSpawned = 1, kExited = 2, kFailed = 3 };
@@ -49,8 +51,9 @@ class Zygote {
   Zygote(const Zygote&) = delete;
   Zygote& operator=(const Zygote&) = delete;
 
-  /* Asks for a child in `slot`; its pid comes back as a kSpawned event. */
-  void spawn(std::size_t slot, const std::string& endpoint);
+  /* Asks for a child in `slot` that talks over `link` (the child's end of its link: the zygote
+   * gets a copy, the caller closes its own). Its pid comes back as a kSpawned event. */
+  void spawn(std::size_t slot, int link);
 
   /* The descriptor to poll: readable when events are waiting, or at end of file if the
    * zygote died. */

@@ -32,6 +32,8 @@ enum class DropReason : std::uint8_t {
   kPayloads,     // the number of payload frames does not match the body
   kUnknownPeer,  // a message from a peer that has not said HELLO/READY
   kStale,        // an outcome for a lease that is no longer current
+  kRole,         // CURVE: a command the sender's key may not send (a client key's READY)
+  kAuth,         // CURVE: a handshake refused, its key in no allowlist (not a message)
   kCount_,
 };
 [[nodiscard]] std::string_view to_string(DropReason r) noexcept;
@@ -65,6 +67,10 @@ struct DecodeLimits {
   std::size_t max_depth = 6;
 };
 
+/* The limits a worker unpacks a task's arguments with: a payload may be as large as a client
+ * makes it (16 MiB in bench/), so they are wider than a body's. */
+inline constexpr DecodeLimits kArgumentLimits{1u << 24, 1u << 20, 1u << 30, 16};
+
 /* Reads one whole multipart message without blocking. Returns nullopt when nothing is waiting
  * (the common case) and also when what was waiting was malformed (then counted in `drops`).
  * `routed` says whether the socket is a ROUTER (first frame is the peer's routing id). */
@@ -86,7 +92,21 @@ template <class T>
 bool send_message(zmq::socket_ref socket, std::string_view identity, Command command,
                   const T& body, std::vector<zmq::message_t> payloads = {}, bool dontwait = false);
 
+/* Unpacks one msgpack value whose strings and binaries stay where they are: the object points
+ * into `data`, which must outlive it. Reading a 16 MiB result then copies nothing before the
+ * conversion to the caller's type. Throws as msgpack::unpack does. */
+[[nodiscard]] msgpack::object_handle unpack_in_place(const void* data, std::size_t size);
+[[nodiscard]] inline msgpack::object_handle unpack_in_place(const zmq::message_t& m) {
+  return unpack_in_place(m.data(), m.size());
+}
+
 namespace detail {
+/* read_message()'s checks of a multipart message already received (`frames` in order, the
+ * routing id first when `routed`); its frames are moved into the Message. Apart so that the
+ * framing can be tested and fuzzed without a socket (fuzz/). */
+[[nodiscard]] std::optional<Message> frame_message(std::vector<zmq::message_t>& frames, bool routed,
+                                                   DropCounters& drops);
+/* Unpacks a body in place (see unpack_in_place): `out` refers into `body`. */
 [[nodiscard]] bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
                                const DecodeLimits& limits) noexcept;
 bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,

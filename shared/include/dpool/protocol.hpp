@@ -170,7 +170,8 @@ struct Outcome {
   std::string error_message;
   std::uint32_t pid = 0;  // the process that ran (or died running) the task
   std::string stderr_tail;  // kLost, kTimeout: the last lines the process wrote to stderr
-  MSGPACK_DEFINE(task, attempt, status, error_type, error_message, pid, stderr_tail)
+  std::uint32_t micros = 0;  // how long the call ran in its process, µs (0: not measured)
+  MSGPACK_DEFINE(task, attempt, status, error_type, error_message, pid, stderr_tail, micros)
 };
 
 struct DoneBatch {
@@ -218,7 +219,8 @@ struct Heartbeat {
   std::vector<std::uint64_t> held;    // worker: tasks it holds (queued locally or running)
   std::uint32_t processes = 0;        // broker to clients: worker processes connected now
   bool draining = false;              // worker: finishing its running tasks; send no more
-  MSGPACK_DEFINE(instance, last_seq, held, processes, draining)
+  std::uint32_t credit = 0;           // worker: leases it takes now (0: as its READY said)
+  MSGPACK_DEFINE(instance, last_seq, held, processes, draining, credit)
 };
 
 /* Client -> broker: the client's task ids. Broker -> worker: the broker's task keys. */

@@ -7,7 +7,9 @@ packages=(
   g++ cmake make pkg-config
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev
+  libabsl-dev  # the broker's hash tables (Abseil's flat_hash_map)
   iproute2
+  docker-compose  # only `docker-compose config` in tests/compose: Debian 12's v1 needs no engine
   libssl-dev   # only examples/md5_folder: OpenSSL's libcrypto computes its MD5
 )
 

@@ -80,6 +80,43 @@ TEST_F(BrokerProtocol, NeverLeasesBeyondAWorkersCredit) {
   EXPECT_EQ(c->expect_results({1, 2, 3, 4, 5}).size(), 5u);
 }
 
+TEST_F(BrokerProtocol, AWorkerHeartbeatChangesItsCredit) {
+  start();
+  auto c = client("recredit");
+  c->hello();
+  submit_numbered(*c, "f", "arg", 12);
+  ASSERT_EQ(c->expect_accepted({1}).size(), 12u);
+
+  auto w = worker("recredit");
+  w->ready(2, {"f"});
+  auto first = w->expect_leases(2);
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_TRUE(w->wait_ticks(2));
+  EXPECT_EQ(w->waiting(Command::kTask), 0u) << "a lease beyond the READY credit 2";
+
+  // Short tasks: the host asks for 6; the broker tops it up to 6 out, no more.
+  w->set_credit(6);
+  auto more = w->expect_leases(4);
+  ASSERT_EQ(more.size(), 4u);
+  ASSERT_TRUE(w->wait_ticks(2));
+  EXPECT_EQ(w->waiting(Command::kTask), 0u) << "a lease beyond credit 6";
+  ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.queued == 6; }));
+
+  // Long tasks: back to 1. Nothing is taken back; no lease goes out until fewer than 1 are out.
+  w->set_credit(1);
+  ASSERT_TRUE(w->wait_ticks(1));
+  more.insert(more.end(), first.begin(), first.end());
+  for (std::size_t i = 0; i + 1 < more.size(); ++i) w->finish(more[i].first, "r");
+  ASSERT_TRUE(w->wait_ticks(2));
+  EXPECT_EQ(w->waiting(Command::kTask), 0u) << "a lease while 1 is out under credit 1";
+  w->finish(more.back().first, "r");
+  auto next = w->expect_leases(1);
+  ASSERT_EQ(next.size(), 1u);
+  ASSERT_TRUE(w->wait_ticks(2));
+  EXPECT_EQ(w->waiting(Command::kTask), 0u) << "a second lease under credit 1";
+  EXPECT_EQ(c->expect_results({1, 2, 3, 4, 5, 6}).size(), 6u);
+}
+
 TEST_F(BrokerProtocol, ServesClientsOfOneFunctionInTurn) {
   start();
   auto a = client("a-many");

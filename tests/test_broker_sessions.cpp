@@ -1,7 +1,8 @@
 /* The broker's side of the wire protocol (docs/protocol.md), client side: sessions.
  *
  * Covers: results reach the submitting client with their payload bytes intact and ACCEPT lists
- * the submitted ids; un-ACKed results are resent until ACKed; repeated SUBMITs are accepted but
+ * the submitted ids; task payloads on both sides of the size the broker copies into its own
+ * records (task.hpp) reach the worker intact on every lease, a requeue included; un-ACKed results are resent until ACKed; repeated SUBMITs are accepted but
  * not run twice, and resubmitting a finished id (or a HELLO) resends its result; invalid
  * function names are rejected; garbage is survived and counted; tasks wait for a worker
  * offering their function; a silent client is purged with its queued tasks, and the outcome of
@@ -25,6 +26,7 @@
 #include "dpool/protocol.hpp"
 #include "support/broker_fixture.hpp"
 #include "support/fake_peer.hpp"
+#include "task.hpp"
 
 namespace {
 
@@ -101,6 +103,42 @@ TEST_F(BrokerProtocol, DeliversResultsToTheSubmittingClientWithPayloadBytesIntac
   b->ack({7});
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.completed == 3 && s.tasks == 0; }));
   EXPECT_EQ(broker_->stats().failed, 0u);
+}
+
+TEST_F(BrokerProtocol, LeasesPayloadsOnBothSidesOfTheCopyLimitIntactEveryTime) {
+  start();
+  auto c = client("sizes");
+  c->hello();
+  const std::size_t limit = dpool::detail::kInlinePayload;
+  std::vector<wire::TaskSpec> specs;
+  std::vector<std::string> args;
+  for (std::size_t size : {std::size_t{40}, limit, limit + 1, 4 * limit}) {
+    std::string arg(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) arg[i] = static_cast<char>(i * 13 + size);
+    specs.push_back(wire::TaskSpec{specs.size() + 1, "echo", 0});
+    args.push_back(std::move(arg));
+  }
+  c->submit(specs, args);
+  ASSERT_EQ(c->expect_accepted({1, 2, 3, 4}).size(), 4u);
+
+  auto w = worker("sizes");
+  w->ready(4, {"echo"});
+  const std::set<std::string> sent(args.begin(), args.end());
+  // Handed back unstarted (a draining worker's `returned`): requeued, and leased again.
+  for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+    auto leases = w->expect_leases(4);
+    ASSERT_EQ(leases.size(), 4u) << "attempt " << attempt;
+    std::set<std::string> received;
+    for (auto& [lease, arg] : leases) {
+      EXPECT_EQ(lease.attempt, attempt);
+      received.insert(arg);
+      w->finish(lease, attempt == 1 ? "" : arg, attempt == 1 ? Status::kReturned : Status::kOk);
+    }
+    EXPECT_EQ(received, sent) << "arguments changed on lease " << attempt;
+  }
+  auto r = c->expect_results({1, 2, 3, 4});
+  ASSERT_EQ(r.size(), 4u);
+  for (std::uint64_t id = 1; id <= 4; ++id) EXPECT_EQ(r[id].payload, args[id - 1]) << "task " << id;
 }
 
 TEST_F(BrokerProtocol, ResendsAResultUntilTheClientAcksIt) {

@@ -3,11 +3,14 @@
  * Covers every transition of the state table (lease, finish, worker lost, lost in transit,
  * drop), the attempt limit, events refused in the wrong state, round-robin fairness between
  * clients of one function, lazy skipping of dropped tasks with exact queue counts, function
- * interning, independence of per-function queues, and payloads carried through all of it.
+ * interning, independence of per-function queues, and payloads carried through all of it:
+ * small ones copied into the task's record, large ones kept and shared (task.hpp), and task
+ * pointers that stay valid while the ledger grows and shrinks around them.
  */
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -18,6 +21,7 @@
 namespace {
 
 using dpool::detail::FunctionId;
+using dpool::detail::kInlinePayload;
 using dpool::detail::Ledger;
 using dpool::detail::PeerHandle;
 using dpool::detail::Task;
@@ -39,7 +43,7 @@ std::string_view view(const zmq::message_t& m) {
 /* Leases everything queued for `f`, returning the keys in lease order. */
 std::vector<TaskKey> drain(Ledger& ledger, FunctionId f) {
   std::vector<TaskKey> keys;
-  while (Task* t = ledger.lease_next(f, kWorker, 1)) keys.push_back(t->key);
+  while (Task* t = ledger.lease_next(f, kWorker)) keys.push_back(t->key);
   return keys;
 }
 
@@ -60,14 +64,13 @@ TEST(Ledger, AddLeaseFinishRemovesTheTask) {
   EXPECT_EQ(queued->client_id, 41u);
   EXPECT_EQ(queued->max_attempts, 3u);
 
-  Task* t = ledger.lease_next(f, kWorker, 9);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->key, key);
   EXPECT_EQ(t->state, TaskState::kLeased);
   EXPECT_EQ(t->attempt, 1u);
   EXPECT_EQ(t->worker, kWorker);
-  EXPECT_EQ(t->seq, 9u);
-  EXPECT_EQ(view(t->payload), payload);
+  EXPECT_EQ(t->payload(), payload);
   EXPECT_EQ(ledger.queued(f), 0u);
   EXPECT_EQ(ledger.queued_total(), 0u);
   EXPECT_EQ(ledger.size(), 1u);
@@ -75,13 +78,13 @@ TEST(Ledger, AddLeaseFinishRemovesTheTask) {
   EXPECT_EQ(ledger.apply(*t, TaskEvent::kFinish), Transition::kRemoved);
   EXPECT_EQ(ledger.find(key), nullptr);
   EXPECT_EQ(ledger.size(), 0u);
-  EXPECT_EQ(ledger.lease_next(f, kWorker, 10), nullptr);
+  EXPECT_EQ(ledger.lease_next(f, kWorker), nullptr);
 }
 
 TEST(Ledger, LeaseNextOnEmptyQueueReturnsNull) {
   Ledger ledger;
   const auto f = ledger.function_id("idle");
-  EXPECT_EQ(ledger.lease_next(f, kWorker, 1), nullptr);
+  EXPECT_EQ(ledger.lease_next(f, kWorker), nullptr);
   EXPECT_EQ(ledger.queued(f), 0u);
 }
 
@@ -100,7 +103,7 @@ TEST(Ledger, WorkerLostRequeuesAtTheFrontAndCountsLost) {
   const TaskKey second = ledger.add(kClientA, 2, f, 3, bytes("second"));
   const TaskKey third = ledger.add(kClientA, 3, f, 3, bytes("third"));
 
-  Task* t = ledger.lease_next(f, kWorker, 1);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   ASSERT_EQ(t->key, first);
   EXPECT_EQ(ledger.apply(*t, TaskEvent::kWorkerLost), Transition::kQueued);
@@ -112,12 +115,12 @@ TEST(Ledger, WorkerLostRequeuesAtTheFrontAndCountsLost) {
 
   // The requeued task is leased before the others; losing `second` likewise puts it ahead of
   // `third`.
-  Task* again = ledger.lease_next(f, kWorker, 2);
+  Task* again = ledger.lease_next(f, kWorker);
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(again->key, first) << "a requeued task is first in line";
   EXPECT_EQ(again->attempt, 2u);
-  EXPECT_EQ(view(again->payload), "first");
-  Task* next = ledger.lease_next(f, kWorker, 2);
+  EXPECT_EQ(again->payload(), "first");
+  Task* next = ledger.lease_next(f, kWorker);
   ASSERT_NE(next, nullptr);
   EXPECT_EQ(next->key, second);
   EXPECT_EQ(ledger.apply(*next, TaskEvent::kWorkerLost), Transition::kQueued);
@@ -130,13 +133,13 @@ TEST(Ledger, WorkerLostOnLastAllowedAttemptExhaustsTheTask) {
   const TaskKey key = ledger.add(kClientA, 7, f, 3, bytes("boom"));
 
   for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
-    Task* t = ledger.lease_next(f, kWorker, attempt);
+    Task* t = ledger.lease_next(f, kWorker);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->attempt, attempt);
     EXPECT_EQ(ledger.apply(*t, TaskEvent::kWorkerLost), Transition::kQueued);
     EXPECT_EQ(t->lost, attempt);
   }
-  Task* t = ledger.lease_next(f, kWorker, 3);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->attempt, 3u);
   EXPECT_EQ(ledger.apply(*t, TaskEvent::kWorkerLost), Transition::kExhausted);
@@ -144,7 +147,7 @@ TEST(Ledger, WorkerLostOnLastAllowedAttemptExhaustsTheTask) {
   EXPECT_EQ(ledger.size(), 0u);
   EXPECT_EQ(ledger.queued(f), 0u);
   EXPECT_EQ(ledger.queued_total(), 0u);
-  EXPECT_EQ(ledger.lease_next(f, kWorker, 4), nullptr);
+  EXPECT_EQ(ledger.lease_next(f, kWorker), nullptr);
 }
 
 TEST(Ledger, LostInTransitRequeuesWithoutChargingButTheNextLeaseCountsAnAttempt) {
@@ -155,7 +158,7 @@ TEST(Ledger, LostInTransitRequeuesWithoutChargingButTheNextLeaseCountsAnAttempt)
 
   // max_attempts 1: a charged loss would exhaust it; lost in transit never does.
   for (std::uint32_t attempt = 1; attempt <= 5; ++attempt) {
-    Task* t = ledger.lease_next(f, kWorker, attempt);
+    Task* t = ledger.lease_next(f, kWorker);
     ASSERT_NE(t, nullptr);
     ASSERT_EQ(t->key, key) << "requeued at the front";
     EXPECT_EQ(t->attempt, attempt);
@@ -166,7 +169,7 @@ TEST(Ledger, LostInTransitRequeuesWithoutChargingButTheNextLeaseCountsAnAttempt)
   }
   Task* t = ledger.find(key);
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(view(t->payload), "payload");
+  EXPECT_EQ(t->payload(), "payload");
   EXPECT_EQ(drain(ledger, f), (std::vector<TaskKey>{key, other}));
 }
 
@@ -179,7 +182,7 @@ TEST(Ledger, ClientsOfOneFunctionAreServedInTurn) {
 
   int b_leases = 0;
   for (int i = 0; i < 20; ++i) {
-    Task* t = ledger.lease_next(f, kWorker, 1);
+    Task* t = ledger.lease_next(f, kWorker);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->client, i % 2 == 0 ? kClientA : kClientB) << "lease " << i;
     EXPECT_EQ(t->client_id, static_cast<std::uint64_t>(i / 2)) << "lease " << i;
@@ -187,7 +190,7 @@ TEST(Ledger, ClientsOfOneFunctionAreServedInTurn) {
   }
   EXPECT_EQ(b_leases, 10);
   EXPECT_EQ(ledger.queued(f), 990u);
-  Task* t = ledger.lease_next(f, kWorker, 1);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->client, kClientA) << "B has nothing left";
 }
@@ -211,7 +214,7 @@ TEST(Ledger, DroppedQueuedTaskIsSkippedAndCountsStayExact) {
   EXPECT_EQ(ledger.queued(f), 2u);
   EXPECT_EQ(ledger.queued_total(), 2u);
 
-  Task* first = ledger.lease_next(f, kWorker, 1);
+  Task* first = ledger.lease_next(f, kWorker);
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(first->key, k2);
   EXPECT_EQ(ledger.queued(f), 1u);
@@ -219,7 +222,7 @@ TEST(Ledger, DroppedQueuedTaskIsSkippedAndCountsStayExact) {
   EXPECT_EQ(drain(ledger, f), (std::vector<TaskKey>{k4}));
   EXPECT_EQ(ledger.queued(f), 0u);
   EXPECT_EQ(ledger.queued_total(), 0u);
-  EXPECT_EQ(ledger.lease_next(f, kWorker, 1), nullptr);
+  EXPECT_EQ(ledger.lease_next(f, kWorker), nullptr);
 }
 
 TEST(Ledger, DroppingEveryQueuedTaskEmptiesTheQueueAndItRefillsLater) {
@@ -231,14 +234,14 @@ TEST(Ledger, DroppingEveryQueuedTaskEmptiesTheQueueAndItRefillsLater) {
   EXPECT_EQ(ledger.queued(f), 0u);
   EXPECT_EQ(ledger.queued_total(), 0u);
   EXPECT_EQ(ledger.size(), 0u);
-  EXPECT_EQ(ledger.lease_next(f, kWorker, 1), nullptr);
+  EXPECT_EQ(ledger.lease_next(f, kWorker), nullptr);
 
   const TaskKey fresh = ledger.add(kClientA, 9, f, 3, bytes("fresh"));
   EXPECT_EQ(ledger.queued(f), 1u);
-  Task* t = ledger.lease_next(f, kWorker, 2);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->key, fresh);
-  EXPECT_EQ(view(t->payload), "fresh");
+  EXPECT_EQ(t->payload(), "fresh");
 }
 
 TEST(Ledger, DroppingALeasedTaskRemovesItWithoutTouchingQueueCounts) {
@@ -246,7 +249,7 @@ TEST(Ledger, DroppingALeasedTaskRemovesItWithoutTouchingQueueCounts) {
   const auto f = ledger.function_id("f");
   ledger.add(kClientA, 1, f, 3, bytes("1"));
   ledger.add(kClientA, 2, f, 3, bytes("2"));
-  Task* t = ledger.lease_next(f, kWorker, 1);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   const TaskKey key = t->key;
   EXPECT_EQ(ledger.apply(*t, TaskEvent::kDrop), Transition::kRemoved);
@@ -273,11 +276,10 @@ TEST(Ledger, EventsInTheWrongStateAreRefused) {
   EXPECT_EQ(ledger.queued_total(), 1u);
 
   // A leased task cannot be leased again.
-  Task* leased = ledger.lease_next(f, kWorker, 5);
+  Task* leased = ledger.lease_next(f, kWorker);
   ASSERT_EQ(leased, t);
-  EXPECT_EQ(ledger.apply(*t, TaskEvent::kLease, kWorker + 1, 6), Transition::kRefused);
+  EXPECT_EQ(ledger.apply(*t, TaskEvent::kLease, kWorker + 1), Transition::kRefused);
   EXPECT_EQ(t->worker, kWorker);
-  EXPECT_EQ(t->seq, 5u);
   EXPECT_EQ(t->attempt, 1u);
   EXPECT_EQ(ledger.queued(f), 0u);
   EXPECT_EQ(ledger.queued_total(), 0u);
@@ -310,13 +312,13 @@ TEST(Ledger, PerFunctionQueuesAreIndependent) {
   EXPECT_EQ(ledger.queued(mul), 1u);
   EXPECT_EQ(ledger.queued(idle), 0u);
   EXPECT_EQ(ledger.queued_total(), 3u);
-  EXPECT_EQ(ledger.lease_next(idle, kWorker, 1), nullptr);
+  EXPECT_EQ(ledger.lease_next(idle, kWorker), nullptr);
 
-  Task* m = ledger.lease_next(mul, kWorker, 1);
+  Task* m = ledger.lease_next(mul, kWorker);
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->key, m1);
   EXPECT_EQ(m->function, mul);
-  EXPECT_EQ(ledger.lease_next(mul, kWorker, 1), nullptr);
+  EXPECT_EQ(ledger.lease_next(mul, kWorker), nullptr);
   EXPECT_EQ(ledger.queued(add), 2u);
   EXPECT_EQ(ledger.queued_total(), 2u);
 
@@ -337,22 +339,76 @@ TEST(Ledger, PayloadsAreCarriedThroughRequeues) {
   const TaskKey key = ledger.add(kClientA, 1, f, 5, bytes(binary));
   const TaskKey empty = ledger.add(kClientA, 2, f, 5, zmq::message_t());
 
-  Task* t = ledger.lease_next(f, kWorker, 1);
+  Task* t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   ASSERT_EQ(t->key, key);
   ledger.apply(*t, TaskEvent::kWorkerLost);
-  t = ledger.lease_next(f, kWorker, 2);
+  t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   ledger.apply(*t, TaskEvent::kLostInTransit);
-  t = ledger.lease_next(f, kWorker, 3);
+  t = ledger.lease_next(f, kWorker);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->key, key);
-  EXPECT_EQ(view(t->payload), binary);
+  EXPECT_EQ(t->payload(), binary);
 
-  Task* e = ledger.lease_next(f, kWorker, 3);
+  Task* e = ledger.lease_next(f, kWorker);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->key, empty);
-  EXPECT_EQ(e->payload.size(), 0u);
+  EXPECT_EQ(e->payload().size(), 0u);
+}
+
+/* Adds a task with `size` octets of payload; returns it and where the received frame kept them. */
+std::pair<Task*, const void*> add_sized(Ledger& ledger, FunctionId f, std::size_t size) {
+  zmq::message_t received = bytes(std::string(size, 'q'));
+  const void* received_at = received.data();
+  Task* t = ledger.find(ledger.add(kClientA, size, f, 3, std::move(received)));
+  return {t, received_at};
+}
+
+TEST(Ledger, SmallPayloadsAreCopiedIntoTheTaskAndLargeOnesShared) {
+  Ledger ledger;
+  const auto f = ledger.function_id("f");
+  for (std::size_t size : {std::size_t{100}, kInlinePayload}) {
+    auto [t, received_at] = add_sized(ledger, f, size);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->payload(), std::string(size, 'q'));
+    EXPECT_NE(static_cast<const void*>(t->payload().data()), received_at) << size << " octets: copied";
+    zmq::message_t frame = t->frame();
+    EXPECT_EQ(view(frame), t->payload());
+    EXPECT_NE(frame.data(), static_cast<const void*>(t->payload().data())) << "each lease gets its own copy";
+  }
+  auto [large, received_at] = add_sized(ledger, f, kInlinePayload + 1);
+  ASSERT_NE(large, nullptr);
+  EXPECT_EQ(static_cast<const void*>(large->payload().data()), received_at) << "the received frame is kept";
+  {
+    zmq::message_t frame = large->frame();
+    EXPECT_EQ(frame.data(), received_at) << "and shared with each lease, not copied";
+  }
+  EXPECT_EQ(large->payload(), std::string(kInlinePayload + 1, 'q')) << "a sent frame leaves the task's payload";
+  EXPECT_EQ(ledger.apply(*large, TaskEvent::kDrop), Transition::kRemoved);
+}
+
+TEST(Ledger, TaskPointersStayValidWhileTheLedgerGrowsShrinksAndCompacts) {
+  Ledger ledger;
+  const auto f = ledger.function_id("f");
+  Task* first = ledger.find(ledger.add(kClientA, 0, f, 3, bytes("first")));
+  std::vector<TaskKey> others;
+  for (int i = 1; i <= 5000; ++i) others.push_back(ledger.add(kClientA, i, f, 3, bytes(std::to_string(i))));
+  for (std::size_t i = 0; i < others.size(); ++i) {
+    if (i % 10 != 0) ledger.apply(*ledger.find(others[i]), TaskEvent::kDrop);
+  }
+  ledger.compact();  // most of the table is empty now: it is rebuilt smaller
+  EXPECT_EQ(ledger.find(first->key), first);
+  EXPECT_EQ(first->payload(), "first");
+  EXPECT_EQ(ledger.size(), 501u);
+  EXPECT_EQ(ledger.queued(f), 501u);
+  for (std::size_t i = 0; i < others.size(); i += 10) {
+    ASSERT_NE(ledger.find(others[i]), nullptr);
+    EXPECT_EQ(ledger.find(others[i])->payload(), std::to_string(i + 1));
+  }
+  std::vector<TaskKey> expected{first->key};
+  for (std::size_t i = 0; i < others.size(); i += 10) expected.push_back(others[i]);
+  EXPECT_EQ(drain(ledger, f), expected) << "the queue skips the dropped keys, in order";
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ constexpr std::size_t kMaxFunctionName = 256;
 constexpr std::uint32_t kMaxAttemptsCap = 100;
 constexpr std::size_t kMaxResultsPerMessage = 256;
 constexpr std::size_t kMaxAcceptsPerMessage = 10000;
+constexpr auto kAcceptDelay = std::chrono::milliseconds(2);  // longest an ACCEPT waits
 
 }  // namespace
 
@@ -40,7 +41,7 @@ void BrokerCore::on_hello(Message& m, ClientSession& c) {
   send_heartbeat(c.identity, processes);
   // A HELLO after results went out may mean they were lost with the old connection.
   for (auto& [id, r] : c.finished) c.results.push_back(id);
-  if (!c.results.empty()) dirty_clients_.push_back(c.handle);
+  if (!c.results.empty()) mark_dirty(c);
 }
 
 void BrokerCore::on_submit(Message& m, ClientSession& c) {
@@ -83,9 +84,10 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
     }
     const auto key = admit(c.handle, spec.id, spec, std::move(m.payloads[i]), attempts);
     c.live[spec.id] = key;
+    if (journal_) journal_->task(false, c.identity, spec.id, attempts, spec, ledger_.find(key)->payload());
     if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) join_named_queue(*ledger_.find(key), spec.queue);
   }
-  dirty_clients_.push_back(c.handle);
+  mark_dirty(c);
 }
 
 void BrokerCore::join_named_queue(Task& task, const std::string& name) {
@@ -109,6 +111,7 @@ void BrokerCore::on_ack(Message& m, ClientSession& c) {
   if (!ack) return;
   c.last_heard = Clock::now();
   for (auto id : ack->ids) c.finished.erase(id);
+  if (journal_) journal_->ack(c.identity, ack->ids);
 }
 
 void BrokerCore::on_cancel(Message& m, ClientSession& c) {
@@ -152,7 +155,7 @@ void BrokerCore::on_join(Message& m, ClientSession& c) {
 
 Transition BrokerCore::apply(Task& task, TaskEvent event, std::int64_t delay_ms) {
   const auto queue = task.queue;
-  const auto t = ledger_.apply(task, event, 0, 0, delay_ms);
+  const auto t = ledger_.apply(task, event, 0, delay_ms);
   if (queue != 0 && (t == Transition::kRemoved || t == Transition::kExhausted)) queue_left(queue);
   return t;
 }
@@ -208,19 +211,43 @@ void BrokerCore::report(PeerHandle owner, std::uint64_t id, wire::Result meta, z
 void BrokerCore::count_result(const wire::Result& meta) {
   ++counters_.completed;
   if (meta.status != Status::kOk) ++counters_.failed;
-  rate_.add(Clock::now());
+  rate_.add(turn_);
 }
 
 void BrokerCore::deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta,
                          zmq::message_t payload) {
   count_result(meta);
   meta.id = client_id;
-  c.finished[client_id] = FinishedResult{std::move(meta), std::move(payload), {}};
+  if (journal_) journal_->result(false, c.identity, client_id, meta, view(payload), 0);
+  // Built in its node rather than moved there (a Result and a frame are a few hundred bytes).
+  // The id is new: one enters `finished` only when it leaves `live`, and SUBMIT looks in both.
+  c.finished.try_emplace(client_id, FinishedResult{std::move(meta), std::move(payload), {}});
   c.results.push_back(client_id);
+  mark_dirty(c);
+}
+
+void BrokerCore::mark_dirty(ClientSession& c) {
+  if (c.dirty) return;
+  c.dirty = true;
   dirty_clients_.push_back(c.handle);
 }
 
-void BrokerCore::flush_client(ClientSession& c) {
+/* ACCEPTs wait up to kAcceptDelay unless a RESULT goes to the same client (which then reads
+ * both in one wake-up) or a full message's worth has gathered. One task at a time, an ACCEPT
+ * sent at once wakes the client in the middle of the task's run, on a machine whose cores the
+ * worker needs (W2 in bench/); under load, more ids share a message. The client resends a
+ * SUBMIT only after a heartbeat expiry without ACCEPT, so a few ms cost nothing. */
+void BrokerCore::flush_accepts(ClientSession& c) {
+  if (c.accepts.empty()) return;
+  const bool due = c.accepts_due != Clock::time_point{} && turn_ >= c.accepts_due;
+  if (c.results.empty() && c.accepts.size() < kMaxAcceptsPerMessage && !due) {
+    if (c.accepts_due == Clock::time_point{}) {
+      c.accepts_due = turn_ + kAcceptDelay;
+      deferred_accepts_.push_back(c.handle);
+      if (next_accept_due_ == Clock::time_point{} || c.accepts_due < next_accept_due_) next_accept_due_ = c.accepts_due;
+    }
+    return;
+  }
   for (std::size_t start = 0; start < c.accepts.size(); start += kMaxAcceptsPerMessage) {
     const auto end = std::min(c.accepts.size(), start + kMaxAcceptsPerMessage);
     wire::Accept accept;
@@ -229,6 +256,30 @@ void BrokerCore::flush_client(ClientSession& c) {
     send_message(socket_, c.identity, Command::kAccept, accept);
   }
   c.accepts.clear();
+  c.accepts_due = {};
+}
+
+/* Lists for this turn's flush the sessions whose deferred ACCEPTs are due, and notes when the
+ * next of the others is (next_accept_due_, zero when none waits). */
+void BrokerCore::due_accepts() {
+  Clock::time_point next{};
+  std::size_t kept = 0;
+  for (auto h : deferred_accepts_) {
+    auto* c = clients_.find(h);
+    if (!c || c->accepts.empty() || c->accepts_due == Clock::time_point{}) continue;  // sent meanwhile
+    if (turn_ >= c->accepts_due) {
+      mark_dirty(*c);
+      continue;
+    }
+    deferred_accepts_[kept++] = h;
+    if (next == Clock::time_point{} || c->accepts_due < next) next = c->accepts_due;
+  }
+  deferred_accepts_.resize(kept);
+  next_accept_due_ = next;
+}
+
+void BrokerCore::flush_client(ClientSession& c) {
+  flush_accepts(c);
   const auto now = Clock::now();
   for (std::size_t start = 0; start < c.results.size(); start += kMaxResultsPerMessage) {
     const auto end = std::min(c.results.size(), start + kMaxResultsPerMessage);
@@ -260,7 +311,7 @@ void BrokerCore::resend_unacked(ClientSession& c, Clock::time_point now) {
     auto it = c.finished.find(id);
     if (it != c.finished.end() && it->second.sent_at == when) c.results.push_back(id);
   }
-  if (!c.results.empty()) dirty_clients_.push_back(c.handle);
+  if (!c.results.empty()) mark_dirty(c);
 }
 
 void BrokerCore::purge_client(ClientSession& c) {
@@ -268,6 +319,7 @@ void BrokerCore::purge_client(ClientSession& c) {
     // A leased task stays on its worker; its outcome will find no task and be dropped.
     if (Task* t = ledger_.find(key)) apply(*t, TaskEvent::kDrop);
   }
+  if (journal_) journal_->purge(c.identity);
   submitter_left(c.handle);
   clients_.remove(c.handle);
 }

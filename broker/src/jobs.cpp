@@ -74,6 +74,7 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
     job = &jobs_.add(spec.job, next_handle_++, Clock::now());
     job->submitter = c.handle;
     job->function = spec.function;
+    if (journal_) journal_->job(job->id, c.identity, job->function);
     log::info("job {} started by {}", job->id, c.hello.host);
   }
   if (job->live.contains(spec.index) || job->results.contains(spec.index)) return std::nullopt;  // sent again
@@ -82,6 +83,7 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
   }
   const auto key = admit(job->handle, spec.index, spec, std::move(payload), attempts);
   job->live[spec.index] = key;
+  if (journal_) journal_->task(true, job->id, spec.index, attempts, spec, ledger_.find(key)->payload());
   return std::nullopt;
 }
 
@@ -92,6 +94,7 @@ void BrokerCore::job_result(Job& job, std::uint64_t index, wire::Result meta, zm
   if (meta.status == Status::kCancelled) ++job.cancelled;
   job.bytes += payload.size();
   meta.id = index;
+  if (journal_) journal_->result(true, job.id, index, meta, view(payload), items);
   job.results[index] = Job::Finished{std::move(meta), std::move(payload), items};
   if (job.done()) job_done(job);
 }
@@ -108,6 +111,7 @@ void BrokerCore::submitter_left(PeerHandle session) {
     job.sealed = true;
     job.note = "its submitter left after sending " + std::to_string(job.total()) + " tasks";
     log::warn("job {}: {}", job.id, job.note);
+    if (journal_) journal_->seal(job.id, job.note);
     if (job.done()) job_done(job);
   }
 }
@@ -119,6 +123,7 @@ void BrokerCore::expire_jobs(Clock::time_point now) {
   }
   for (auto h : expired) {
     log::info("job {} expired: its results were kept for {} ms", jobs_.find(h)->id, config_.job_ttl.count());
+    if (journal_) journal_->forget(jobs_.find(h)->id);
     jobs_.remove(h);
   }
 }
@@ -142,6 +147,7 @@ void BrokerCore::on_job(Message& m, ClientSession& c) {
       case JobOp::kForget:
         cancel_job(*job);
         log::info("job {} forgotten on request", job->id);
+        if (journal_) journal_->forget(job->id);
         jobs_.remove(job->handle);
         job = nullptr;
         break;
@@ -153,6 +159,7 @@ void BrokerCore::on_job(Message& m, ClientSession& c) {
   auto info = job ? job_info(*job) : wire::JobInfo{};
   info.request = request->request;
   info.job = request->job;
+  if (journal_) journal_->commit();  // a seal is a promise too: on disk before it is answered
   send_message(socket_, c.identity, Command::kJobInfo, info);
 }
 
@@ -166,6 +173,7 @@ void BrokerCore::seal_job(Job& job, std::uint64_t total) {
                " tasks submitted (it restarted during the submission)";
     log::warn("job {}: {}", job.id, job.note);
   }
+  if (journal_) journal_->seal(job.id, job.note);
   if (job.done()) job_done(job);
 }
 
@@ -174,6 +182,7 @@ void BrokerCore::cancel_job(Job& job) {
   if (!job.done() && job.note.empty()) job.note = "cancelled";
   job.sealed = true;
   job.submitter = 0;
+  if (journal_) journal_->seal(job.id, job.note);
   std::unordered_map<PeerHandle, wire::Cancel> to_workers;
   std::vector<std::uint64_t> queued;
   for (auto& [index, key] : job.live) {
@@ -203,8 +212,8 @@ void BrokerCore::cancel_job(Job& job) {
 wire::JobInfo BrokerCore::job_info(const Job& job) {
   auto info = job_info_without_running(job, Clock::now());
   for (auto& [h, w] : workers_) {
-    for (auto key : w.leases) {
-      if (const Task* t = ledger_.find(key); t && t->client == job.handle) ++info.running;
+    for (const auto& lease : w.leases) {
+      if (const Task* t = ledger_.find(lease.first); t && t->client == job.handle) ++info.running;
     }
   }
   return info;

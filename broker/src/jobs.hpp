@@ -5,7 +5,7 @@
  * the number it sent, and exits; `dpool wait`, `dpool result` and `dpool cancel` find the job
  * by id later, from any client. A job is an owner in the ledger like a client session (so it
  * gets its fair share of the workers beside interactive clients) and it lives in the broker's
- * memory: it survives its submitter, not a broker restart.
+ * memory: it survives its submitter, and a broker restart only with --data-dir (journal.hpp).
  *
  * A job is done when it is sealed and no task of it is queued or running. It is forgotten
  * job_ttl after it is done, or at once when asked to (kForget). A job whose submitter leaves
@@ -19,6 +19,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <absl/container/flat_hash_map.h>
 #include <zmq.hpp>
 
 #include "dpool/protocol.hpp"
@@ -32,7 +33,7 @@ struct Job {
   std::string id;
   PeerHandle submitter = 0;  // the session sending its tasks, until it seals the job
   bool sealed = false;
-  std::unordered_map<std::uint64_t, TaskKey> live;  // position -> ledger key
+  absl::flat_hash_map<std::uint64_t, TaskKey> live;  // position -> ledger key (as a session's)
   struct Finished {
     wire::Result meta;
     zmq::message_t payload;

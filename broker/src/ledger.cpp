@@ -39,23 +39,30 @@ FunctionId Ledger::route_id(const std::string& name, const Tags& needs) {
 TaskKey Ledger::add(PeerHandle client, std::uint64_t client_id, FunctionId route, std::uint32_t max_attempts,
                     zmq::message_t payload, std::uint32_t items, std::uint8_t priority, std::int64_t expires_at) {
   const TaskKey key = next_key_++;
-  Task& t = tasks_[key];
-  t.key = key;
+  TaskPtr record = Task::make(std::move(payload));
+  Task& t = *record;
+  t.key = key;  // before it joins the set, which hashes it by key
   t.client = client;
   t.client_id = client_id;
   t.function = route;
   t.max_attempts = max_attempts;
   t.items = items;
   t.priority = std::min<std::uint8_t>(priority, kPriorities - 1);
-  t.payload = std::move(payload);
+  tasks_.insert(std::move(record));
   enqueue(t, false);
   if (expires_at > 0) expires_at_.emplace(expires_at, key);
   return key;
 }
 
+/* Ends a task's record: `task` dangles afterwards. */
+void Ledger::forget(Task& task) {
+  const TaskKey key = task.key;  // erase must not read it from the record it destroys
+  tasks_.erase(key);
+}
+
 Task* Ledger::find(TaskKey key) {
   auto it = tasks_.find(key);
-  return it == tasks_.end() ? nullptr : &it->second;
+  return it == tasks_.end() ? nullptr : it->get();
 }
 
 void Ledger::enqueue(Task& task, bool front) {
@@ -140,13 +147,13 @@ Task* Ledger::pop(FunctionId route) {
   return nullptr;
 }
 
-Task* Ledger::lease_next(FunctionId route, PeerHandle worker, std::uint64_t seq) {
+Task* Ledger::lease_next(FunctionId route, PeerHandle worker) {
   Task* t = pop(route);
-  if (t) apply(*t, TaskEvent::kLease, worker, seq);
+  if (t) apply(*t, TaskEvent::kLease, worker);
   return t;
 }
 
-Transition Ledger::apply(Task& task, TaskEvent event, PeerHandle worker, std::uint64_t seq, std::int64_t delay_ms) {
+Transition Ledger::apply(Task& task, TaskEvent event, PeerHandle worker, std::int64_t delay_ms) {
   switch (event) {
     case TaskEvent::kLease:
       // pop() has already taken the key out of its queue.
@@ -155,18 +162,17 @@ Transition Ledger::apply(Task& task, TaskEvent event, PeerHandle worker, std::ui
       task.state = TaskState::kLeased;
       ++task.attempt;
       task.worker = worker;
-      task.seq = seq;
       return Transition::kLeased;
 
     case TaskEvent::kFinish:
       if (task.state != TaskState::kLeased) return Transition::kRefused;
-      tasks_.erase(task.key);
+      forget(task);
       return Transition::kRemoved;
 
     case TaskEvent::kWorkerLost:
       if (task.state != TaskState::kLeased) return Transition::kRefused;
       if (++task.lost >= task.max_attempts) {
-        tasks_.erase(task.key);
+        forget(task);
         return Transition::kExhausted;
       }
       enqueue(task, true);  // it has waited already: first in line
@@ -191,7 +197,7 @@ Transition Ledger::apply(Task& task, TaskEvent event, PeerHandle worker, std::ui
     case TaskEvent::kDrop:
       if (task.state == TaskState::kQueued) unqueue(task);
       if (task.state == TaskState::kDelayed) --routes_[task.function].delayed;
-      tasks_.erase(task.key);
+      forget(task);
       return Transition::kRemoved;
   }
   return Transition::kRefused;

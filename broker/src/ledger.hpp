@@ -22,6 +22,10 @@
  *
  * Time comes in through advance(now): it moves delayed retries whose time has come into
  * their queues and returns the queued tasks whose start deadline (expires) has passed.
+ *
+ * Memory: a queued task costs its record (task.hpp: 64 bytes and a small payload, in one
+ * allocation), a pointer's slot in the open-addressing set of records, and its key in its
+ * client's queue; its owner (peers.hpp, jobs.hpp) adds one entry in a table of live ids.
  */
 #pragma once
 
@@ -31,67 +35,24 @@
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <memory>
 #include <queue>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
 #include <zmq.hpp>
 
 #include "dpool/protocol.hpp"
+#include "task.hpp"
 
 namespace dpool::detail {
 
-using TaskKey = std::uint64_t;
-using PeerHandle = std::uint32_t;   // a client or worker, as numbered by the broker
-using FunctionId = std::uint32_t;   // a route: a function name and the tags it needs
 using Tags = std::map<std::string, std::string>;
 
 inline constexpr std::uint8_t kPriorities = kMaxPriority + 1;
 
-enum class TaskState : std::uint8_t { kQueued, kLeased, kDelayed };
-
 enum class TaskEvent : std::uint8_t { kLease, kFinish, kWorkerLost, kLostInTransit, kRetry, kDrop };
-
-/* What only some tasks need: a time limit, retry budgets, the record of failed attempts.
- * Kept apart so that the common task stays small (a million may be queued). */
-struct TaskExtra {
-  std::uint64_t timeout_ms = 0;
-  std::uint32_t retries = 0;          // budget for attempts that threw
-  std::uint32_t timeout_retries = 0;  // budget for attempts that timed out
-  std::uint32_t errors = 0;           // attempts that threw so far
-  std::uint32_t timeouts = 0;         // attempts that timed out so far
-  std::uint64_t retry_delay_ms = 0;
-  double retry_backoff = 2.0;
-  std::vector<wire::Attempt> history;
-};
-
-struct Task {
-  TaskKey key = 0;
-  PeerHandle client = 0;
-  std::uint64_t client_id = 0;
-  FunctionId function = 0;        // its route
-  TaskState state = TaskState::kQueued;
-  std::uint8_t priority = kDefaultPriority;
-  bool cancel_requested = false;  // its client cancelled it while leased
-  std::uint32_t attempt = 0;      // leases so far
-  std::uint32_t lost = 0;         // leases that ended with the worker dying
-  std::uint32_t max_attempts = 0;
-  std::uint32_t items = 0;        // > 0: a chunk of that many calls
-  std::uint32_t queue = 0;        // index of its named queue in the broker (0: none)
-  PeerHandle worker = 0;          // while leased
-  std::uint64_t seq = 0;          // the TaskBatch seq that carried the lease
-  std::int64_t leased_at = 0;     // steady-clock milliseconds when the lease was sent
-  zmq::message_t payload;
-  std::unique_ptr<TaskExtra> extra;
-
-  TaskExtra& more() {
-    if (!extra) extra = std::make_unique<TaskExtra>();
-    return *extra;
-  }
-};
 
 /* What apply() decided, for the caller to act on. */
 enum class Transition : std::uint8_t {
@@ -116,8 +77,9 @@ class Ledger {
   [[nodiscard]] FunctionId base_route(FunctionId id) const { return routes_[id].base; }
   [[nodiscard]] std::size_t function_count() const { return routes_.size(); }
 
-  /* Adds a queued task and returns its key. `expires_at` (steady-clock ms, 0: never) is when
-   * it fails unless leased by then. */
+  /* Adds a queued task and returns its key. `payload` is copied into the task's record when
+   * small and kept when large (task.hpp). `expires_at` (steady-clock ms, 0: never) is when it
+   * fails unless leased by then. */
   TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId route, std::uint32_t max_attempts,
               zmq::message_t payload, std::uint32_t items = 0, std::uint8_t priority = kDefaultPriority,
               std::int64_t expires_at = 0);
@@ -125,8 +87,8 @@ class Ledger {
   [[nodiscard]] Task* find(TaskKey key);
 
   /* Leases the next queued task of `route` (highest priority after aging, then fair between
-   * clients) to `worker` in batch `seq`; nullptr when none is queued. */
-  Task* lease_next(FunctionId route, PeerHandle worker, std::uint64_t seq);
+   * clients) to `worker`; nullptr when none is queued. */
+  Task* lease_next(FunctionId route, PeerHandle worker);
   /* The priority, after aging, that the next task of `route` competes with; -1 when empty. */
   [[nodiscard]] double urgency(FunctionId route) const;
   [[nodiscard]] std::size_t queued(FunctionId route) const { return routes_[route].size; }
@@ -136,11 +98,10 @@ class Ledger {
   [[nodiscard]] std::size_t queued_total() const { return queued_total_; }
   [[nodiscard]] std::size_t size() const { return tasks_.size(); }
 
-  /* The one transition function (see the table above). For kLease, `worker` and `seq` say
-   * where the lease went; for kRetry, `delay_ms` how long it waits. kRemoved and kExhausted
-   * erase the task: read it before. */
-  Transition apply(Task& task, TaskEvent event, PeerHandle worker = 0, std::uint64_t seq = 0,
-                   std::int64_t delay_ms = 0);
+  /* The one transition function (see the table above). For kLease, `worker` says where the
+   * lease went; for kRetry, `delay_ms` how long it waits. kRemoved and kExhausted erase the
+   * task: read it before. */
+  Transition apply(Task& task, TaskEvent event, PeerHandle worker = 0, std::int64_t delay_ms = 0);
 
   /* Sets the time (steady-clock ms) that queueing, aging and retry delays count from. */
   void set_now(std::int64_t now_ms) { now_ms_ = std::max(now_ms_, now_ms); }
@@ -150,9 +111,12 @@ class Ledger {
   /* When advance() next has something to do (steady-clock ms), or 0 when nothing waits. */
   [[nodiscard]] std::int64_t next_due() const;
 
+  /* Gives back the table space of tasks that are gone (after a burst; costs O(tasks)). */
+  void compact() { shrink_if_sparse(tasks_); }
+
  private:
   struct Level {
-    std::unordered_map<PeerHandle, std::deque<TaskKey>> by_client;
+    absl::flat_hash_map<PeerHandle, std::deque<TaskKey>> by_client;
     std::deque<PeerHandle> ring;  // clients with queued tasks, served in turn
     std::size_t size = 0;         // live queued tasks (the deques may also hold dropped keys)
     std::int64_t since = 0;       // last served, or became non-empty
@@ -171,12 +135,13 @@ class Ledger {
   FunctionId new_route(const std::string& name, const Tags& needs, FunctionId base);
   void enqueue(Task& task, bool front);
   void unqueue(Task& task);
+  void forget(Task& task);
   Task* pop(FunctionId route);
   [[nodiscard]] int best_level(const Route& r) const;
 
-  std::unordered_map<TaskKey, Task> tasks_;
+  TaskSet tasks_;
   std::vector<Route> routes_;
-  std::unordered_map<std::string, FunctionId> function_ids_;
+  absl::flat_hash_map<std::string, FunctionId> function_ids_;
   std::map<std::pair<FunctionId, Tags>, FunctionId> tagged_routes_;
   // Keys start at a random point so that an outcome for a task of an earlier broker instance
   // (still running on a worker when the broker restarted) cannot match a task of this one.

@@ -10,6 +10,12 @@
  * A client session keeps, per client task id, either the ledger key of the live task or the
  * finished result, which stays until the client ACKs it (so a result lost on a cut link is
  * sent again, and a resubmitted task is recognised instead of run twice).
+ *
+ * Tables touched once or more per task are Abseil's open-addressing ones: `live` and a
+ * worker's `leases` hold their entries in the table (no allocation per entry; `live`, which
+ * has an entry per queued task, costs 17 bytes a slot), `finished` holds pointers to nodes,
+ * because a finished result is large and a table sized for a burst of unacknowledged results
+ * would otherwise keep that many empty results' worth of slots.
  */
 #pragma once
 
@@ -18,9 +24,10 @@
 #include <map>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
 #include <zmq.hpp>
 
 #include "dpool/protocol.hpp"
@@ -28,6 +35,12 @@
 #include "ledger.hpp"
 
 namespace dpool::detail {
+
+/* A lease out to a worker: which TASK carried it and when, to tell a lost one (workers.cpp). */
+struct LeaseRecord {
+  std::uint64_t seq = 0;     // the TASK batch's seq
+  std::int64_t sent_ms = 0;  // steady-clock milliseconds when it was sent
+};
 
 struct WorkerRecord {
   PeerHandle handle = 0;
@@ -39,7 +52,7 @@ struct WorkerRecord {
   std::vector<FunctionId> functions;  // the functions it offers (their routes with no needs)
   std::vector<FunctionId> routes;     // every route it can serve: those and the tagged ones it fits
   std::map<std::string, std::string> tags;
-  std::unordered_set<TaskKey> leases;
+  absl::flat_hash_map<TaskKey, LeaseRecord> leases;
   std::size_t next_function = 0;  // round-robin start among `functions`
   Clock::time_point expiry;
   Clock::time_point last_heard;
@@ -63,12 +76,14 @@ struct ClientSession {
   std::string identity;
   wire::Hello hello;
   Clock::time_point last_heard;
-  std::unordered_map<std::uint64_t, TaskKey> live;               // client id -> ledger key
-  std::unordered_map<std::uint64_t, FinishedResult> finished;    // sent, not yet ACKed
+  absl::flat_hash_map<std::uint64_t, TaskKey> live;             // client id -> ledger key
+  absl::node_hash_map<std::uint64_t, FinishedResult> finished;  // sent, not yet ACKed
   std::deque<std::pair<std::uint64_t, Clock::time_point>> sent;  // finished ids, send order
   // Outgoing batches, filled while handling input and flushed once per loop turn.
   std::vector<std::uint64_t> accepts;
   std::vector<std::uint64_t> results;
+  bool dirty = false;  // listed in BrokerCore::dirty_clients_ for this loop turn's flush
+  Clock::time_point accepts_due;  // deferred ACCEPTs must go by then (zero: none deferred)
 };
 
 /* Peers of one kind by routing id and by handle. */

@@ -55,8 +55,8 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
     wire::WorkerStatus ws{w.host, w.pid, w.processes, w.credit, {}, w.tags, w.leases.size(), w.done, w.failed,
                           millis(now - w.last_heard), w.draining};
     for (auto f : w.functions) ws.functions.push_back(ledger_.function_name(f));
-    for (auto key : w.leases) {
-      if (const Task* t = ledger_.find(key)) {
+    for (const auto& lease : w.leases) {
+      if (const Task* t = ledger_.find(lease.first)) {
         ++running[t->function];
         ++running_by_owner[t->client];
       }

@@ -7,7 +7,8 @@
  * link, or its DONE lost) is requeued without charging the task an attempt.
  */
 #include <algorithm>
-#include <unordered_set>
+
+#include <absl/container/flat_hash_set.h>
 
 #include "core.hpp"
 #include "dpool/log.hpp"
@@ -116,17 +117,18 @@ void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w)
   workers_.heard(w, now, config_.heartbeat.expiry());
   if (hb.draining && !w.draining) log::info("worker {} pid {} is draining", w.host, w.pid);
   w.draining = hb.draining;
-  const std::unordered_set<std::uint64_t> held(hb.held.begin(), hb.held.end());
+  // A host asks for more while its tasks are short, less once they are long (worker/pacing.hpp).
+  if (hb.credit > 0) w.credit = std::clamp<std::uint32_t>(hb.credit, 1, kMaxCredit);
+  const absl::flat_hash_set<std::uint64_t> held(hb.held.begin(), hb.held.end());
   // A lease the worker does not hold although it has seen the batch that carried it (seq <=
   // last_seq), or has not seen that batch for a whole expiry period, is lost: the batch or the
   // outcome went down with a connection. It is requeued without charging the task.
   const auto patience = std::chrono::duration_cast<std::chrono::milliseconds>(config_.heartbeat.expiry()).count();
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::vector<TaskKey> missing;
-  for (auto key : w.leases) {
+  for (const auto& [key, lease] : w.leases) {
     if (held.contains(key)) continue;
-    const Task* t = ledger_.find(key);
-    if (!t || t->seq <= hb.last_seq || now_ms - t->leased_at > patience) missing.push_back(key);
+    if (lease.seq <= hb.last_seq || now_ms - lease.sent_ms > patience || !ledger_.find(key)) missing.push_back(key);
   }
   for (auto key : missing) {
     w.leases.erase(key);
@@ -197,8 +199,8 @@ void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charg
     log::info("worker {} pid {} left ({})", w.host, w.pid, why);
   }
   const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
-  for (auto key : w.leases) {
-    Task* t = ledger_.find(key);
+  for (const auto& lease : w.leases) {
+    Task* t = ledger_.find(lease.first);
     if (t && t->state == TaskState::kLeased && t->worker == w.handle) worker_lost(*t, what, charge, nullptr, &w);
   }
   workers_.remove(w.handle);
@@ -236,11 +238,10 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
       if (best_urgency < 0) break;
     }
     ++w.next_function;
-    Task* t = ledger_.lease_next(best, w.handle, batch.seq);
+    Task* t = ledger_.lease_next(best, w.handle);
     if (!t) break;
     --free;
-    t->leased_at = now_ms;
-    w.leases.insert(t->key);
+    w.leases.insert_or_assign(t->key, LeaseRecord{batch.seq, now_ms});
     wire::Lease lease{t->key, t->attempt, ledger_.function_name(best), t->items};
     if (t->extra) {
       lease.timeout_ms = t->extra->timeout_ms;
@@ -250,7 +251,7 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
       }
     }
     batch.leases.push_back(std::move(lease));
-    payloads.push_back(share(t->payload));
+    payloads.push_back(t->frame());
   }
   if (batch.leases.empty()) return;
   ++next_seq_;

@@ -202,6 +202,7 @@ class FakePeer {
             hb.held.assign(held_.begin(), held_.end());
           }
           hb.draining = draining_.load();
+          hb.credit = credit_.load();
           send_message(socket_, {}, Command::kHeartbeat, hb);
           last_sent_ = now;
           next_heartbeat_ = now + interval_;
@@ -247,6 +248,7 @@ class FakePeer {
   std::atomic<std::uint64_t> heartbeats_{0};
  protected:
   std::atomic<bool> draining_{false};  // sent in every heartbeat
+  std::atomic<std::uint32_t> credit_{0};  // sent in every heartbeat (0: as READY said)
  private:
   std::atomic<std::uint64_t> instance_{0};
   std::atomic<bool> stopping_{false};
@@ -336,6 +338,21 @@ class FakeWorker : public FakePeer {
     draining_.store(true);
     wire::Heartbeat hb;
     hb.draining = true;
+    hb.last_seq = last_seq();
+    {
+      std::lock_guard lock(mutex_);
+      hb.held.assign(held_.begin(), held_.end());
+    }
+    send(Command::kHeartbeat, hb);
+  }
+
+  /* Asks for `credit` leases from now on, in a heartbeat sent at once and in every later one
+   * (as a worker host does when its tasks turn out short or long). */
+  void set_credit(std::uint32_t credit) {
+    credit_.store(credit);
+    wire::Heartbeat hb;
+    hb.credit = credit;
+    hb.draining = draining_.load();
     hb.last_seq = last_seq();
     {
       std::lock_guard lock(mutex_);

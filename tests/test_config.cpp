@@ -297,7 +297,7 @@ TEST(Config, UnknownKeyFarFromEveryKnownOneListsThem) {
   const auto file = dir.write("b.yaml", "bind: tcp://*:1\ncolour: blue\n");
   expect_config_error<dpool::BrokerConfig>(
       file, 2, {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
-                "max_attempts, client_timeout, job_ttl, priority_aging, log_level)"});
+                "max_attempts, client_timeout, job_ttl, priority_aging, data_dir, curve, log_level)"});
 }
 
 /* A misspelt section would otherwise be skipped by every role, and its settings silently lost. */

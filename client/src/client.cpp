@@ -12,9 +12,23 @@
 #include <vector>
 
 #include "client_io.hpp"
+#include "dpool/curve.hpp"
 #include "dpool/log.hpp"
 
 namespace dpool {
+namespace {
+
+/* A task's packed arguments as a frame. Large ones are moved into it, not copied: the frame
+ * owns the string and frees it when ZeroMQ is done with it. */
+zmq::message_t to_message(std::string&& args) {
+  constexpr std::size_t kMoveFrom = 4096;  // below this a copy is cheaper than the bookkeeping
+  if (args.size() < kMoveFrom) return zmq::message_t(args.data(), args.size());
+  auto* owned = new std::string(std::move(args));
+  return zmq::message_t(owned->data(), owned->size(),
+                        [](void*, void* hint) { delete static_cast<std::string*>(hint); }, owned);
+}
+
+}  // namespace
 
 using detail::NewTask;
 using detail::Pending;
@@ -31,6 +45,12 @@ Client::Impl::Impl(ClientConfig c) : config(std::move(c)) {
   const auto ivl = static_cast<int>(config.heartbeat.interval.count());
   socket.set(zmq::sockopt::heartbeat_ivl, ivl);
   socket.set(zmq::sockopt::heartbeat_timeout, ivl * static_cast<int>(config.heartbeat.liveness));
+  // A handshake the broker refuses (no CURVE keys, or a key it does not list) ends the
+  // connection for good, leaving no pipe: a blocking send would then hang this client's loop.
+  // With no HWM a send can wait only then, so failing it loses nothing: the tasks fail as
+  // unreachable after connect_timeout.
+  socket.set(zmq::sockopt::sndtimeo, 0);
+  if (const auto keys = load_curve(config.curve)) apply_curve(socket, *keys);
   try {
     socket.connect(config.broker);
   } catch (const zmq::error_t& e) {
@@ -45,8 +65,7 @@ Client::Impl::Impl(ClientConfig c) : config(std::move(c)) {
 
 Client::Impl::~Impl() {
   stopping.store(true);
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  notify();
   if (thread.joinable()) thread.join();
   ::close(wake_fd);
 }
@@ -56,13 +75,15 @@ void Client::Impl::loop() {
   std::array<zmq::pollitem_t, 2> items{{{socket.handle(), 0, ZMQ_POLLIN, 0},
                                         {nullptr, wake_fd, ZMQ_POLLIN, 0}}};
   while (!stopping.load()) {
-    dpool::poll(items.data(), items.size(), until(next_tick, config.heartbeat.interval));
+    const auto wake = acks.empty() ? next_tick : std::min(next_tick, acks_due);
+    dpool::poll(items.data(), items.size(), until(wake, config.heartbeat.interval));
     std::uint64_t drained = 0;
     [[maybe_unused]] auto n = ::read(wake_fd, &drained, sizeof drained);
     take_new_tasks();
     while (auto m = read_message(socket, false, drops)) on_message(*m);
     send_waiting();
     const auto now = Clock::now();
+    if (!acks.empty() && now >= acks_due) send_acks();
     if (now >= next_tick) {
       on_tick(now);
       next_tick = now + config.heartbeat.interval;
@@ -81,6 +102,7 @@ void Client::Impl::loop() {
     j.second->set_exception(std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed during join")));
   }
   cancel_requests();
+  send_acks();
   send_message(socket, {}, Command::kDisconnect, wire::Disconnect{"client closed"});
 }
 
@@ -93,6 +115,7 @@ void Client::Impl::take_new_tasks() {
     fresh.swap(inbox);
     cancel_ids.swap(cancels);
     join_requests.swap(new_joins);
+    wake_pending = false;
   }
   take_new_requests();
   for (auto& j : join_requests) {
@@ -104,7 +127,7 @@ void Client::Impl::take_new_tasks() {
     const auto id = t.spec.id;
     Pending& p = tasks[id];
     p.spec = std::move(t.spec);
-    p.payload = zmq::message_t(t.args.data(), t.args.size());
+    p.payload = to_message(std::move(t.args));
     p.done = std::move(t.done);
     p.submitted = now;
     waiting.push_back(id);
@@ -197,13 +220,23 @@ void Client::Impl::on_results(Message& m) {
     drops.drop(DropReason::kPayloads, "broker", "RESULT with mismatched payloads");
     return;
   }
-  wire::Ack ack;
-  ack.ids.reserve(batch->results.size());
+  if (acks.empty()) acks_due = Clock::now() + detail::kAckDelay;
   for (std::size_t i = 0; i < batch->results.size(); ++i) {
     const auto id = batch->results[i].id;
-    ack.ids.push_back(id);  // duplicates too, so the broker stops sending them
+    acks.push_back(id);  // duplicates too, so the broker stops sending them
     complete(id, TaskResult{std::move(batch->results[i]), std::move(m.payloads[i])});
   }
+  if (acks.size() >= kMaxTasksPerSubmit) send_acks();
+}
+
+/* ACKs wait up to kAckDelay, or until the next SUBMIT, and go out together: one task at a time,
+ * an ACK sent the moment its RESULT came would wake the broker while the caller is busy
+ * submitting the next task (W2 in bench/), and under load many RESULTs share one ACK. Waiting
+ * costs only the broker holding those results a few ms longer. */
+void Client::Impl::send_acks() {
+  if (acks.empty()) return;
+  wire::Ack ack;
+  ack.ids.swap(acks);
   send_message(socket, {}, Command::kAck, ack);
 }
 
@@ -263,7 +296,9 @@ void Client::Impl::send_waiting() {
       payloads.push_back(std::move(copy));
       ++outstanding;
     }
-    if (!submit.tasks.empty()) send_message(socket, {}, Command::kSubmit, submit, std::move(payloads));
+    if (submit.tasks.empty()) continue;
+    send_acks();  // the broker reads both in one wake-up
+    send_message(socket, {}, Command::kSubmit, submit, std::move(payloads));
   }
 }
 
@@ -291,7 +326,7 @@ void Client::Impl::fail_unreachable(Clock::time_point now) {
   const auto heard = ever ? last_heard : started;
   if (now - heard <= limit) return;
   const std::string why = "no broker answered at " + config.broker + " for " +
-                          std::to_string(limit.count()) + " ms";
+                          std::to_string(limit.count()) + " ms" + (ever ? "" : unreachable_hint(config.curve));
   fail_requests(now, heard, limit, why);
   std::vector<std::uint64_t> expired;
   for (auto& [id, p] : tasks) {
@@ -358,39 +393,47 @@ wire::TaskSpec task_spec(std::uint64_t id, std::string function, TaskOptions opt
 Client::Client(ClientConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 Client::~Client() = default;
 
+void Client::Impl::notify() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+}
+
 std::uint64_t Client::submit(std::string function, std::string args, Completion done,
                              TaskOptions options) {
   std::uint64_t id = 0;
+  bool wake = false;
   {
     std::lock_guard lock(impl_->inbox_mutex);
     id = impl_->next_id++;
     impl_->inbox.push_back(NewTask{task_spec(id, std::move(function), std::move(options)), std::move(args),
                                    std::move(done)});
+    impl_->pending_count.fetch_add(1);
+    wake = impl_->wake_locked();
   }
-  impl_->pending_count.fetch_add(1);
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  if (wake) impl_->notify();
   return id;
 }
 
 void Client::cancel(std::vector<std::uint64_t> ids) {
+  bool wake = false;
   {
     std::lock_guard lock(impl_->inbox_mutex);
     impl_->cancels.insert(impl_->cancels.end(), ids.begin(), ids.end());
+    wake = impl_->wake_locked();
   }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  if (wake) impl_->notify();
 }
 
 std::shared_future<void> Client::join_queue(std::string queue) {
   auto promise = std::make_shared<std::promise<void>>();
   std::shared_future<void> future = promise->get_future().share();
+  bool wake = false;
   {
     std::lock_guard lock(impl_->inbox_mutex);
     impl_->new_joins.emplace_back(wire::Join{impl_->next_join++, std::move(queue)}, std::move(promise));
+    wake = impl_->wake_locked();
   }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  if (wake) impl_->notify();
   return future;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -24,6 +25,7 @@ namespace dpool {
 namespace detail {
 
 constexpr std::size_t kMaxTasksPerSubmit = 1000;
+constexpr auto kAckDelay = std::chrono::milliseconds(2);  // longest an ACK waits (send_acks)
 
 enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
 
@@ -67,6 +69,7 @@ struct Client::Impl {
   void resubmit_all();
   void send_again(std::vector<std::uint64_t> ids);
   void send_waiting();
+  void send_acks();
   void on_tick(Clock::time_point now);
   void fail_unreachable(Clock::time_point now);
   void complete(std::uint64_t id, TaskResult&& result);
@@ -81,6 +84,10 @@ struct Client::Impl {
   void fail_requests(Clock::time_point now, Clock::time_point heard, std::chrono::milliseconds limit,
                      const std::string& why);
   void cancel_requests();
+  /* Wakes the I/O thread unless a wake-up is already on its way; call with inbox_mutex held,
+   * then notify() after unlocking if it returned true. */
+  [[nodiscard]] bool wake_locked() { return !std::exchange(wake_pending, true); }
+  void notify();
 
   ClientConfig config;
   zmq::context_t context{1};
@@ -100,6 +107,9 @@ struct Client::Impl {
   std::uint64_t next_id = 1;  // guarded by inbox_mutex
   std::vector<std::pair<std::uint64_t, detail::PendingRequest>> new_requests;  // guarded by inbox_mutex
   std::uint64_t next_request = 1;  // guarded by inbox_mutex
+  // Guarded by inbox_mutex: the I/O thread has been woken and not yet taken the inbox, so
+  // another submit need not wake it again (one eventfd write per burst, not per task).
+  bool wake_pending = false;
 
   // I/O thread only:
   std::unordered_map<std::uint64_t, detail::Pending> tasks;
@@ -107,6 +117,8 @@ struct Client::Impl {
   std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
   std::unordered_map<std::uint64_t, detail::PendingRequest> requests;
   std::size_t outstanding = 0;        // sent or accepted
+  std::vector<std::uint64_t> acks;    // results to ACK, sent together (send_acks)
+  Clock::time_point acks_due;         // when the first of them must go
   std::uint64_t broker_instance = 0;
   Clock::time_point last_heard;
   Clock::time_point started = Clock::now();

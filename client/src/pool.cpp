@@ -24,6 +24,7 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
     embedded.max_tasks_per_child = options_.max_tasks_per_child;
     cluster_ = std::make_unique<EmbeddedCluster>(embedded);
     config.broker = cluster_->endpoint();
+    config.curve = {};  // the embedded broker listens on loopback, without CURVE
   } else {
     // These shape the worker processes an embedded cluster starts; remote workers are started
     // by their own hosts (dpool-worker flags, or a worker program's own initialisation).
@@ -33,6 +34,8 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
                                 "(dpool-worker --processes, --max-tasks-per-child, or your worker program)");
     }
     config.broker = broker;
+    if (!options_.broker_key.empty()) config.curve.broker_key = options_.broker_key;
+    if (!options_.curve_key.empty()) config.curve.secret_key = options_.curve_key;
   }
   config.connect_timeout = options_.connect_timeout;
   config.window = options_.window;
@@ -117,7 +120,7 @@ std::string name_of(const void* function) {
 void check_arguments(const std::string& function, std::string_view packed_args) {
   const TaskInfo* info = find_task(function);
   if (!info || !info->check) return;  // only the workers know it: they will check
-  auto handle = msgpack::unpack(packed_args.data(), packed_args.size());
+  auto handle = unpack_in_place(packed_args.data(), packed_args.size());
   info->check(handle.get());
 }
 

@@ -37,6 +37,7 @@ template <class Answer, class Result, class Body>
 std::future<Result> Client::Impl::add_request(Command command, Body body, Result (*make)(Answer&&, Message&)) {
   auto promise = std::make_shared<std::promise<Result>>();
   auto future = promise->get_future();
+  bool wake = false;
   {
     std::lock_guard lock(inbox_mutex);
     body.request = next_request++;
@@ -56,9 +57,9 @@ std::future<Result> Client::Impl::add_request(Command command, Body body, Result
     };
     r.fail = [promise](std::exception_ptr e) { promise->set_exception(std::move(e)); };
     new_requests.emplace_back(body.request, std::move(r));
+    wake = wake_locked();
   }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+  if (wake) notify();
   return future;
 }
 

@@ -21,6 +21,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config_curve.hpp"
+#include "dpool/curve.hpp"
 #include "dpool/error.hpp"
 
 namespace dpool {
@@ -228,6 +230,13 @@ Field client_broker(std::string& v) {
   return f;
 }
 
+/* The `curve:` section, a map of its own (config_curve.cpp). */
+template <class Curve>
+Field curve(Curve& v) {
+  return {"curve", [&v](const YAML::Node& n, const Where& w) { detail::read_curve(n, w.file, v); },
+          [&v](YAML::Emitter& out) { detail::write_curve(out, v); }};
+}
+
 // The order of each table is the order of the keys in config/<role>.yaml.
 
 Fields fields(BrokerConfig& c) {
@@ -237,6 +246,8 @@ Fields fields(BrokerConfig& c) {
   f.push_back(duration("client_timeout", c.client_timeout, limits::kTimeoutMs));
   f.push_back(duration("job_ttl", c.job_ttl, limits::kJobTtlMs));
   f.push_back(duration("priority_aging", c.priority_aging, limits::kAgingMs));
+  f.push_back(text("data_dir", c.data_dir, "a directory"));
+  f.push_back(curve(c.curve));
   f.push_back(level("log_level", c.log_level));
   return f;
 }
@@ -252,6 +263,7 @@ Fields fields(WorkerConfig& c) {
            list("plugins", c.plugins),
            dict("tags", c.tags)};
   heartbeat(f, c.heartbeat);
+  f.push_back(curve(c.curve));
   f.push_back(level("log_level", c.log_level));
   return f;
 }
@@ -262,6 +274,7 @@ Fields fields(ClientConfig& c) {
            duration("broker_timeout", c.broker_timeout, limits::kTimeoutMs),
            count("window", c.window, limits::kWindow)};
   heartbeat(f, c.heartbeat);
+  f.push_back(curve(c.curve));
   f.push_back(level("log_level", c.log_level));
   return f;
 }
@@ -382,6 +395,7 @@ std::string resolve_client_config(const std::string& explicit_broker, ClientConf
     loaded.broker = config.broker;
     config = loaded;
   }
+  apply_curve_env(config.curve);
   if (!explicit_broker.empty()) return explicit_broker;
   if (auto env = broker_from_env()) return *env;
   return from_file;

@@ -32,6 +32,7 @@
 #include <msgpack.hpp>
 #include <zmq.hpp>
 
+#include "dpool/codec.hpp"
 #include "dpool/config.hpp"
 #include "dpool/error.hpp"
 #include "dpool/protocol.hpp"
@@ -139,14 +140,24 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
+namespace detail {
+/* A msgpack output stream that appends to a string: packing writes each byte once, where an
+ * sbuffer would be copied into the string after. */
+struct StringSink {
+  std::string& out;
+  void write(const char* data, std::size_t size) { out.append(data, size); }
+};
+}  // namespace detail
+
 /* Packs arguments as the msgpack array a task function expects. */
 template <class... A>
 [[nodiscard]] std::string pack_args(const A&... args) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  std::string out;
+  detail::StringSink sink{out};
+  msgpack::packer<detail::StringSink> packer(sink);
   packer.pack_array(sizeof...(A));
   (packer.pack(args), ...);
-  return std::string(buffer.data(), buffer.size());
+  return out;
 }
 
 /* Calls `function` and waits for its result (a convenience for tools and tests). */

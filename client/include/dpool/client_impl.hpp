@@ -9,7 +9,7 @@ template <class T>
 T TaskResult::as(const std::string& function) const {
   throw_if_failed(function);
   try {
-    msgpack::object_handle h = msgpack::unpack(static_cast<const char*>(value.data()), value.size());
+    msgpack::object_handle h = unpack_in_place(value);
     return h.get().as<T>();
   } catch (const std::exception& e) {
     throw Error(Errc::kUsage, function + " returned a value that is not the type asked for (" +

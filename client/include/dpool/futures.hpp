@@ -74,11 +74,20 @@ class State {
     if (error_) std::rethrow_exception(error_);
     return *value_;
   }
+  /* The value, moved out when the caller holds the only handle (`sole`) and no on_done callback
+   * can read it after; else a copy. */
+  Stored<R> take(bool sole) {
+    std::lock_guard lock(mutex_);
+    if (error_) std::rethrow_exception(error_);
+    if (sole && !watched_) return std::move(*value_);
+    return *value_;
+  }
 
   /* Runs `f` once the state is done: now (on this thread) if it already is. */
   void on_done(std::function<void()> f) {
     {
       std::lock_guard lock(mutex_);
+      watched_ = true;
       if (!done_) {
         callbacks_.push_back(std::move(f));
         return;
@@ -114,6 +123,7 @@ class State {
   std::condition_variable cv_;
   bool done_ = false;
   bool cancelled_ = false;
+  bool watched_ = false;  // an on_done callback may read the value
   std::optional<Stored<R>> value_;
   std::exception_ptr error_;
   std::vector<std::function<void()>> callbacks_;
@@ -131,12 +141,23 @@ class [[nodiscard]] AsyncResult {
   explicit AsyncResult(std::shared_ptr<detail::State<R>> state) : state_(std::move(state)) {}
 
   /* The result; rethrows the task's failure. Blocks until it is there. */
-  R get() const {
+  R get() const& {
     state_->wait();
     if constexpr (std::is_void_v<R>) {
       (void)state_->value();
     } else {
       return state_->value();
+    }
+  }
+  /* The same on a handle about to go (`pool.apply_async(f, x).get()`, `std::move(r).get()`):
+   * when no other handle shares the result, it is moved out instead of copied, which matters
+   * for large values. A handle left behind by std::move holds an unspecified value after. */
+  R get() && {
+    state_->wait();
+    if constexpr (std::is_void_v<R>) {
+      (void)state_->value();
+    } else {
+      return state_->take(state_.use_count() == 1);
     }
   }
   /* The same, but throws dpool::Error(kTimeout) if it is not there within `timeout`. */

@@ -56,6 +56,11 @@ namespace dpool {
 
 struct Options {
   std::string broker;                           // empty: an embedded cluster (see pool_core)
+  // CURVE (docs/security.md): the broker's public key and this client's secret key, each a
+  // file (broker.pub, PREFIX.key from `dpool keygen --out PREFIX`) or a Z85 key. Empty: the
+  // config file's curve section, $DPOOL_BROKER_KEY, $DPOOL_CURVE_KEY, else no CURVE.
+  std::string broker_key;
+  std::string curve_key;
   std::size_t processes = 0;                    // embedded: worker processes; 0: one per core
   std::function<void()> initializer;            // embedded: runs once in each worker process
   std::uint32_t max_tasks_per_child = 0;        // embedded: replace a process after N tasks
@@ -160,7 +165,7 @@ Completion complete_state(std::shared_ptr<State<R>> state, std::string function)
       return;
     }
     try {
-      auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+      auto handle = unpack_in_place(r.value);
       state->set_value(decode_value<R>(handle.get(), function));
     } catch (...) {
       state->set_error(std::current_exception(), false);
@@ -194,7 +199,7 @@ std::vector<ItemResult<R>> decode_chunk(const TaskResult& r, std::size_t count, 
     return items;
   }
   try {
-    auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+    auto handle = unpack_in_place(r.value);
     const auto& arr = handle.get();
     if (arr.type != msgpack::type::ARRAY || arr.via.array.size != count) {
       throw Error(Errc::kInternal, function + ": a chunk came back with the wrong number of items");

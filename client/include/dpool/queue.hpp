@@ -45,7 +45,7 @@ class JoinableQueue {
                         item = failure;
                       } else {
                         try {
-                          auto h = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+                          auto h = unpack_in_place(r.value);
                           item = detail::decode_value<R>(h.get(), function);
                         } catch (...) {
                           item = std::current_exception();

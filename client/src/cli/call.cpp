@@ -98,7 +98,7 @@ int run_call(const CallOptions& options) {
     case Status::kOk: {
       nlohmann::json value;
       try {
-        auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+        auto handle = unpack_in_place(r.value);
         value = to_json(handle.get());
       } catch (const std::exception& e) {
         throw Error(Errc::kInternal, options.function + " returned a value that is not msgpack: " + e.what());

@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "dpool/config.hpp"
+#include "dpool/curve.hpp"
 #include "dpool/error.hpp"
 #include "dpool/util.hpp"
 
@@ -25,7 +26,8 @@ std::unique_ptr<Client> connect_client(const std::string& flag) {
   auto client = std::make_unique<Client>(config);
   if (!client->wait_connected(config.connect_timeout)) {
     throw Error(Errc::kUnreachable, "cannot reach the broker at " + config.broker + " (no answer within " +
-                                        seconds_text(config.connect_timeout) + ")");
+                                        seconds_text(config.connect_timeout) + ")" +
+                                        unreachable_hint(config.curve));
   }
   return client;
 }

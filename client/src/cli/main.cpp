@@ -4,7 +4,8 @@
  * Two top-level options concern them all: --config names the YAML file, and --print-config
  * prints the client configuration they would run with and exits (the one case where no
  * subcommand is needed). The subcommands and the client library read the file through
- * $DPOOL_CONFIG, so --config beats the environment by replacing it for this process.
+ * $DPOOL_CONFIG, so --config beats the environment by replacing it for this process; so do
+ * --broker-key and --curve-key, through $DPOOL_BROKER_KEY and $DPOOL_CURVE_KEY.
  *
  * Errors a person can cause (a bad flag, a bad config file, an unreachable broker, an argument
  * that is not JSON) end in one line on stderr and exit code 2; failed tasks in exit code 1. */
@@ -40,6 +41,9 @@ int main(int argc, char** argv) {
   bool print = false;
   app.add_option("--config", config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
   app.add_flag("--print-config", print, "print the effective client configuration as YAML and exit");
+  std::string broker_key, curve_key;
+  app.add_option("--broker-key", broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
+  app.add_option("--curve-key", curve_key, "CURVE: this client's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
 
   const dpool::cli::Command commands[] = {
       dpool::cli::add_call(app),
@@ -59,6 +63,8 @@ int main(int argc, char** argv) {
     }
     // Single-threaded still: setenv is safe here.
     if (!config_file.empty()) ::setenv("DPOOL_CONFIG", config_file.c_str(), 1);
+    if (!broker_key.empty()) ::setenv("DPOOL_BROKER_KEY", broker_key.c_str(), 1);
+    if (!curve_key.empty()) ::setenv("DPOOL_CURVE_KEY", curve_key.c_str(), 1);
     if (print) return print_config();
     dpool::log::init("client", "error");
     for (const auto& command : commands) {

@@ -36,6 +36,7 @@
 
 #include "cli.hpp"
 #include "../embedded.hpp"
+#include "dpool/curve.hpp"
 #include "dpool/client.hpp"
 #include "exec_output.hpp"
 #include "input.hpp"
@@ -279,7 +280,7 @@ class Runner {
         return std::vector<ExecOutcome>(count, failed_outcome(r.meta.error_type, r.meta.error_message, r.meta));
     }
     try {
-      auto handle = msgpack::unpack(static_cast<const char*>(r.value.data()), r.value.size());
+      auto handle = unpack_in_place(r.value);
       if (count == 1) return {decode_exec(handle.get(), options_.timeout)};
       return decode_exec_chunk(handle.get(), count, r.meta, options_.timeout);
     } catch (const std::exception& e) {
@@ -379,6 +380,7 @@ int run_map(const MapOptions& options) {
     if (processes == 0) processes = std::max(1u, std::thread::hardware_concurrency());
     cluster = std::make_unique<detail::EmbeddedCluster>(embedded_options(processes));  // forks: before any thread of ours
     config.broker = cluster->endpoint();
+    config.curve = {};  // the embedded broker listens on loopback, without CURVE
   } else {
     config.broker = broker;
   }
@@ -386,7 +388,8 @@ int run_map(const MapOptions& options) {
   Client client(config);
   if (!client.wait_connected(config.connect_timeout)) {
     throw Error(Errc::kUnreachable, "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
-                                        " (no answer within " + seconds_text(config.connect_timeout) + ")");
+                                        " (no answer within " + seconds_text(config.connect_timeout) + ")" +
+                                        (broker.empty() ? std::string() : unreachable_hint(config.curve)));
   }
   // On a cluster, commands run only where a worker allows them: say so instead of waiting.
   if (!broker.empty()) require_worker_for(client, "exec", "start dpool-worker with --allow-exec to run commands");

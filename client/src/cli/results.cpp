@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "dpool/codec.hpp"
 #include "exec_output.hpp"
 #include "json.hpp"
 
@@ -19,7 +20,7 @@ void ResultPrinter::print(const wire::JobResult& result, const zmq::message_t& v
   }
   msgpack::object_handle handle;
   try {
-    handle = msgpack::unpack(static_cast<const char*>(value.data()), value.size());
+    handle = unpack_in_place(value);
   } catch (const std::exception& e) {
     for (std::size_t i = 0; i < calls; ++i) item(nullptr, meta, "BadResult", std::string("not msgpack: ") + e.what());
     return;

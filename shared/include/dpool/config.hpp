@@ -56,6 +56,26 @@ struct HeartbeatConfig {
   [[nodiscard]] std::chrono::milliseconds expiry() const { return interval * liveness; }
 };
 
+/* CURVE for a client or a worker host (see curve.hpp for what a key "source" may be): the
+ * broker's public key and this peer's own secret key, whose public half is derived from it.
+ * Both empty: no CURVE. */
+struct CurvePeerConfig {
+  std::string broker_key;  // the broker's public key: Z85, a .pub file or a PREFIX
+  std::string secret_key;  // our secret key: Z85, a .key file (mode 0600) or a PREFIX
+  [[nodiscard]] bool enabled() const { return !broker_key.empty() || !secret_key.empty(); }
+};
+
+/* CURVE for the broker: its secret key and who may connect in which role. Each allowlist entry
+ * is a Z85 public key, a .pub file, or a folder of .pub files. No secret key: no CURVE. */
+struct CurveBrokerConfig {
+  std::string secret_key;
+  std::vector<std::string> client_keys;  // may submit work, ask for status and jobs
+  std::vector<std::string> worker_keys;  // may register as worker hosts and run tasks
+  [[nodiscard]] bool enabled() const {
+    return !secret_key.empty() || !client_keys.empty() || !worker_keys.empty();
+  }
+};
+
 struct BrokerConfig {
   std::string bind = kDefaultBroker;
   HeartbeatConfig heartbeat;
@@ -68,6 +88,10 @@ struct BrokerConfig {
   // A priority level with tasks waiting that has not been served for this long competes as
   // one level higher (and so on): low priorities never starve.
   std::chrono::milliseconds priority_aging{std::chrono::seconds(10)};
+  // With a directory, accepted tasks and kept results are journaled there and survive a
+  // restart of the broker (broker/src/journal.hpp); empty: kept in memory only.
+  std::string data_dir;
+  CurveBrokerConfig curve;  // with it, listening beyond loopback needs no `insecure`
 };
 
 struct WorkerConfig {
@@ -83,6 +107,7 @@ struct WorkerConfig {
   std::map<std::string, std::string> tags;
   HeartbeatConfig heartbeat;
   std::string log_level = "info";
+  CurvePeerConfig curve;
 };
 
 struct ClientConfig {
@@ -92,6 +117,7 @@ struct ClientConfig {
   std::chrono::milliseconds broker_timeout{60000};  // broker silent this long: tasks fail
   std::uint32_t window = 10000;                     // tasks held by the broker at once
   std::string log_level = "warn";
+  CurvePeerConfig curve;
 };
 
 /* Reads `path` into `config` (only the keys present change). Throws dpool::Error(kConfig). */
@@ -117,10 +143,11 @@ void load_config_file(const std::string& path, ClientConfig& config);
 /* $DPOOL_BROKER if set and not empty. */
 [[nodiscard]] std::optional<std::string> broker_from_env();
 
-/* A client's configuration: the $DPOOL_CONFIG file's client settings over `config`, then the
- * broker by precedence: `explicit_broker` (a flag or an option), else $DPOOL_BROKER, else the
- * file's. Returns the broker, or "" when none is named anywhere (an embedded cluster then).
- * Throws dpool::Error(kConfig) for a bad file. */
+/* A client's configuration: the $DPOOL_CONFIG file's client settings over `config`, then
+ * $DPOOL_BROKER_KEY and $DPOOL_CURVE_KEY over its CURVE keys, then the broker by precedence:
+ * `explicit_broker` (a flag or an option), else $DPOOL_BROKER, else the file's.
+ * Returns the broker, or "" when none is named anywhere (an embedded cluster then). Throws
+ * dpool::Error(kConfig) for a bad file. */
 std::string resolve_client_config(const std::string& explicit_broker, ClientConfig& config);
 
 // ---- Shared by the YAML loader and the binaries' flags ----------------------------------------

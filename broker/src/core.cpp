@@ -9,10 +9,14 @@
 
 #include <sys/eventfd.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <array>
 #include <cerrno>
 
+#include "dpool/curve.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
 
@@ -20,6 +24,9 @@ namespace dpool::detail {
 namespace {
 
 constexpr int kMaxMessagesPerTurn = 4096;
+// A tick that read fewer frames than this is quiet; a burst is this many since the last trim.
+constexpr std::uint64_t kQuietTickFrames = 1000;
+constexpr std::uint64_t kBurstFrames = 100000;
 
 /* True when `endpoint` can only be reached from this host. */
 bool loopback_only(const std::string& endpoint) {
@@ -42,10 +49,20 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
     throw Error(Errc::kUsage, "cannot listen on '" + config_.bind +
                                   "': an address looks like tcp://HOST:PORT or ipc:///PATH");
   }
-  if (!loopback_only(config_.bind) && !insecure) {
-    throw Error(Errc::kUsage, "refusing to listen on " + config_.bind +
-                                  ": it is reachable from other hosts and CURVE is not set up; "
-                                  "pass --insecure to do it anyway");
+  const auto keys = load_curve(config_.curve);
+  if (!loopback_only(config_.bind) && !keys) {
+    if (!insecure) {
+      throw Error(Errc::kUsage, "refusing to listen on " + config_.bind +
+                                    ": it is reachable from other hosts and CURVE is not set up "
+                                    "(see docs/security.md); pass --insecure to do it anyway");
+    }
+    log::warn("listening on {} without CURVE (--insecure): anyone who can reach it can submit "
+              "tasks and register workers", config_.bind);
+  }
+  if (keys) {
+    // The ZAP handler must be bound before the ROUTER, or the first handshakes go unchecked.
+    gate_ = std::make_unique<Gatekeeper>(context_, *keys, drops_);
+    gate_->secure(socket_);
   }
   // A peer that reconnects (same routing id, new TCP connection) takes over its old pipe.
   socket_.set(zmq::sockopt::router_handover, 1);
@@ -61,6 +78,12 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
     throw Error(Errc::kUsage, "cannot listen on " + config_.bind + ": " + e.what());
   }
   endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  if (!config_.data_dir.empty()) {
+    // Attached after the restore, so that what the journal gave back is not written again.
+    auto journal = std::make_unique<Journal>(config_.data_dir);
+    restore(journal->take_state());
+    journal_ = std::move(journal);
+  }
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(Errc::kInternal, "eventfd failed");
 }
@@ -77,23 +100,29 @@ void BrokerCore::stop() noexcept {
 
 void BrokerCore::run() {
   log::info("listening on {} (instance {:016x})", endpoint_, instance_);
+  if (gate_) log::info("CURVE on: {} client keys, {} worker keys allowed", gate_->clients(), gate_->workers());
   const auto interval = config_.heartbeat.interval;
   next_tick_ = Clock::now() + interval;
-  std::array<zmq::pollitem_t, 2> items{{{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                                        {nullptr, wake_fd_, ZMQ_POLLIN, 0}}};
+  std::vector<zmq::pollitem_t> items{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  if (gate_) items.push_back({gate_->socket().handle(), 0, ZMQ_POLLIN, 0});
   while (!stopping_.load()) {
     // Wake for the next heartbeat tick, or sooner for a retry whose delay ends or a deadline.
     auto wake = next_tick_;
     if (const auto due = ledger_.next_due(); due > 0) {
       wake = std::min(wake, Clock::time_point(std::chrono::milliseconds(due)));
     }
+    if (next_accept_due_ != Clock::time_point{}) wake = std::min(wake, next_accept_due_);
     dpool::poll(items.data(), items.size(), until(wake, interval));
-    ledger_.set_now(now_ms());
+    turn_ = Clock::now();
+    ledger_.set_now(now_ms(turn_));
+    if (gate_) gate_->serve();
     for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
       bool got = false;
       auto m = read_message(socket_, true, drops_, &got);
       if (!got) break;
-      if (m) handle(*m);
+      if (!m) continue;
+      frames_this_tick_ += 2 + m->payloads.size();
+      handle(*m);
     }
     const auto now = Clock::now();
     expire_tasks(now);
@@ -111,6 +140,7 @@ void BrokerCore::run() {
 
 void BrokerCore::handle(Message& m) {
   who_ = identity_of(m);
+  if (gate_ && !role_fits(m)) return;
   switch (m.command) {
     case Command::kHello:
       on_hello(m, client_session(who_));
@@ -168,6 +198,50 @@ void BrokerCore::handle(Message& m) {
   }
 }
 
+std::optional<Role> BrokerCore::required_role(Command command) {
+  switch (command) {
+    case Command::kHello:
+    case Command::kSubmit:
+    case Command::kAck:
+    case Command::kCancel:
+    case Command::kJoin:
+    case Command::kJob:
+    case Command::kFetch:
+    case Command::kStatus:
+      return Role::kClient;
+    case Command::kReady:
+    case Command::kDone:
+      return Role::kWorker;
+    case Command::kHeartbeat:
+    case Command::kDisconnect:
+      // Both roles send these: the session the routing id names decides, so a key of the
+      // other role that took over a peer's routing id cannot keep its session alive or end it.
+      if (workers_.find(who_)) return Role::kWorker;
+      if (clients_.find(who_)) return Role::kClient;
+      return std::nullopt;
+    case Command::kAccept:
+    case Command::kTask:
+    case Command::kResult:
+    case Command::kJoined:
+    case Command::kJobInfo:
+    case Command::kFetched:
+    case Command::kReport:
+      return std::nullopt;  // the broker's own commands: handle() drops them anyway
+  }
+  return std::nullopt;
+}
+
+bool BrokerCore::role_fits(const Message& m) {
+  const auto need = required_role(m.command);
+  if (!need) return true;
+  const auto role = Gatekeeper::role_of(m.body);
+  if (role == need) return true;
+  drops_.drop(DropReason::kRole, who_,
+              std::string(to_string(m.command)) + " needs a " + std::string(to_string(*need)) + " key, sent with " +
+                  (role ? "a " + std::string(to_string(*role)) + " key" : std::string("no role")));
+  return false;
+}
+
 void BrokerCore::on_heartbeat(Message& m) {
   auto hb = decode<wire::Heartbeat>(m, drops_, who_);
   if (!hb) return;
@@ -211,12 +285,14 @@ void BrokerCore::on_tick(Clock::time_point now) {
     }
   }
   expire_jobs(now);
+  release_memory();
   std::uint32_t processes = 0;
   for (auto& [h, w] : workers_) {
     processes += w.processes;
     send_heartbeat(w.identity);
   }
   for (auto& [h, c] : clients_) send_heartbeat(c.identity, processes);
+  if (journal_) journal_->commit(true);  // results and ACKs reach the disk within a tick
   flush();
 
   if (ledger_.queued_total() > 0 && now >= next_idle_warning_) {
@@ -231,9 +307,38 @@ void BrokerCore::on_tick(Clock::time_point now) {
   publish_stats();
 }
 
+/* After a burst, memory nothing uses any more stays with the broker: the hash tables keep the
+ * capacity of their fullest moment, and ZeroMQ's I/O thread receives into a malloc arena of
+ * its own, whose free pages glibc gives back to the system only from its top (a client that
+ * submits a million tasks at once leaves tens of MB there). The first quiet tick after a burst
+ * shrinks the tables that are mostly empty and hands free pages back (malloc_trim: a few ms
+ * on a heap of a few hundred MB); under steady load no tick is quiet and nothing is spent. */
+void BrokerCore::release_memory() {
+  frames_since_trim_ += frames_this_tick_;
+  const bool quiet = frames_this_tick_ < kQuietTickFrames;
+  frames_this_tick_ = 0;
+  if (!quiet || frames_since_trim_ < kBurstFrames) return;
+  frames_since_trim_ = 0;
+  ledger_.compact();
+  for (auto& [h, c] : clients_) {
+    shrink_if_sparse(c.live);
+    shrink_if_sparse(c.finished);
+  }
+  for (auto& [h, job] : jobs_) shrink_if_sparse(job.live);
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
+}
+
 void BrokerCore::flush() {
+  // One write (and one fdatasync if tasks were accepted) per turn, before any ACCEPT leaves.
+  if (journal_) journal_->commit();
+  if (!deferred_accepts_.empty()) due_accepts();
   for (auto h : dirty_clients_) {
-    if (auto* c = clients_.find(h)) flush_client(*c);
+    if (auto* c = clients_.find(h)) {
+      c->dirty = false;
+      flush_client(*c);
+    }
   }
   dirty_clients_.clear();
 }

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <mutex>
 #include <string>
@@ -19,8 +20,10 @@
 #include "dpool/config.hpp"
 #include "dpool/util.hpp"
 #include "jobs.hpp"
+#include "journal.hpp"
 #include "ledger.hpp"
 #include "peers.hpp"
+#include "security.hpp"
 
 namespace dpool::detail {
 
@@ -60,9 +63,14 @@ class BrokerCore {
  private:
   // core.cpp: the loop and its timers
   void handle(Message& m);
+  /* CURVE: the role that may send `command` (nullopt: either), and whether `m` came from a key
+   * of that role; a message that does not is dropped and counted (`role`). */
+  std::optional<Role> required_role(Command command);
+  bool role_fits(const Message& m);
   void on_heartbeat(Message& m);
   void on_tick(Clock::time_point now);
   void publish_stats();
+  void release_memory();
   void flush();
   bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0);
   void disown(const std::string& identity, std::string_view reason);
@@ -85,7 +93,11 @@ class BrokerCore {
               std::uint32_t items);
   void count_result(const wire::Result& meta);
   void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta, zmq::message_t payload);
+  /* Lists `c` for this turn's flush, once however many results and accepts it gets. */
+  void mark_dirty(ClientSession& c);
   void flush_client(ClientSession& c);
+  void flush_accepts(ClientSession& c);
+  void due_accepts();
   void resend_unacked(ClientSession& c, Clock::time_point now);
   void purge_client(ClientSession& c);
 
@@ -107,6 +119,11 @@ class BrokerCore {
 
   // status.cpp
   void on_status(Message& m, ClientSession& c);
+
+  // recovery.cpp: the state a --data-dir journal carried over a restart
+  void restore(JournalState state);
+  void restore_session(const std::string& identity, JournalState::Owner& saved);
+  void restore_job(const std::string& id, JournalState::Owner& saved);
 
   // policy.cpp
   /* The refusal of a task whose options are out of range, or nullopt. */
@@ -139,12 +156,14 @@ class BrokerCore {
   BrokerConfig config_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::unique_ptr<Gatekeeper> gate_;  // CURVE's ZAP handler; null without CURVE
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::string endpoint_;
   const std::uint64_t instance_;
 
   Ledger ledger_;
+  std::unique_ptr<Journal> journal_;  // null without --data-dir (and while restoring)
   WorkerRegistry workers_;
   PeerTable<ClientSession> clients_;
   JobTable jobs_;
@@ -152,6 +171,11 @@ class BrokerCore {
   // TASK batch numbers, broker-wide so that they only grow for a worker that registers again.
   std::uint64_t next_seq_ = 1;
   std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
+  std::vector<PeerHandle> deferred_accepts_;  // sessions whose ACCEPTs wait (flush_accepts)
+  Clock::time_point next_accept_due_;         // the first of those, zero when none waits
+  Clock::time_point turn_;                 // when this loop turn began (per-result bookkeeping reads it)
+  std::uint64_t frames_this_tick_ = 0;     // frames read since the last heartbeat tick
+  std::uint64_t frames_since_trim_ = 0;    // ... and since memory was last handed back
   DropCounters drops_;
   std::string who_;  // the peer of the message being handled, for drop logs
 

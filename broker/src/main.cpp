@@ -4,7 +4,12 @@
  *
  * Flags are parsed into optionals and applied over the loaded file, so that a flag that was
  * not given never hides the file's value; their ranges and duration syntax come from
- * config.hpp, the same as the YAML keys'. */
+ * config.hpp, the same as the YAML keys'.
+ *
+ * It also takes all the open files the hard limit allows (raise_open_file_limit): every
+ * connected worker host and client costs the broker one descriptor. */
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -28,10 +33,12 @@ extern "C" void on_signal(int) {
 struct Flags {
   std::string config_file;
   bool print_config = false;
-  std::optional<std::string> bind, log_level;
+  std::optional<std::string> bind, log_level, data_dir;
   bool insecure = false;
   std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms;
   std::optional<std::uint32_t> liveness, max_attempts;
+  std::optional<std::string> curve_key;
+  std::vector<std::string> client_keys, worker_keys;
 };
 
 void add_flags(CLI::App& app, Flags& f) {
@@ -40,6 +47,9 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
   app.add_option("--bind", f.bind, "address to listen on (default tcp://127.0.0.1:5555)");
   app.add_flag("--insecure", f.insecure, "allow listening on non-loopback addresses without CURVE");
+  app.add_option("--curve-key", f.curve_key, "CURVE: the broker's secret key (PREFIX.key from dpool keygen --out PREFIX)");
+  app.add_option("--client-key", f.client_keys, "CURVE: a client public key, .pub file or folder of them (repeatable)");
+  app.add_option("--worker-key", f.worker_keys, "CURVE: a worker public key, .pub file or folder of them (repeatable)");
   app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kHeartbeatMs, true), "DURATION"));
   app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before a peer is dead (default 3)")
@@ -52,6 +62,8 @@ void add_flags(CLI::App& app, Flags& f) {
       ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
   app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
+  app.add_option("--data-dir", f.data_dir, "journal accepted tasks and kept results in DIR, so that they survive a restart")
+      ->type_name("DIR");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember(dpool::log_levels()));
 }
@@ -69,12 +81,42 @@ dpool::BrokerConfig effective_config(const Flags& f) {
   if (f.client_timeout_ms) config.client_timeout = milliseconds(*f.client_timeout_ms);
   if (f.job_ttl_ms) config.job_ttl = milliseconds(*f.job_ttl_ms);
   if (f.aging_ms) config.priority_aging = milliseconds(*f.aging_ms);
+  if (f.data_dir) config.data_dir = *f.data_dir;
   if (f.log_level) config.log_level = *f.log_level;
+  // Allowlist flags add to the file's lists, as --plugin does for a worker's plugins.
+  if (f.curve_key) config.curve.secret_key = *f.curve_key;
+  for (const auto& k : f.client_keys) config.curve.client_keys.push_back(k);
+  for (const auto& k : f.worker_keys) config.curve.worker_keys.push_back(k);
   return config;
+}
+
+/* Each peer's TCP connection is a file descriptor, and many systems start processes with a
+ * soft limit of 1024. Past it ZeroMQ cannot accept the next connection: the peer waits
+ * forever, nothing is logged, and ZeroMQ's I/O thread retries the accept in a busy loop (seen
+ * with 1,000 workers and 50 clients, bench/README.md "Load test"). The hard limit is what the
+ * administrator allows, and taking all of it costs nothing: ZeroMQ polls with epoll, not
+ * select. A limit that is still too low is said once in the log, with the peers it allows. */
+void raise_open_file_limit() {
+  constexpr rlim_t kEnough = 4096;             // about 4,000 peers
+  constexpr rlim_t kNrOpenDefault = 1u << 20;  // a soft limit cannot be "unlimited"
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  if (r.rlim_cur < r.rlim_max) {
+    rlimit raised = r;
+    raised.rlim_cur = r.rlim_max == RLIM_INFINITY ? kNrOpenDefault : r.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
+  }
+  if (r.rlim_cur < kEnough) {
+    dpool::log::warn(
+        "open file limit {} (hard limit {}): at most about {} workers and clients can connect; "
+        "raise the hard limit (ulimit -Hn, or LimitNOFILE= under systemd) for more",
+        r.rlim_cur, r.rlim_max, r.rlim_cur > 32 ? r.rlim_cur - 32 : 0);
+  }
 }
 
 int serve(const dpool::BrokerConfig& config) {
   dpool::log::init("broker", config.log_level);
+  raise_open_file_limit();
   dpool::Broker broker(config, config.insecure);
   g_broker = &broker;
   std::signal(SIGINT, on_signal);

@@ -199,7 +199,8 @@ int run_fill(const Common& o, pid_t broker_pid, std::size_t bytes) {
 double payload_round(dpool::Pool& pool, const std::vector<char>& data, std::uint64_t count, std::size_t in_flight) {
   std::deque<dpool::AsyncResult<std::vector<char>>> out;
   auto take = [&] {
-    if (out.front().get().size() != data.size()) throw std::runtime_error("echo_bytes: wrong size");
+    // Taken from a handle that is then dropped, as `pool.apply_async(...).get()` is: moved out.
+    if (std::move(out.front()).get().size() != data.size()) throw std::runtime_error("echo_bytes: wrong size");
     out.pop_front();
   };
   const auto start = bench::Clock::now();

@@ -122,7 +122,11 @@ start_broker() {
   local port i
   port=$(free_port)
   endpoint=tcp://127.0.0.1:$port
-  if [ "$1" = dpool ]; then start_server "$broker_bin" --bind "$endpoint" --log-level error
+  # DPOOL_BENCH_DATA_DIR=PARENT: each dpool broker journals to a fresh folder under PARENT
+  # (--data-dir), to measure what the journal costs; put PARENT on the disk to be measured.
+  local data=()
+  if [ -n "${DPOOL_BENCH_DATA_DIR:-}" ]; then data=(--data-dir "$(mktemp -d "$DPOOL_BENCH_DATA_DIR/broker.XXXXXX")"); fi
+  if [ "$1" = dpool ]; then start_server "$broker_bin" --bind "$endpoint" --log-level error "${data[@]}"
   else start_server "$zmq_bin" broker --bind "$endpoint"; fi
   broker_pid=$last_pid
   # Without ss (iproute2) there is nothing to check with: the clients' own waits are bounded.

@@ -142,6 +142,37 @@ TEST_F(CliCall, ArgumentThatIsNotJson) {
   expect_one_line(r.err);
 }
 
+TEST_F(CliCall, ArraysAndNegativeNumbersAreArgumentsAsWritten) {
+  // A JSON array is one argument, not CLI11's list syntax for several.
+  auto r = run_dpool({"call", "--broker", broker_->endpoint, "echo", "[1,2]", "[[3]]", "-4", "[]"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[[1,2],[[3]],-4,[]]"));
+  r = run_dpool({"call", "--broker", broker_->endpoint, "echo", "--", "-5", "[-1]"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[-5,[-1]]"));
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--timout", "3", "echo", "7"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("dpool: unknown option --timout", 0), 0u) << r.err;
+  expect_one_line(r.err);
+  r = run_dpool({"call", "echo", "[1]", "2", "--broker", broker_->endpoint});
+  EXPECT_EQ(r.exit_code, 0) << "options after the arguments: " << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[[1],2]"));
+}
+
+TEST_F(CliCall, AnArgumentNestedDeeperThanAWorkerTakesIsRefusedBeforeSending) {
+  const auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  auto r = run_dpool({"call", "--broker", broker_->endpoint, "echo", nested(15)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(nested(15)));
+  // Deep enough to overflow a recursive conversion's stack, and just one level too deep.
+  for (std::size_t depth : {16u, 60000u}) {
+    r = run_dpool({"call", "--broker", broker_->endpoint, "echo", nested(depth)});
+    EXPECT_EQ(r.exit_code, 2) << depth;
+    EXPECT_EQ(r.err.rfind("dpool: argument 2 nests deeper than 15 levels", 0), 0u) << r.err.substr(0, 300);
+    expect_one_line(r.err);
+  }
+}
+
 TEST_F(CliCall, TimeoutBoundsTheWait) {
   const auto r = run_dpool({"call", "--broker", broker_->endpoint, "--timeout", "1", "sleep", "30"});
   EXPECT_EQ(r.exit_code, 1);
@@ -246,6 +277,11 @@ TEST_F(CliJobs, BadInputIsOneLineAndNothingIsLeftRunning) {
   auto r = dpool({"submit", "--function", "square"}, "[1]\nnot json\n");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("stdin:2: not JSON"), std::string::npos) << r.err;
+  expect_one_line(r.err);
+  // A line nested deeper than a worker unpacks, deep enough to overflow a recursive parser.
+  r = dpool({"submit", "--function", "echo"}, "[1]\n" + std::string(200000, '[') + std::string(200000, ']') + "\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("stdin:2: nests deeper than 16 levels"), std::string::npos) << r.err.substr(0, 300);
   expect_one_line(r.err);
   r = dpool({"submit", "--function", "square", "--", "echo"});
   EXPECT_EQ(r.exit_code, 2) << "a function and a command at once";

@@ -139,7 +139,8 @@ wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot) {
     if (!task) throw Error(Errc::kUsage, "no task named '" + item.lease.function + "' on this worker");
     msgpack::object_handle args;
     if (!detail::unpack_body(item.payload, args, kArgumentLimits)) {
-      throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack");
+      throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack, or nest deeper than " +
+                          std::to_string(kArgumentLimits.max_depth) + " levels (the list of arguments counts as one)");
     }
     msgpack::sbuffer out;
     if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease, out, slot);

@@ -1,5 +1,6 @@
 /* dpool call FUNCTION [JSON-ARG]...: one call through the broker, its result as JSON. */
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <future>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "cli.hpp"
 #include "dpool/client.hpp"
+#include "dpool/codec.hpp"
 #include "dpool/config.hpp"
 #include "json.hpp"
 
@@ -19,7 +21,8 @@ namespace {
 
 struct CallOptions {
   std::string function;
-  std::vector<std::string> args;  // JSON texts
+  std::optional<std::string> first_arg;  // as parsed; args has it first
+  std::vector<std::string> args;          // JSON texts
   std::string broker;
   std::optional<double> timeout;  // seconds
   TaskPolicy policy;
@@ -50,11 +53,15 @@ int run_call(const CallOptions& options) {
   for (std::size_t i = 0; i < options.args.size(); ++i) {
     nlohmann::json value;
     try {
-      value = nlohmann::json::parse(options.args[i]);
+      // The list of arguments is the payload's outermost level.
+      value = parse_json(options.args[i], kArgumentLimits.max_depth - 1);
     } catch (const nlohmann::json::exception& e) {
       // Argument 1 is the function; its JSON arguments are 2, 3, ...
       throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " is not JSON: " + e.what() +
                                     " (a string is written \"\\\"text\\\"\")");
+    } catch (const Error& e) {
+      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " " + e.what() +
+                                    ", more than a task's arguments may (a worker would refuse it)");
     }
     pack_json(packer, value);
   }
@@ -127,17 +134,42 @@ int run_call(const CallOptions& options) {
   return 3;
 }
 
+/* The arguments in order: the first (when given), then the words CLI11 left over, less the
+ * "--" it keeps when one came before the first argument. Unknown options are among the
+ * left-over words too; no JSON starts with "-" but a number. */
+std::vector<std::string> call_arguments(const std::optional<std::string>& first, std::vector<std::string> rest) {
+  auto mark = std::find(rest.begin(), rest.end(), "--");
+  if (mark != rest.end() && first) rest.erase(mark);
+  for (const auto& word : rest) {
+    const bool number = word.size() > 1 && (std::isdigit(static_cast<unsigned char>(word[1])) != 0);
+    if (word.size() > 1 && word[0] == '-' && !number && word != "--") {
+      throw Error(Errc::kUsage, "unknown option " + word + " (see dpool call --help)");
+    }
+  }
+  if (first) rest.insert(rest.begin(), *first);
+  return rest;
+}
+
 }  // namespace
 
 Command add_call(CLI::App& parent) {
   auto options = std::make_shared<CallOptions>();
   auto* cmd = parent.add_subcommand("call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
   cmd->add_option("function", options->function, "the task function's name")->required();
-  cmd->add_option("args", options->args, "its arguments, one JSON value each (use -- before negative numbers)");
+  // The arguments are not a vector option: CLI11 reads "[1,2]" given to one as its own list
+  // syntax, two arguments 1 and 2. So the first is a plain string positional (which also keeps
+  // "--" working, as CLI11 hands "--" to the parent once no positional is left) and every
+  // later one is an extra, left as it is in remaining() (call_arguments).
+  cmd->add_option("arg", options->first_arg, "its arguments, one JSON value each, like 7 or '[1,2]' or '\"text\"'");
+  cmd->allow_extras();
+  cmd->footer("ARG...: every word after FUNCTION that is not an option is an argument.");
   add_broker_option(*cmd, options->broker);
   cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
   add_policy_options(*cmd, options->policy, true);
-  return {cmd, [options] { return run_call(*options); }};
+  return {cmd, [options, cmd] {
+            options->args = call_arguments(options->first_arg, cmd->remaining());
+            return run_call(*options);
+          }};
 }
 
 }  // namespace dpool::cli

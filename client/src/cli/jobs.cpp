@@ -21,6 +21,7 @@
 #include "cli.hpp"
 #include "dpool/client.hpp"
 #include "dpool/util.hpp"
+#include "dpool/codec.hpp"
 #include "json.hpp"
 #include "exec_output.hpp"
 #include "input.hpp"
@@ -163,10 +164,17 @@ void submit_calls(const SubmitOptions& options, Client& client, const std::strin
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json value;
     try {
-      value = nlohmann::json::parse(line);
+      // A line that is an array is the list of arguments, the payload's outermost level; any
+      // other value is wrapped in one (pack_line).
+      const bool is_list = line[line.find_first_not_of(" \t\r")] == '[';
+      value = parse_json(line, kArgumentLimits.max_depth - (is_list ? 0 : 1));
     } catch (const nlohmann::json::exception& e) {
       (void)client.job(job, JobOp::kForget).wait_for(std::chrono::seconds(5));
       throw Error(Errc::kUsage, name + ":" + std::to_string(number) + ": not JSON (" + e.what() + "); the job was dropped");
+    } catch (const Error& e) {
+      (void)client.job(job, JobOp::kForget).wait_for(std::chrono::seconds(5));
+      throw Error(Errc::kUsage, name + ":" + std::to_string(number) + ": " + e.what() +
+                                    ", more than a task's arguments may; the job was dropped");
     }
     packed.clear();
     pack_line(packer, value);

@@ -3,7 +3,22 @@
 
 #include <cstdint>
 
+#include "dpool/error.hpp"
+
 namespace dpool::cli {
+
+nlohmann::json parse_json(std::string_view text, std::size_t max_depth) {
+  // The callback's depth counts the containers around the event; an array or object opened at
+  // depth d holds values at d + 1.
+  const auto limit = [max_depth](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start) &&
+        static_cast<std::size_t>(depth) >= max_depth) {
+      throw Error(Errc::kUsage, "nests deeper than " + std::to_string(max_depth) + " levels");
+    }
+    return true;
+  };
+  return nlohmann::json::parse(text, limit);
+}
 
 void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& value) {
   using T = nlohmann::json::value_t;

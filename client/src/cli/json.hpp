@@ -15,6 +15,12 @@
 
 namespace dpool::cli {
 
+/* `text` as JSON, nesting at most `max_depth` levels (a scalar is 0 deep, [1] is 1 deep).
+ * Throws nlohmann::json::exception for what is not JSON and Error(kUsage) for what nests
+ * deeper: the check runs while parsing, so no input can build a value whose conversion would
+ * recurse past the stack. */
+[[nodiscard]] nlohmann::json parse_json(std::string_view text, std::size_t max_depth);
+
 /* Packs `value` as msgpack. */
 void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& value);
 

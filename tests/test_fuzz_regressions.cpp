@@ -12,11 +12,17 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <ostream>
 #include <string>
 
 #include "dpool/codec.hpp"
 #include "dpool/log.hpp"
 #include "entries.hpp"
+
+namespace dpool::fuzz {
+// gtest prints a parameter in a failure's header; by its name, not its bytes.
+void PrintTo(const Target& t, std::ostream* os) { *os << t.name; }
+}  // namespace dpool::fuzz
 
 namespace {
 

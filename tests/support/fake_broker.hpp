@@ -38,9 +38,11 @@ inline Process start_limits_worker(const std::string& endpoint, int processes, s
 /* A broker played by the test: one ROUTER, one worker host. */
 class FakeBroker {
  public:
-  FakeBroker() : socket_(context_, zmq::socket_type::router) {
+  /* On `endpoint`; the default, a free port. Another FakeBroker on the endpoint of one that
+   * is gone plays a restarted broker. */
+  explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:0") : socket_(context_, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind("tcp://127.0.0.1:0");
+    socket_.bind(endpoint);
     endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
   }
 

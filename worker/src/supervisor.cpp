@@ -31,7 +31,8 @@ Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
       zygote_([this](std::size_t slot, int link) {
         run_executor(ExecutorSetup{link, &running_[slot], hooks_.initializer, ::getppid()});
       }),
-      context_(1), broker_(context_, zmq::socket_type::dealer), identity_(make_peer_id('w')),
+      context_(1), broker_(context_, zmq::socket_type::dealer), handshakes_(context_, zmq::socket_type::pair),
+      identity_(make_peer_id('w')),
       host_(host_name()), pacing_(config_.processes, config_.prefetch) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(Errc::kInternal, "cannot set up the supervisor");
@@ -50,6 +51,12 @@ Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
   // the loop, signals and all; with no HWM a send can wait only then.
   broker_.set(zmq::sockopt::sndtimeo, 0);
   if (const auto keys = load_curve(config_.curve)) apply_curve(broker_, *keys);
+  // Before the connect, so that no handshake goes unseen (reconnected()).
+  const auto monitor = "inproc://handshakes-" + identity_;
+  if (zmq_socket_monitor(broker_.handle(), monitor.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+    throw Error(Errc::kInternal, "cannot watch the broker connection");
+  }
+  handshakes_.connect(monitor);
   try {
     broker_.connect(config_.broker);
   } catch (const zmq::error_t& e) {
@@ -128,14 +135,46 @@ void Supervisor::turn() {
   }
   flush_outcomes();
   announce_credit(now);
+  // A link back after silence: one heartbeat at once, for the broker to answer (or disown).
+  if (now - last_heard_ > config_.heartbeat.expiry() && reconnected()) next_heartbeat_ = now;
   if (now >= next_heartbeat_) {
     send_heartbeat();
-    next_heartbeat_ = now + config_.heartbeat.interval;
+    next_heartbeat_ = now + heartbeat_gap(now);
     if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
       log::warn("broker {} silent for {} ms; still trying", config_.broker, config_.heartbeat.expiry().count());
       broker_silent_logged_ = true;
     }
   }
+}
+
+/* The heartbeat interval while the broker answers. While it is silent, every heartbeat waits in
+ * ZeroMQ's queue until the link is back and then arrives stale, all at once: after an hour's
+ * cut, 3,600 of them, each listing every task held. So the gap doubles per silent heartbeat, up
+ * to kSilentHeartbeatGap. What brings this host back at once is the handshake of the new
+ * connection (reconnected()); the spaced heartbeats are for a link that comes back without a
+ * new handshake, which the broker, having forgotten this worker by then, answers only when one
+ * reaches it (with the DISCONNECT that makes this host register again). */
+std::chrono::milliseconds Supervisor::heartbeat_gap(Clock::time_point now) {
+  const auto interval = config_.heartbeat.interval;
+  if (now - last_heard_ <= config_.heartbeat.expiry()) {
+    silent_gap_ = interval;
+  } else {
+    silent_gap_ = std::clamp(silent_gap_ * 2, interval, std::max(kSilentHeartbeatGap, interval));
+  }
+  return silent_gap_;
+}
+
+/* Whether ZeroMQ completed a handshake with the broker since the last call: the link is back
+ * (or a restarted broker is up), and the heartbeat that was spaced out can go now. Read only
+ * while the broker is silent; events from before are old news then and only cost one extra
+ * heartbeat. */
+bool Supervisor::reconnected() {
+  bool any = false;
+  zmq::message_t frame;
+  while (handshakes_.recv(frame, zmq::recv_flags::dontwait)) {
+    if (!frame.more()) any = true;  // an event is two frames: id and value, then the address
+  }
+  return any;
 }
 
 /* Until the next heartbeat, drain deadline, restart, time limit or lost link's grace,

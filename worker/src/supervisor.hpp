@@ -107,6 +107,8 @@ class Supervisor {
   [[nodiscard]] std::chrono::milliseconds poll_timeout() const;
   void send_ready();
   void send_heartbeat();
+  [[nodiscard]] std::chrono::milliseconds heartbeat_gap(Clock::time_point now);
+  [[nodiscard]] bool reconnected();
   void announce_credit(Clock::time_point now);
   void on_broker_message(Message& m);
   void on_tasks(Message& m);
@@ -167,6 +169,7 @@ class Supervisor {
   Zygote zygote_;
   zmq::context_t context_;
   zmq::socket_t broker_;
+  zmq::socket_t handshakes_;  // ZeroMQ's monitor of broker_: one event per completed handshake
   std::string identity_;
   std::string host_;
   int wake_fd_ = -1;
@@ -182,6 +185,9 @@ class Supervisor {
   Clock::time_point last_heard_;
   Clock::time_point next_heartbeat_;
   bool broker_silent_logged_ = false;
+  // Heartbeats to a silent broker are spaced out up to this (heartbeat_gap).
+  static constexpr std::chrono::milliseconds kSilentHeartbeatGap{10000};
+  std::chrono::milliseconds silent_gap_{0};
   bool zygote_lost_ = false;
   int exit_code_ = 0;
   OomKills oom_kills_;

@@ -33,19 +33,19 @@ ClientSession& BrokerCore::client_session(const std::string& identity) {
 }
 
 void BrokerCore::on_hello(Message& m, ClientSession& c) {
-  auto hello = decode<wire::Hello>(m, drops_, who_);
+  auto hello = body<wire::Hello>(m);
   if (!hello) return;
   c.hello = std::move(*hello);
   std::uint32_t processes = 0;
   for (auto& [h, w] : workers_) processes += w.processes;
-  send_heartbeat(c.identity, processes);
+  send_heartbeat(c.identity, processes, true);
   // A HELLO after results went out may mean they were lost with the old connection.
   for (auto& [id, r] : c.finished) c.results.push_back(id);
   if (!c.results.empty()) mark_dirty(c);
 }
 
 void BrokerCore::on_submit(Message& m, ClientSession& c) {
-  auto submit = decode<wire::Submit>(m, drops_, who_);
+  auto submit = body<wire::Submit>(m);
   if (!submit) return;
   if (submit->tasks.size() != m.payloads.size()) {
     drops_.drop(DropReason::kPayloads, who_, "SUBMIT with " + std::to_string(submit->tasks.size()) +
@@ -58,6 +58,12 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
     if (c.live.contains(spec.id)) continue;  // a resubmission of a task we hold
     if (c.finished.contains(spec.id)) {      // ... or one whose result was lost on the way
       c.results.push_back(spec.id);
+      continue;
+    }
+    // A job task's payload is the job's to hold (add_job_task): here only its count matters.
+    if (auto refusal = over_limit(c, spec.job.empty() ? m.payloads[i].size() : 0)) {
+      c.accepts.pop_back();
+      refuse(c, spec.id, std::move(*refusal));
       continue;
     }
     if (spec.function.empty() || spec.function.size() > kMaxFunctionName) {
@@ -107,15 +113,20 @@ void BrokerCore::join_named_queue(Task& task, const std::string& name) {
 }
 
 void BrokerCore::on_ack(Message& m, ClientSession& c) {
-  auto ack = decode<wire::Ack>(m, drops_, who_);
+  auto ack = body<wire::Ack>(m);
   if (!ack) return;
   c.last_heard = Clock::now();
-  for (auto id : ack->ids) c.finished.erase(id);
+  for (auto id : ack->ids) {
+    auto it = c.finished.find(id);
+    if (it == c.finished.end()) continue;
+    c.bytes -= std::min<std::uint64_t>(c.bytes, it->second.payload.size());
+    c.finished.erase(it);
+  }
   if (journal_) journal_->ack(c.identity, ack->ids);
 }
 
 void BrokerCore::on_cancel(Message& m, ClientSession& c) {
-  auto cancel = decode<wire::Cancel>(m, drops_, who_);
+  auto cancel = body<wire::Cancel>(m);
   if (!cancel) return;
   c.last_heard = Clock::now();
   std::unordered_map<PeerHandle, wire::Cancel> to_workers;
@@ -140,7 +151,7 @@ void BrokerCore::on_cancel(Message& m, ClientSession& c) {
 }
 
 void BrokerCore::on_join(Message& m, ClientSession& c) {
-  auto join = decode<wire::Join>(m, drops_, who_);
+  auto join = body<wire::Join>(m);
   if (!join) return;
   c.last_heard = Clock::now();
   auto it = queue_ids_.find(join->queue);
@@ -155,8 +166,13 @@ void BrokerCore::on_join(Message& m, ClientSession& c) {
 
 Transition BrokerCore::apply(Task& task, TaskEvent event, std::int64_t delay_ms) {
   const auto queue = task.queue;
+  const auto owner = task.client;
+  const auto size = task.payload().size();
   const auto t = ledger_.apply(task, event, 0, delay_ms);
-  if (queue != 0 && (t == Transition::kRemoved || t == Transition::kExhausted)) queue_left(queue);
+  if (t == Transition::kRemoved || t == Transition::kExhausted) {
+    charge(owner, -static_cast<std::int64_t>(size));
+    if (queue != 0) queue_left(queue);
+  }
   return t;
 }
 
@@ -218,6 +234,7 @@ void BrokerCore::deliver(ClientSession& c, std::uint64_t client_id, wire::Result
                          zmq::message_t payload) {
   count_result(meta);
   meta.id = client_id;
+  c.bytes += payload.size();
   if (journal_) journal_->result(false, c.identity, client_id, meta, view(payload), 0);
   // Built in its node rather than moved there (a Result and a frame are a few hundred bytes).
   // The id is new: one enters `finished` only when it leaves `live`, and SUBMIT looks in both.
@@ -280,6 +297,7 @@ void BrokerCore::due_accepts() {
 
 void BrokerCore::flush_client(ClientSession& c) {
   flush_accepts(c);
+  flush_refusals(c);
   const auto now = Clock::now();
   for (std::size_t start = 0; start < c.results.size(); start += kMaxResultsPerMessage) {
     const auto end = std::min(c.results.size(), start + kMaxResultsPerMessage);

@@ -41,7 +41,11 @@ bool loopback_only(const std::string& endpoint) {
 }  // namespace
 
 BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
-    : config_(std::move(config)), context_(1), socket_(context_, zmq::socket_type::router),
+    : config_(std::move(config)),
+      quota_{config_.max_tasks_per_client, config_.max_bytes_per_client, config_.max_message_size},
+      decode_limits_{config_.decode_max_array, config_.decode_max_map, config_.decode_max_str,
+                     config_.decode_max_depth},
+      context_(1), socket_(context_, zmq::socket_type::router),
       instance_(random_u64()), ledger_(config_.priority_aging) {
   const bool known_scheme = config_.bind.rfind("tcp://", 0) == 0 || config_.bind.rfind("ipc://", 0) == 0 ||
                             config_.bind.rfind("inproc://", 0) == 0;
@@ -72,6 +76,9 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
   socket_.set(zmq::sockopt::sndhwm, 0);
   socket_.set(zmq::sockopt::rcvhwm, 0);
   socket_.set(zmq::sockopt::linger, 0);
+  // A frame larger than this makes ZeroMQ drop the connection before any of it is buffered
+  // whole: what one message can make the broker allocate is bounded before we see it.
+  socket_.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(config_.max_message_size));
   try {
     socket_.bind(config_.bind);
   } catch (const zmq::error_t& e) {
@@ -243,7 +250,7 @@ bool BrokerCore::role_fits(const Message& m) {
 }
 
 void BrokerCore::on_heartbeat(Message& m) {
-  auto hb = decode<wire::Heartbeat>(m, drops_, who_);
+  auto hb = body<wire::Heartbeat>(m);
   if (!hb) return;
   if (auto* w = workers_.find(who_)) {
     on_worker_heartbeat(*hb, *w);
@@ -255,10 +262,15 @@ void BrokerCore::on_heartbeat(Message& m) {
   }
 }
 
-bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t processes) {
+bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t processes, bool to_client) {
   wire::Heartbeat hb;
   hb.instance = instance_;
   hb.processes = processes;
+  if (to_client) {
+    hb.max_tasks = quota_.max_tasks;
+    hb.max_bytes = quota_.max_bytes;
+    hb.max_message = quota_.max_message;
+  }
   return send_message(socket_, identity, Command::kHeartbeat, hb);
 }
 
@@ -291,7 +303,7 @@ void BrokerCore::on_tick(Clock::time_point now) {
     processes += w.processes;
     send_heartbeat(w.identity);
   }
-  for (auto& [h, c] : clients_) send_heartbeat(c.identity, processes);
+  for (auto& [h, c] : clients_) send_heartbeat(c.identity, processes, true);
   if (journal_) journal_->commit(true);  // results and ACKs reach the disk within a tick
   flush();
 

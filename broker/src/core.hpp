@@ -18,6 +18,8 @@
 #include "dpool/broker.hpp"
 #include "dpool/codec.hpp"
 #include "dpool/config.hpp"
+#include "dpool/log.hpp"
+#include "dpool/quota.hpp"
 #include "dpool/util.hpp"
 #include "jobs.hpp"
 #include "journal.hpp"
@@ -72,7 +74,8 @@ class BrokerCore {
   void publish_stats();
   void release_memory();
   void flush();
-  bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0);
+  /* A HEARTBEAT; one to a client also carries its limits and `processes`. */
+  bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0, bool to_client = false);
   void disown(const std::string& identity, std::string_view reason);
 
   // clients.cpp
@@ -100,6 +103,25 @@ class BrokerCore {
   void due_accepts();
   void resend_unacked(ClientSession& c, Clock::time_point now);
   void purge_client(ClientSession& c);
+
+  // limits.cpp: per-client limits (quota.hpp)
+  [[nodiscard]] QuotaUse use_of(const ClientSession& c) const;
+  [[nodiscard]] static QuotaUse use_of(const Job& job);
+  /* Payload bytes an owner's tasks (a session or a job) gained or lost in the ledger. */
+  void charge(PeerHandle owner, std::int64_t bytes);
+  /* A refusal of this SUBMIT's task when it does not fit under c's limits, counted. */
+  std::optional<QuotaRefusal> over_limit(ClientSession& c, std::uint64_t size);
+  std::optional<QuotaRefusal> over_limit(Job& job, std::uint64_t size);
+  /* Answers a task refused for its limits: a RESULT, but neither ACCEPTed nor kept (so a
+   * client that never ACKs cannot grow the session past its limits with refusals). */
+  void refuse(ClientSession& c, std::uint64_t id, QuotaRefusal why);
+  void flush_refusals(ClientSession& c);
+  void report_sessions(wire::Report& r);
+  /* The broker's decoding limits, used for every body it reads. */
+  template <class T>
+  std::optional<T> body(const Message& m) {
+    return decode<T>(m, drops_, who_, decode_limits_);
+  }
 
   // jobs.cpp
   /* A job task from SUBMIT: nullopt when held (or already known), else the refusal. */
@@ -154,6 +176,8 @@ class BrokerCore {
   void dispatch_to(WorkerRecord& w);
 
   BrokerConfig config_;
+  const Quota quota_;                 // per client, from config_
+  const DecodeLimits decode_limits_;  // ... and for every body, from config_
   zmq::context_t context_;
   zmq::socket_t socket_;
   std::unique_ptr<Gatekeeper> gate_;  // CURVE's ZAP handler; null without CURVE
@@ -198,6 +222,9 @@ class BrokerCore {
   BrokerStats published_;
   Clock::time_point next_tick_;
   Clock::time_point next_idle_warning_;
+  // Workers arriving, leaving or draining: a peer can do each as fast as it sends (workers.cpp).
+  log::Budget worker_lines_{20};
+  Clock::time_point next_limit_log_;  // refusals for limits are logged at most every 10 s
 };
 
 }  // namespace dpool::detail

@@ -75,12 +75,14 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
     job->submitter = c.handle;
     job->function = spec.function;
     if (journal_) journal_->job(job->id, c.identity, job->function);
-    log::info("job {} started by {}", job->id, c.hello.host);
+    log::info("job {} started by {}", job->id, log::printable(c.hello.host));  // the client's own text
   }
   if (job->live.contains(spec.index) || job->results.contains(spec.index)) return std::nullopt;  // sent again
   if (job->sealed) {
     return refuse("JobSealed", "job " + job->id + " is complete or cancelled: it takes no more tasks");
   }
+  // A job keeps its results until it is forgotten, so room never frees up: the refusal is final.
+  if (auto full = over_limit(*job, payload.size())) return refuse(std::move(full->type), std::move(full->message));
   const auto key = admit(job->handle, spec.index, spec, std::move(payload), attempts);
   job->live[spec.index] = key;
   if (journal_) journal_->task(true, job->id, spec.index, attempts, spec, ledger_.find(key)->payload());
@@ -131,7 +133,7 @@ void BrokerCore::expire_jobs(Clock::time_point now) {
 /* ---- JOB ---------------------------------------------------------------------------------- */
 
 void BrokerCore::on_job(Message& m, ClientSession& c) {
-  auto request = decode<wire::JobRequest>(m, drops_, who_);
+  auto request = body<wire::JobRequest>(m);
   if (!request) return;
   Job* job = jobs_.find(request->job);
   if (job) {
@@ -240,7 +242,7 @@ wire::JobInfo BrokerCore::job_info_without_running(const Job& job, Clock::time_p
 /* The results from `from` on, as long as they follow each other without a gap: the caller
  * prints in order, so a result past a gap would only be fetched again. */
 void BrokerCore::on_fetch(Message& m, ClientSession& c) {
-  auto fetch = decode<wire::Fetch>(m, drops_, who_);
+  auto fetch = body<wire::Fetch>(m);
   if (!fetch) return;
   wire::Fetched reply;
   reply.request = fetch->request;

@@ -43,6 +43,7 @@ struct Job {
   std::uint64_t failed = 0;
   std::uint64_t cancelled = 0;
   std::size_t bytes = 0;       // of the payloads kept
+  std::size_t live_bytes = 0;  // of its tasks' payloads in the ledger (limits.cpp)
   Clock::time_point created;
   Clock::time_point done_at;   // when it became done
   std::string note;

@@ -36,7 +36,8 @@ struct Flags {
   std::optional<std::string> bind, log_level, data_dir;
   bool insecure = false;
   std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms;
-  std::optional<std::uint32_t> liveness, max_attempts;
+  std::optional<std::uint32_t> liveness, max_attempts, max_tasks_per_client;
+  std::optional<std::uint64_t> max_bytes_per_client, max_message_size;
   std::optional<std::string> curve_key;
   std::vector<std::string> client_keys, worker_keys;
 };
@@ -62,6 +63,15 @@ void add_flags(CLI::App& app, Flags& f) {
       ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
   app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
+  app.add_option("--max-tasks-per-client", f.max_tasks_per_client,
+                 "tasks one client may have held, results not yet ACKed included (default 1000000)")
+      ->check(CLI::Range(limits::kTasksPerClient.min, limits::kTasksPerClient.max));
+  app.add_option("--max-bytes-per-client", f.max_bytes_per_client,
+                 "payload bytes of those, like 512MiB or 2GiB (default 1GiB)")
+      ->transform(CLI::Validator(dpool::size_flag(limits::kBytesPerClient), "SIZE"));
+  app.add_option("--max-message-size", f.max_message_size,
+                 "largest frame a peer may send; a larger one disconnects it (default 1GiB)")
+      ->transform(CLI::Validator(dpool::size_flag(limits::kMessageSize), "SIZE"));
   app.add_option("--data-dir", f.data_dir, "journal accepted tasks and kept results in DIR, so that they survive a restart")
       ->type_name("DIR");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
@@ -82,6 +92,9 @@ dpool::BrokerConfig effective_config(const Flags& f) {
   if (f.job_ttl_ms) config.job_ttl = milliseconds(*f.job_ttl_ms);
   if (f.aging_ms) config.priority_aging = milliseconds(*f.aging_ms);
   if (f.data_dir) config.data_dir = *f.data_dir;
+  if (f.max_tasks_per_client) config.max_tasks_per_client = *f.max_tasks_per_client;
+  if (f.max_bytes_per_client) config.max_bytes_per_client = *f.max_bytes_per_client;
+  if (f.max_message_size) config.max_message_size = *f.max_message_size;
   if (f.log_level) config.log_level = *f.log_level;
   // Allowlist flags add to the file's lists, as --plugin does for a worker's plugins.
   if (f.curve_key) config.curve.secret_key = *f.curve_key;

@@ -82,8 +82,13 @@ struct ClientSession {
   // Outgoing batches, filled while handling input and flushed once per loop turn.
   std::vector<std::uint64_t> accepts;
   std::vector<std::uint64_t> results;
+  std::vector<wire::Result> refusals;  // tasks refused for its limits: sent, never kept
   bool dirty = false;  // listed in BrokerCore::dirty_clients_ for this loop turn's flush
   Clock::time_point accepts_due;  // deferred ACCEPTs must go by then (zero: none deferred)
+  // Payload bytes of its tasks in `live` and its results in `finished` (limits.cpp); the
+  // tasks it holds are live.size() + finished.size().
+  std::uint64_t bytes = 0;
+  std::uint64_t refused = 0;  // its tasks refused for its limits
 };
 
 /* Peers of one kind by routing id and by handle. */

@@ -62,6 +62,7 @@ TaskKey BrokerCore::admit(PeerHandle owner, std::uint64_t id, wire::TaskSpec& sp
   const auto route = ledger_.route_id(spec.function, spec.needs);
   if (route + 1 > routes_known_) add_routes();
   const std::int64_t expires = spec.expires_ms ? now_ms() + static_cast<std::int64_t>(std::min(spec.expires_ms, kMaxDelayMs * 365)) : 0;
+  charge(owner, static_cast<std::int64_t>(payload.size()));
   const auto key = ledger_.add(owner, id, route, attempts, std::move(payload), spec.items, spec.priority, expires);
   if (spec.timeout_ms || spec.retries || spec.timeout_retries || spec.retry_delay_ms) {
     TaskExtra& x = ledger_.find(key)->more();

@@ -46,6 +46,7 @@ void BrokerCore::restore_session(const std::string& identity, JournalState::Owne
   }
   for (auto& [id, r] : saved.results) {
     r.meta.id = id;
+    c.bytes += r.payload.size();
     c.finished.try_emplace(id, FinishedResult{std::move(r.meta), frame_of(r.payload), {}});
     c.results.push_back(id);  // sent when the client is back; resent until ACKed
   }

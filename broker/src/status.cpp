@@ -41,7 +41,7 @@ double RateWindow::per_second(Clock::time_point now, Clock::time_point since) {
 }
 
 void BrokerCore::on_status(Message& m, ClientSession& c) {
-  auto request = decode<wire::StatusRequest>(m, drops_, who_);
+  auto request = body<wire::StatusRequest>(m);
   if (!request) return;
   const auto now = Clock::now();
   wire::Report r;
@@ -98,6 +98,7 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
     r.failures.push_back(record);
     r.failures.back().age_ms = millis(now - when);
   }
+  report_sessions(r);
   send_message(socket_, c.identity, Command::kReport, r);
 }
 

@@ -19,10 +19,15 @@ namespace {
 constexpr std::uint32_t kMaxCredit = 100000;
 constexpr std::size_t kMaxFunctions = 10000;
 
+/* The end of a worker line that follows others left out by BrokerCore::worker_lines_. */
+std::string unlogged(std::uint64_t skipped) {
+  return skipped ? " [" + std::to_string(skipped) + " worker lines before this one not logged]" : std::string();
+}
+
 }  // namespace
 
 void BrokerCore::on_ready(Message& m) {
-  auto ready = decode<wire::Ready>(m, drops_, who_);
+  auto ready = body<wire::Ready>(m);
   if (!ready) return;
   if (ready->functions.size() > kMaxFunctions) {
     drops_.drop(DropReason::kBody, who_, "READY with " + std::to_string(ready->functions.size()) + " functions");
@@ -51,8 +56,15 @@ void BrokerCore::on_ready(Message& m) {
   refresh_routes(*w, 0);
   workers_.heard(*w, Clock::now(), config_.heartbeat.expiry());
   send_heartbeat(w->identity);
-  log::info("worker {} pid {} {}: {} functions, credit {}", w->host, w->pid,
-            fresh ? "registered" : "registered again", w->functions.size(), w->credit);
+  // The host is the peer's own text, and a peer may register and leave in a loop. A known
+  // worker's READY is news to nobody (a host sends several in a row after a broker restart).
+  if (!fresh) {
+    log::debug("worker {} pid {} registered again: {} functions, credit {}", log::printable(w->host), w->pid,
+               w->functions.size(), w->credit);
+  } else if (std::uint64_t skipped = 0; worker_lines_.allow(skipped)) {
+    log::info("worker {} pid {} registered: {} functions, credit {}{}", log::printable(w->host), w->pid,
+              w->functions.size(), w->credit, unlogged(skipped));
+  }
 }
 
 wire::Result result_of(wire::Outcome& o, const WorkerRecord& w) {
@@ -66,7 +78,7 @@ wire::Result result_of(wire::Outcome& o, const WorkerRecord& w) {
 }
 
 void BrokerCore::on_done(Message& m, WorkerRecord& w) {
-  auto done = decode<wire::DoneBatch>(m, drops_, who_);
+  auto done = body<wire::DoneBatch>(m);
   if (!done) return;
   if (done->outcomes.size() != m.payloads.size()) {
     drops_.drop(DropReason::kPayloads, who_, "DONE with mismatched payloads");
@@ -115,7 +127,9 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
 void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w) {
   const auto now = Clock::now();
   workers_.heard(w, now, config_.heartbeat.expiry());
-  if (hb.draining && !w.draining) log::info("worker {} pid {} is draining", w.host, w.pid);
+  if (std::uint64_t skipped = 0; hb.draining && !w.draining && worker_lines_.allow(skipped)) {
+    log::info("worker {} pid {} is draining{}", log::printable(w.host), w.pid, unlogged(skipped));
+  }
   w.draining = hb.draining;
   // A host asks for more while its tasks are short, less once they are long (worker/pacing.hpp).
   if (hb.credit > 0) w.credit = std::clamp<std::uint32_t>(hb.credit, 1, kMaxCredit);
@@ -134,7 +148,7 @@ void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w)
     w.leases.erase(key);
     Task* t = ledger_.find(key);
     if (t && t->state == TaskState::kLeased && t->worker == w.handle) {
-      log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key, w.host);
+      log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key, log::printable(w.host));
       worker_lost(*t, "lost in transit", false);
     }
   }
@@ -192,11 +206,13 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge, co
 }
 
 void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charge) {
-  if (charge || !w.leases.empty()) {
-    log::warn("worker {} pid {} lost ({}): {} leases {}", w.host, w.pid, why, w.leases.size(),
-              charge ? "requeued" : "returned");
-  } else {
-    log::info("worker {} pid {} left ({})", w.host, w.pid, why);
+  if (std::uint64_t skipped = 0; worker_lines_.allow(skipped)) {
+    if (charge || !w.leases.empty()) {
+      log::warn("worker {} pid {} lost ({}): {} leases {}{}", log::printable(w.host), w.pid, why, w.leases.size(),
+                charge ? "requeued" : "returned", unlogged(skipped));
+    } else {
+      log::info("worker {} pid {} left ({}){}", log::printable(w.host), w.pid, why, unlogged(skipped));
+    }
   }
   const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
   for (const auto& lease : w.leases) {

@@ -32,6 +32,7 @@ zmq::message_t to_message(std::string&& args) {
 
 using detail::NewTask;
 using detail::Pending;
+using detail::Room;
 using detail::Stage;
 using detail::kMaxTasksPerSubmit;
 
@@ -188,6 +189,7 @@ void Client::Impl::on_message(Message& m) {
     case Command::kHeartbeat:
       if (auto hb = decode<wire::Heartbeat>(m, drops, "broker")) {
         worker_processes.store(hb->processes);
+        take_limits(*hb);
         on_broker_instance(hb->instance);
       }
       break;
@@ -223,6 +225,8 @@ void Client::Impl::on_results(Message& m) {
   if (acks.empty()) acks_due = Clock::now() + detail::kAckDelay;
   for (std::size_t i = 0; i < batch->results.size(); ++i) {
     const auto id = batch->results[i].id;
+    if (refused(batch->results[i])) continue;  // waits for room; the broker kept nothing to ACK
+    held_back = false;  // a result: the broker holds one task fewer once it has the ACK
     acks.push_back(id);  // duplicates too, so the broker stops sending them
     complete(id, TaskResult{std::move(batch->results[i]), std::move(m.payloads[i])});
   }
@@ -273,28 +277,43 @@ void Client::Impl::resubmit_all() {
 void Client::Impl::send_again(std::vector<std::uint64_t> ids) {
   // Oldest first, ahead of tasks never sent, so that the order of completion is kept.
   std::sort(ids.begin(), ids.end());
-  for (auto id : ids) tasks[id].stage = Stage::kWaiting;
+  for (auto id : ids) {
+    count_back(tasks[id]);
+    tasks[id].stage = Stage::kWaiting;
+  }
   waiting.insert(waiting.begin(), ids.begin(), ids.end());
-  outstanding -= std::min(outstanding, ids.size());
 }
 
 void Client::Impl::send_waiting() {
+  // Nothing goes before the broker has said this client's limits (its answer to HELLO), nor
+  // after it refused a task for them until a result makes room.
+  if (broker_instance == 0 || held_back) return;
   const auto now = Clock::now();
-  while (!waiting.empty() && outstanding < config.window) {
+  bool full = false;
+  while (!full && !waiting.empty() && outstanding < config.window) {
     wire::Submit submit;
     std::vector<zmq::message_t> payloads;
     while (!waiting.empty() && outstanding < config.window && submit.tasks.size() < kMaxTasksPerSubmit) {
       const auto id = waiting.front();
-      waiting.pop_front();
       auto it = tasks.find(id);
-      if (it == tasks.end() || it->second.stage != Stage::kWaiting) continue;  // stale entry
+      if (it == tasks.end() || it->second.stage != Stage::kWaiting) {  // stale entry
+        waiting.pop_front();
+        continue;
+      }
+      const auto room = room_for(it->second);
+      if (room == Room::kWait) {
+        full = true;
+        break;
+      }
+      waiting.pop_front();
+      if (room == Room::kFailed) continue;
+      count_out(it->second);
       it->second.stage = Stage::kSent;
       it->second.sent_at = now;
       submit.tasks.push_back(it->second.spec);
       zmq::message_t copy;
       copy.copy(it->second.payload);  // shares the bytes; ours stays for a resubmission
       payloads.push_back(std::move(copy));
-      ++outstanding;
     }
     if (submit.tasks.empty()) continue;
     send_acks();  // the broker reads both in one wake-up
@@ -304,6 +323,7 @@ void Client::Impl::send_waiting() {
 
 void Client::Impl::on_tick(Clock::time_point now) {
   send_message(socket, {}, Command::kHeartbeat, wire::Heartbeat{});
+  held_back = false;  // try again at least once a tick, whatever went wrong with the count
   // A JOINED lost on a cut link would leave join() waiting: ask again (the broker answers a
   // repeated request once, and an unknown request id is ignored here).
   if (now >= next_join_resend) {
@@ -341,7 +361,7 @@ void Client::Impl::fail_unreachable(Clock::time_point now) {
 void Client::Impl::complete(std::uint64_t id, TaskResult&& result) {
   auto it = tasks.find(id);
   if (it == tasks.end()) return;  // a duplicate: its completion already ran
-  if (it->second.stage != Stage::kWaiting) --outstanding;
+  count_back(it->second);
   Completion done = std::move(it->second.done);
   tasks.erase(it);
   pending_count.fetch_sub(1);

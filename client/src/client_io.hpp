@@ -2,8 +2,9 @@
  *
  * Every task is in one of three states on this side: waiting (not sent, or to be sent again),
  * sent (the broker has not ACCEPTed it yet) or accepted. Only sent and accepted tasks count
- * against the window. A task leaves the table when its completion runs. Requests are kept
- * until answered and sent again after each heartbeat expiry, like JOINs.
+ * against the window, and against the broker's limits for this client (backpressure.cpp),
+ * which the window is capped by. A task leaves the table when its completion runs. Requests
+ * are kept until answered and sent again after each heartbeat expiry, like JOINs.
  */
 #pragma once
 
@@ -19,6 +20,7 @@
 
 #include "dpool/client.hpp"
 #include "dpool/codec.hpp"
+#include "dpool/quota.hpp"
 #include "dpool/util.hpp"
 
 namespace dpool {
@@ -28,6 +30,9 @@ constexpr std::size_t kMaxTasksPerSubmit = 1000;
 constexpr auto kAckDelay = std::chrono::milliseconds(2);  // longest an ACK waits (send_acks)
 
 enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
+
+/* Whether the next waiting task may go to the broker now (backpressure.cpp). */
+enum class Room : std::uint8_t { kFits, kWait, kFailed };
 
 struct Pending {
   wire::TaskSpec spec;
@@ -74,6 +79,16 @@ struct Client::Impl {
   void fail_unreachable(Clock::time_point now);
   void complete(std::uint64_t id, TaskResult&& result);
   void complete_locally(detail::Pending& p, Status status, std::string type, std::string message);
+  // backpressure.cpp: the broker's limits for this client
+  void take_limits(const wire::Heartbeat& hb);
+  /* Whether `p` fits under the limits beside what is out; kFailed: it was completed here. */
+  detail::Room room_for(detail::Pending& p);
+  /* Counts `p` as out (sent) or back (waiting, completed). */
+  void count_out(const detail::Pending& p);
+  void count_back(const detail::Pending& p);
+  /* Handles a RESULT refusing a task for the broker's limits; false when it is the task's
+   * outcome (on_full: error, a job's task) and is to complete it as usual. */
+  bool refused(const wire::Result& r);
   // requests.cpp
   /* Queues a request whose answer decodes as Answer and reaches the caller as make(answer, m). */
   template <class Answer, class Result, class Body>
@@ -117,6 +132,9 @@ struct Client::Impl {
   std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
   std::unordered_map<std::uint64_t, detail::PendingRequest> requests;
   std::size_t outstanding = 0;        // sent or accepted
+  std::uint64_t outstanding_bytes = 0;  // their payloads (not a job's: the job holds those)
+  Quota quota;                        // this client's limits, from the broker's HEARTBEAT
+  bool held_back = false;             // the broker refused a task for its limits: wait for room
   std::vector<std::uint64_t> acks;    // results to ACK, sent together (send_acks)
   Clock::time_point acks_due;         // when the first of them must go
   std::uint64_t broker_instance = 0;

@@ -39,6 +39,7 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
   }
   config.connect_timeout = options_.connect_timeout;
   config.window = options_.window;
+  if (options_.on_full) config.on_full = *options_.on_full;
   client_ = std::make_unique<Client>(config);
 }
 

@@ -210,6 +210,20 @@ Field dict(const std::string& name, std::map<std::string, std::string>& v) {
   return {name, read, write};
 }
 
+/* What a client does with a task past the broker's limits: wait or error. */
+Field on_full(ClientConfig::OnFull& v) {
+  auto read = [&v](const YAML::Node& n, const Where& w) {
+    const auto text = scalar<std::string>(n, w, "wait or error");
+    if (text == "wait") v = ClientConfig::OnFull::kWait;
+    else if (text == "error") v = ClientConfig::OnFull::kError;
+    else w.fail(n, "must be wait or error, got '" + text + "'");
+  };
+  auto write = [&v](YAML::Emitter& out) {
+    out << YAML::Key << "on_full" << YAML::Value << (v == ClientConfig::OnFull::kError ? "error" : "wait");
+  };
+  return {"on_full", read, write};
+}
+
 void heartbeat(Fields& f, HeartbeatConfig& h) {
   f.push_back(duration("heartbeat_interval", h.interval, limits::kHeartbeatMs));
   f.push_back(count("heartbeat_liveness", h.liveness, limits::kLiveness));
@@ -247,6 +261,13 @@ Fields fields(BrokerConfig& c) {
   f.push_back(duration("job_ttl", c.job_ttl, limits::kJobTtlMs));
   f.push_back(duration("priority_aging", c.priority_aging, limits::kAgingMs));
   f.push_back(text("data_dir", c.data_dir, "a directory"));
+  f.push_back(count("max_tasks_per_client", c.max_tasks_per_client, limits::kTasksPerClient));
+  f.push_back(size("max_bytes_per_client", c.max_bytes_per_client, limits::kBytesPerClient));
+  f.push_back(size("max_message_size", c.max_message_size, limits::kMessageSize));
+  f.push_back(count("decode_max_array", c.decode_max_array, limits::kDecodeArray));
+  f.push_back(count("decode_max_map", c.decode_max_map, limits::kDecodeMap));
+  f.push_back(size("decode_max_str", c.decode_max_str, limits::kDecodeStr));
+  f.push_back(count("decode_max_depth", c.decode_max_depth, limits::kDecodeDepth));
   f.push_back(curve(c.curve));
   f.push_back(level("log_level", c.log_level));
   return f;
@@ -272,7 +293,8 @@ Fields fields(ClientConfig& c) {
   Fields f{client_broker(c.broker),
            duration("connect_timeout", c.connect_timeout, limits::kTimeoutMs),
            duration("broker_timeout", c.broker_timeout, limits::kTimeoutMs),
-           count("window", c.window, limits::kWindow)};
+           count("window", c.window, limits::kWindow),
+           on_full(c.on_full)};
   heartbeat(f, c.heartbeat);
   f.push_back(curve(c.curve));
   f.push_back(level("log_level", c.log_level));

@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include "dpool/error.hpp"
@@ -45,16 +47,39 @@ spdlog::logger& logger() { return *current(); }
 
 std::string printable(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  bool plain = !bytes.empty();
-  for (unsigned char c : bytes) plain = plain && c >= 0x21 && c < 0x7f;
-  if (plain) return std::string(bytes);
+  constexpr std::size_t kShown = 256;  // a routing id's most; worker hosts may send a megabyte
+  const auto shown = bytes.substr(0, kShown);
+  bool plain = !shown.empty();
+  for (unsigned char c : shown) plain = plain && c >= 0x21 && c < 0x7f;
   std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
+  if (plain) {
+    out = shown;
+  } else {
+    out.reserve(shown.size() * 2);
+    for (unsigned char c : shown) {
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
   }
+  if (bytes.size() > kShown) out += "...(" + std::to_string(bytes.size()) + " octets)";
   return out;
+}
+
+bool Budget::allow(std::uint64_t& skipped) {
+  const auto second = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (second != second_) {
+    second_ = second;
+    used_ = 0;
+  }
+  if (used_ >= per_second_) {
+    ++skipped_;
+    return false;
+  }
+  ++used_;
+  skipped = skipped_;
+  skipped_ = 0;
+  return true;
 }
 
 }  // namespace dpool::log

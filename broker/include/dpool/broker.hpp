@@ -35,6 +35,7 @@ struct BrokerStats {
   std::uint64_t retried = 0;   // attempts run again after an exception or a time-out
   std::uint64_t expired = 0;   // tasks not started by their deadline
   std::uint64_t dropped = 0;   // malformed or stale messages
+  std::uint64_t limited = 0;   // tasks refused for their client's limits (per-client quota)
   std::map<std::string, Function> functions;
 };
 

@@ -67,6 +67,9 @@ struct Options {
   TaskPolicy task;                              // every task's priority, time limit, retries...
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t window = 10000;                 // tasks held by the broker at once
+  // A task past the broker's limits for this client: wait for room, or fail at once
+  // (Error kRejected, "queue full: ..."). Unset: the config file's on_full, else wait.
+  std::optional<ClientConfig::OnFull> on_full;
   std::size_t imap_window = 4096;               // imap items in flight at once
 };
 

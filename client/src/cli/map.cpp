@@ -61,6 +61,7 @@ struct MapOptions {
   unsigned retries = 0;
   bool json = false;
   std::size_t window = 1000;         // items read but not yet printed, at most
+  std::string on_full;               // wait or error; empty: the config file's, else wait
   std::size_t chunksize = 1;         // items per task
   bool progress = false, no_progress = false;
   std::vector<std::string> command;  // the command, then any ::: groups
@@ -385,6 +386,7 @@ int run_map(const MapOptions& options) {
     config.broker = broker;
   }
   config.window = static_cast<std::uint32_t>(std::max<std::size_t>(options.window, 1));
+  if (!options.on_full.empty()) config.on_full = options.on_full == "error" ? ClientConfig::OnFull::kError : ClientConfig::OnFull::kWait;
   Client client(config);
   if (!client.wait_connected(config.connect_timeout)) {
     throw Error(Errc::kUnreachable, "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
@@ -417,6 +419,10 @@ Command add_map(CLI::App& parent) {
   add_policy_options(*cmd, options->policy, false);
   cmd->add_option("--window", options->window, "items read and not yet printed, at most (default 1000)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+  cmd->add_option("--on-full", options->on_full,
+                  "when the broker holds as many of this client's tasks as it allows: wait for room, "
+                  "or fail the item (default: the config file's on_full, else wait)")
+      ->check(CLI::IsMember({"wait", "error"}));
   cmd->add_option("--chunksize", options->chunksize, "items sent to a worker in one task (default 1)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
   auto* progress = cmd->add_flag("--progress", options->progress, "show a progress bar on stderr (default: when it is a terminal)");

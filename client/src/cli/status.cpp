@@ -4,12 +4,15 @@
  * computed here but the layout. The JSON form has every field of the report, for scripts.
  */
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <iterator>
 
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
 #include "dpool/config.hpp"
+#include "dpool/quota.hpp"
 #include "json.hpp"
 
 namespace dpool::cli {
@@ -28,6 +31,28 @@ std::string age_text(std::uint64_t ms) {
   else if (s < 86400) std::snprintf(buf, sizeof buf, "%lluh%02llum", static_cast<unsigned long long>(s / 3600), static_cast<unsigned long long>(s % 3600 / 60));
   else std::snprintf(buf, sizeof buf, "%llud%02lluh", static_cast<unsigned long long>(s / 86400), static_cast<unsigned long long>(s % 86400 / 3600));
   return buf;
+}
+
+/* 1536 as "1.5KiB": a use read at a glance (limits are exact, format_size). */
+std::string bytes_text(std::uint64_t bytes) {
+  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f%s" : "%.1f%s", value, kUnits[unit]);
+  std::string text = buf;
+  if (const auto dot = text.find(".0"); dot != std::string::npos && !std::isdigit(static_cast<unsigned char>(text[dot + 2]))) {
+    text.erase(dot, 2);
+  }
+  return text;
+}
+
+std::string limit_text(std::uint64_t limit, const std::string& what) {
+  return limit == 0 ? "no " + what + " limit" : what;
 }
 
 std::string joined(const std::vector<std::string>& names, std::size_t max_width) {
@@ -92,14 +117,22 @@ void print_json(const wire::Report& r, const std::string& broker) {
                          {"delayed", f.delayed}, {"workers", f.workers}, {"unserved_ms", f.oldest_ms},
                          {"waiting", f.waiting}});
   }
-  nlohmann::json failures = nlohmann::json::array();
+  nlohmann::json failures = nlohmann::json::array(), sessions = nlohmann::json::array();
   for (const auto& f : r.failures) failures.push_back(failure_json(f));
+  for (const auto& s : r.sessions) {
+    sessions.push_back({{"host", s.host}, {"pid", s.pid}, {"name", s.name}, {"tasks", s.tasks}, {"bytes", s.bytes},
+                        {"refused", s.refused}, {"last_heard_ms", s.heard_ms_ago}});
+  }
+  const nlohmann::json limits = {{"tasks_per_client", r.max_tasks_per_client},
+                                 {"bytes_per_client", r.max_bytes_per_client},
+                                 {"message_size", r.max_message_size}};
   for (const auto& j : r.jobs) jobs.push_back(job_json(j));
   nlohmann::json out = {{"broker", broker}, {"version", r.version}, {"uptime_ms", r.uptime_ms},
                         {"clients", r.clients}, {"rate_per_s", r.rate}, {"completed", r.completed},
                         {"failed", r.failed}, {"requeued", r.requeued}, {"dropped", r.dropped},
                         {"retried", r.retried}, {"expired", r.expired}, {"workers", workers},
-                        {"functions", functions}, {"jobs", jobs}, {"failures", failures}};
+                        {"functions", functions}, {"jobs", jobs}, {"failures", failures},
+                        {"limits", limits}, {"limited", r.limited}, {"sessions", sessions}};
   std::printf("%s\n", dump_line(out).c_str());
 }
 
@@ -124,6 +157,24 @@ void print_failures(const wire::Report& r) {
   }
 }
 
+/* Each client's use of what the broker lets one client hold (0 in a limit: an older broker or
+ * none). Only sessions holding something, or refused something, get a row. */
+void print_sessions(const wire::Report& r) {
+  const auto tasks = r.max_tasks_per_client ? with_commas(r.max_tasks_per_client) + " tasks" : limit_text(0, "task");
+  const auto bytes = r.max_bytes_per_client ? format_size(r.max_bytes_per_client) : limit_text(0, "byte");
+  std::printf("\nclients: %u  (limits per client: %s, %s; largest message %s; refused %s)\n", r.clients, tasks.c_str(),
+              bytes.c_str(), r.max_message_size ? format_size(r.max_message_size).c_str() : "unlimited",
+              with_commas(r.limited).c_str());
+  std::vector<std::vector<std::string>> rows{{"HOST", "PID", "NAME", "HELD", "BYTES", "REFUSED", "HEARD"}};
+  for (const auto& s : r.sessions) {
+    if (s.tasks == 0 && s.refused == 0) continue;
+    const auto held = r.max_tasks_per_client ? with_commas(s.tasks) + "/" + with_commas(r.max_tasks_per_client) : with_commas(s.tasks);
+    rows.push_back({s.host.empty() ? "-" : s.host, std::to_string(s.pid), s.name.empty() ? "-" : s.name, held,
+                    bytes_text(s.bytes), with_commas(s.refused), age_text(s.heard_ms_ago) + " ago"});
+  }
+  if (rows.size() > 1) table(rows);
+}
+
 void print_text(const wire::Report& r, const std::string& broker) {
   std::printf("broker %s  version %s  up %s\n", broker.c_str(), r.version.c_str(), age_text(r.uptime_ms).c_str());
   std::printf("clients %u  rate %.1f results/s (last minute)  completed %llu  failed %llu  requeued %llu  dropped %llu\n",
@@ -141,6 +192,7 @@ void print_text(const wire::Report& r, const std::string& broker) {
     }
     table(rows);
   }
+  print_sessions(r);
   std::printf("\nqueues: %zu\n", r.functions.size());
   if (!r.functions.empty()) {
     std::vector<std::vector<std::string>> rows{{"FUNCTION", "REQUIRES", "QUEUED", "RUNNING", "RETRYING", "WORKERS", ""}};

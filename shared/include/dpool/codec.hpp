@@ -77,11 +77,11 @@ inline constexpr DecodeLimits kArgumentLimits{1u << 24, 1u << 20, 1u << 30, 16};
 [[nodiscard]] std::optional<Message> read_message(zmq::socket_ref socket, bool routed,
                                                   DropCounters& drops, bool* got_any = nullptr);
 
-/* Unpacks a body as T. Returns nullopt (and counts kBody) when the body is not a msgpack array
- * of the right field types. */
+/* Unpacks a body as T within `limits` (the broker's come from its config). Returns nullopt
+ * (and counts kBody) when the body is not a msgpack array of the right field types. */
 template <class T>
 [[nodiscard]] std::optional<T> decode(const Message& m, DropCounters& drops,
-                                      std::string_view who);
+                                      std::string_view who, const DecodeLimits& limits = DecodeLimits{});
 
 /* Packs `body` and sends header, body and payloads as one multipart message. `identity` is the
  * routing id when sending through a ROUTER (empty otherwise). Payload messages are moved into
@@ -114,9 +114,10 @@ bool send_frames(zmq::socket_ref socket, std::string_view identity, Command comm
 }  // namespace detail
 
 template <class T>
-std::optional<T> decode(const Message& m, DropCounters& drops, std::string_view who) {
+std::optional<T> decode(const Message& m, DropCounters& drops, std::string_view who,
+                        const DecodeLimits& limits) {
   msgpack::object_handle handle;
-  if (!detail::unpack_body(m.body, handle, DecodeLimits{})) {
+  if (!detail::unpack_body(m.body, handle, limits)) {
     drops.drop(DropReason::kBody, who, "undecodable body");
     return std::nullopt;
   }

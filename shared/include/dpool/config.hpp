@@ -47,6 +47,16 @@ inline constexpr Limits kAgingMs{1, kLongestMs};
 inline constexpr Limits kDrainTimeoutMs{0, kLongestMs};          // 0: stop at once
 inline constexpr long long kLargestSize = 1LL << 60;              // 1 EiB
 inline constexpr Limits kMemoryPerChild{0, kLargestSize};         // bytes; 0: no limit
+// Per-client limits and message sizes at the broker (docs/protocol.md, "Per-client limits").
+inline constexpr Limits kTasksPerClient{1, 1'000'000'000};
+inline constexpr Limits kBytesPerClient{1024, kLargestSize};
+inline constexpr Limits kMessageSize{64 * 1024, kLargestSize};
+// Decode limits: a SUBMIT carries up to 1000 tasks, a task up to 32 tags, a DONE error
+// messages of 64 KiB, and a SUBMIT nests 4 deep; anything below breaks dpool's own peers.
+inline constexpr Limits kDecodeArray{1024, 0xFFFF'FFFFLL};
+inline constexpr Limits kDecodeMap{64, 0xFFFF'FFFFLL};
+inline constexpr Limits kDecodeStr{128 * 1024, 0xFFFF'FFFFLL};
+inline constexpr Limits kDecodeDepth{4, 64};
 }  // namespace limits
 
 /* Liveness as Majordomo spells it: a peer is dead after `liveness` intervals of silence. */
@@ -92,6 +102,18 @@ struct BrokerConfig {
   // restart of the broker (broker/src/journal.hpp); empty: kept in memory only.
   std::string data_dir;
   CurveBrokerConfig curve;  // with it, listening beyond loopback needs no `insecure`
+  // What one client session (or detached job) may make the broker hold: tasks held and not
+  // finished plus results not yet ACKed, in number and in payload bytes. Tasks past them are
+  // refused (QueueFull); clients learn them from the broker's HEARTBEAT and keep within.
+  std::uint32_t max_tasks_per_client = 1'000'000;
+  std::uint64_t max_bytes_per_client = 1ULL << 30;
+  // ZMQ_MAXMSGSIZE of the ROUTER: a peer sending a larger frame is disconnected by ZeroMQ.
+  std::uint64_t max_message_size = 1ULL << 30;
+  // Decoding limits of every message body (DecodeLimits in codec.hpp, the same defaults).
+  std::uint32_t decode_max_array = 1u << 17;
+  std::uint32_t decode_max_map = 1024;
+  std::uint64_t decode_max_str = 1u << 20;
+  std::uint32_t decode_max_depth = 6;
 };
 
 struct WorkerConfig {
@@ -116,6 +138,10 @@ struct ClientConfig {
   std::chrono::milliseconds connect_timeout{5000};  // no broker by then: tasks fail
   std::chrono::milliseconds broker_timeout{60000};  // broker silent this long: tasks fail
   std::uint32_t window = 10000;                     // tasks held by the broker at once
+  // A task past the broker's limits for this client: kWait keeps it here until room frees
+  // up; kError fails it at once (Error kRejected, "queue full: ...").
+  enum class OnFull : std::uint8_t { kWait, kError };
+  OnFull on_full = OnFull::kWait;
   std::string log_level = "warn";
   CurvePeerConfig curve;
 };

@@ -220,7 +220,11 @@ struct Heartbeat {
   std::uint32_t processes = 0;        // broker to clients: worker processes connected now
   bool draining = false;              // worker: finishing its running tasks; send no more
   std::uint32_t credit = 0;           // worker: leases it takes now (0: as its READY said)
-  MSGPACK_DEFINE(instance, last_seq, held, processes, draining, credit)
+  // Broker to clients: this client's limits (docs/protocol.md, "Per-client limits"); 0: none.
+  std::uint64_t max_tasks = 0;        // tasks held for it + results not yet ACKed
+  std::uint64_t max_bytes = 0;        // payload bytes of those
+  std::uint64_t max_message = 0;      // the largest frame the broker takes (ZMQ_MAXMSGSIZE)
+  MSGPACK_DEFINE(instance, last_seq, held, processes, draining, credit, max_tasks, max_bytes, max_message)
 };
 
 /* Client -> broker: the client's task ids. Broker -> worker: the broker's task keys. */
@@ -325,6 +329,18 @@ struct FunctionStatus {
   MSGPACK_DEFINE(name, queued, running, workers, needs, delayed, oldest_ms, waiting)
 };
 
+/* A client session and what the broker holds for it, against its limits. */
+struct ClientStatus {
+  std::string host;            // from its HELLO ("" if it sent none)
+  std::uint32_t pid = 0;
+  std::string name;
+  std::uint64_t tasks = 0;     // held for it (queued, running) + results not yet ACKed
+  std::uint64_t bytes = 0;     // payload bytes of those
+  std::uint64_t refused = 0;   // its tasks refused for its limits
+  std::uint64_t heard_ms_ago = 0;
+  MSGPACK_DEFINE(host, pid, name, tasks, bytes, refused, heard_ms_ago)
+};
+
 /* A task that failed for good, as `dpool status` shows it. */
 struct FailureRecord {
   std::string function;
@@ -351,8 +367,15 @@ struct Report {
   std::uint64_t retried = 0;       // retries after an exception or a time-out
   std::uint64_t expired = 0;       // tasks that were not started by their deadline
   std::vector<FailureRecord> failures;  // the latest tasks that failed, newest last
+  // Per-client limits (0: none) and use: the sessions holding the most first, at most 1000.
+  std::uint64_t max_tasks_per_client = 0;
+  std::uint64_t max_bytes_per_client = 0;
+  std::uint64_t max_message_size = 0;
+  std::uint64_t limited = 0;           // tasks refused for their client's limits, since start
+  std::vector<ClientStatus> sessions;
   MSGPACK_DEFINE(request, version, instance, uptime_ms, workers, functions, jobs, clients, rate,
-                 completed, failed, requeued, dropped, retried, expired, failures)
+                 completed, failed, requeued, dropped, retried, expired, failures,
+                 max_tasks_per_client, max_bytes_per_client, max_message_size, limited, sessions)
 };
 
 struct Disconnect {

@@ -420,3 +420,68 @@ TEST(HostilePeers, AWorkerCannotForgeOrFloodTheBrokerLogWithItsRegistrations) {
 
 }  // namespace
 }  // namespace dpool::test
+
+namespace dpool::test {
+namespace {
+
+/* Registered workers that write DONEs faster than the broker can check them (each holds 512
+ * forged outcomes): what waits for the broker is bounded per connection (its receive queue
+ * holds 100 messages, then TCP pushes back on that peer alone), not by its memory. Without
+ * that bound the broker reached 760 MB here in 4 s when it fell behind; with it, about
+ * 4 x 100 x 0.5 MB. */
+TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
+  auto broker = BrokerProcess::start("tcp://127.0.0.1:0", kHeartbeat);
+  zmq::context_t context(1);
+  // Several connections: the broker reads them in turn, so the backlog a slow read lets
+  // pile up grows with their number.
+  constexpr int kFlooders = 4;
+  std::vector<zmq::socket_t> floods;
+  for (int f = 0; f < kFlooders; ++f) {
+    auto& flood = floods.emplace_back(context, zmq::socket_type::dealer);
+    flood.set(zmq::sockopt::routing_id, "w-hostile-flood-" + std::to_string(f));
+    flood.set(zmq::sockopt::linger, 0);
+    flood.set(zmq::sockopt::sndhwm, 16);  // its own queue small: what it sends is on the wire
+    flood.set(zmq::sockopt::sndtimeo, 0);
+    flood.connect(broker.endpoint);
+    wire::Ready ready;
+    ready.host = "flood";
+    ready.credit = 1;
+    ready.functions = {"nothing_here"};
+    send_frames(flood, {header(Command::kReady), pack(ready)});
+  }
+  wire::DoneBatch batch;
+  for (std::uint64_t k = 0; k < kForgedPerDone; ++k) {
+    wire::Outcome o;
+    o.task = (k + 1) * 7919;
+    o.attempt = 1;
+    o.status = Status::kError;
+    o.error_message = std::string(1024, 'e');
+    batch.outcomes.push_back(o);
+  }
+  std::vector<std::string> frames{header(Command::kDone), pack(batch)};
+  frames.resize(2 + kForgedPerDone);  // one empty payload per outcome
+  const auto message_bytes = frames[1].size();
+  std::uint64_t sent = 0, peak_kib = 0;
+  const auto end = std::chrono::steady_clock::now() + 4s;
+  while (std::chrono::steady_clock::now() < end) {
+    for (auto& flood : floods) {
+      // A message is taken whole or not at all (HWM is checked on its first frame).
+      bool all = true;
+      for (std::size_t i = 0; i < frames.size() && all; ++i) {
+        const auto flags = i + 1 == frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore;
+        all = flood.send(zmq::buffer(frames[i]), flags).has_value();
+      }
+      if (all) ++sent;
+    }
+    peak_kib = std::max(peak_kib, rss_kib(broker.process.pid()));
+  }
+  std::printf("flood: %llu DONEs of %zu KiB sent; broker peak RSS %llu KiB\n",
+              static_cast<unsigned long long>(sent), message_bytes >> 10, static_cast<unsigned long long>(peak_kib));
+  EXPECT_LT(peak_kib, kRssLimitKib) << sent << " DONEs sent";
+  auto other = dealer(context, broker.endpoint, "another-client");
+  send_frames(other, {header(Command::kStatus), pack(wire::StatusRequest{1})});
+  EXPECT_TRUE(await_command(other, Command::kReport, 30s)) << "another peer is still answered";
+}
+
+}  // namespace
+}  // namespace dpool::test

@@ -24,6 +24,8 @@ namespace dpool::detail {
 namespace {
 
 constexpr int kMaxMessagesPerTurn = 4096;
+// Messages waiting to be read, per connection (the ROUTER's RCVHWM; see the constructor).
+constexpr int kReceiveQueue = 100;
 // A tick that read fewer frames than this is quiet; a burst is this many since the last trim.
 constexpr std::uint64_t kQuietTickFrames = 1000;
 constexpr std::uint64_t kBurstFrames = 100000;
@@ -74,7 +76,12 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
   socket_.set(zmq::sockopt::router_mandatory, 1);
   // Our own credit and windows bound what is queued; a HWM would drop silently instead.
   socket_.set(zmq::sockopt::sndhwm, 0);
-  socket_.set(zmq::sockopt::rcvhwm, 0);
+  // Incoming, a full queue drops nothing: ZeroMQ stops reading that one connection and TCP
+  // pushes back on its peer. Without a bound, a peer writing faster than this loop reads
+  // (forged DONEs of 512 outcomes, say) piles up in the broker's memory: 760 MB in 4 s in
+  // tests/test_hostile.cpp. Honest peers stay far below it: a client has at most a window of
+  // tasks in flight, in SUBMITs of many, and a worker host its credit.
+  socket_.set(zmq::sockopt::rcvhwm, kReceiveQueue);
   socket_.set(zmq::sockopt::linger, 0);
   // A frame larger than this makes ZeroMQ drop the connection before any of it is buffered
   // whole: what one message can make the broker allocate is bounded before we see it.

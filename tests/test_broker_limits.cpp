@@ -37,6 +37,7 @@ namespace {
 using namespace std::chrono_literals;
 using dpool::BrokerStats;
 using dpool::Command;
+using dpool::JobOp;
 using dpool::Status;
 using dpool::test::BrokerProtocol;
 using dpool::test::FakeClient;
@@ -183,6 +184,33 @@ TEST_F(BrokerLimits, LimitsAJobApartFromTheSessionThatSubmitsIt) {
   // The job's three tasks are not the session's: its own tasks still fit.
   submit_range(*c, 1, 3);
   EXPECT_EQ(c->expect_accepted({1, 2, 3}), (std::vector<std::uint64_t>{1, 2, 3}));
+}
+
+TEST_F(BrokerLimits, RefusesATaskThatWouldStartAJobPastMaxJobs) {
+  auto config = default_config();
+  config.max_jobs = 2;
+  start(config);
+  auto c = client("many-jobs");
+  c->hello();
+  auto job_task = [&](std::uint64_t id, const std::string& job) {
+    wire::TaskSpec s{id, "nobody", 0};
+    s.job = job;
+    c->submit({s}, {"x"});
+  };
+  job_task(1, "j-1");
+  job_task(2, "j-2");
+  EXPECT_EQ(c->expect_accepted({1, 2}), (std::vector<std::uint64_t>{1, 2}));
+  job_task(3, "j-3");
+  auto refused = c->expect_results({3});
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[3].meta.error_type, "QueueFull");
+  EXPECT_TRUE(contains(refused[3].meta.error_message, "2 detached jobs")) << refused[3].meta.error_message;
+  job_task(4, "j-1");  // a job already held still takes tasks
+  EXPECT_EQ(c->expect_accepted({4}), (std::vector<std::uint64_t>{4}));
+  c->send(Command::kJob, wire::JobRequest{9, "j-2", JobOp::kForget, 0});
+  ASSERT_TRUE(c->expect<wire::JobInfo>(Command::kJobInfo));
+  job_task(5, "j-3");
+  EXPECT_EQ(c->expect_accepted({5}), (std::vector<std::uint64_t>{5})) << "room again once one is forgotten";
 }
 
 TEST_F(BrokerLimits, ReportsTheLimitsAndEachClientsUse) {

@@ -298,7 +298,7 @@ TEST(Config, UnknownKeyFarFromEveryKnownOneListsThem) {
   expect_config_error<dpool::BrokerConfig>(
       file, 2, {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
                 "max_attempts, client_timeout, job_ttl, priority_aging, data_dir, max_tasks_per_client, "
-                "max_bytes_per_client, max_message_size, decode_max_array, decode_max_map, decode_max_str, "
+                "max_bytes_per_client, max_jobs, max_message_size, decode_max_array, decode_max_map, decode_max_str, "
                 "decode_max_depth, curve, log_level)"});
 }
 

@@ -489,4 +489,71 @@ TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
 }
 
 }  // namespace
+/* Peers that ask and never read: each sends STATUS as fast as the broker takes it, while its
+ * own socket reads nothing (a one-message queue, a 4 KiB kernel buffer). Idle sessions make
+ * each REPORT a few KiB. With no bound on what waits to be sent, every REPORT stayed in the
+ * broker: 470 MB after 4 s, and growing. Now at most 1,000 messages wait per peer (30 MB
+ * here), the rest are counted as unsent, and another peer is still answered. */
+TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
+  auto broker = BrokerProcess::start("tcp://127.0.0.1:0", kHeartbeat);
+  zmq::context_t context(1);
+  constexpr int kIdleSessions = 300;  // rows of every REPORT
+  std::vector<zmq::socket_t> idle;
+  for (int i = 0; i < kIdleSessions; ++i) {
+    idle.push_back(dealer(context, broker.endpoint, "idle-session-" + std::to_string(i)));
+    send_frames(idle.back(), {header(Command::kHello), pack(wire::Hello{"idle-host", 1000u + i, "idle"})});
+  }
+  auto probe = dealer(context, broker.endpoint, "sendq-probe");
+  send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{1})});
+  ASSERT_TRUE(await_command(probe, Command::kReport, 30s));
+
+  constexpr int kAskers = 4;
+  std::vector<zmq::socket_t> askers;
+  for (int a = 0; a < kAskers; ++a) {
+    auto& s = askers.emplace_back(context, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::routing_id, "never-reads-" + std::to_string(a));
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::rcvhwm, 1);
+    s.set(zmq::sockopt::rcvbuf, 4096);
+    s.set(zmq::sockopt::sndhwm, 16);
+    s.connect(broker.endpoint);
+  }
+  const auto request = pack(wire::StatusRequest{2});
+  const auto status = header(Command::kStatus);
+  std::uint64_t sent = 0, peak_kib = 0;
+  const auto end = std::chrono::steady_clock::now() + 4s;
+  while (std::chrono::steady_clock::now() < end) {
+    for (auto& s : askers) {
+      for (int i = 0; i < 64; ++i) {
+        if (!s.send(zmq::buffer(status), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) break;
+        s.send(zmq::buffer(request), zmq::send_flags::none);
+        ++sent;
+      }
+    }
+    peak_kib = std::max(peak_kib, rss_kib(broker.process.pid()));
+    std::this_thread::sleep_for(1ms);
+  }
+  // The broker has read what it will: ask once more for its counters behind the last of it.
+  send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{3})});
+  std::optional<wire::Report> report;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!report && std::chrono::steady_clock::now() < deadline) {
+    bool got = false;
+    DropCounters drops;
+    auto m = read_message(probe, false, drops, &got);
+    if (!got) {
+      std::this_thread::sleep_for(5ms);
+      continue;
+    }
+    if (m && m->command == Command::kReport) report = decode<wire::Report>(*m, drops, "broker");
+  }
+  peak_kib = std::max(peak_kib, rss_kib(broker.process.pid()));
+  std::printf("never-reading askers: %llu STATUS sent; broker peak RSS %llu KiB\n",
+              static_cast<unsigned long long>(sent), static_cast<unsigned long long>(peak_kib));
+  ASSERT_TRUE(report) << "another peer is still answered";
+  EXPECT_GT(report->unsent, 0u) << sent << " STATUS sent: the askers' queues never filled";
+  EXPECT_LT(peak_kib, kRssLimitKib) << sent << " STATUS sent";
+  EXPECT_TRUE(broker.process.running()) << broker.process.log();
+}
+
 }  // namespace dpool::test

@@ -146,7 +146,7 @@ void BrokerCore::on_cancel(Message& m, ClientSession& c) {
     }
   }
   for (auto& [handle, msg] : to_workers) {
-    if (auto* w = workers_.find(handle)) send_message(socket_, w->identity, Command::kCancel, msg);
+    if (auto* w = workers_.find(handle)) send(w->identity, Command::kCancel, msg);
   }
 }
 
@@ -156,7 +156,7 @@ void BrokerCore::on_join(Message& m, ClientSession& c) {
   c.last_heard = Clock::now();
   auto it = queue_ids_.find(join->queue);
   if (it == queue_ids_.end() || queues_[it->second].outstanding == 0) {
-    send_message(socket_, c.identity, Command::kJoined, wire::Joined{join->request});
+    send(c.identity, Command::kJoined, wire::Joined{join->request});
     return;
   }
   auto& waiters = queues_[it->second].waiters;
@@ -181,7 +181,7 @@ void BrokerCore::queue_left(std::uint32_t queue) {
   if (q.outstanding > 0) --q.outstanding;
   if (q.outstanding > 0) return;
   for (const auto& [identity, request] : q.waiters) {
-    send_message(socket_, identity, Command::kJoined, wire::Joined{request});
+    send(identity, Command::kJoined, wire::Joined{request});
   }
   // An empty queue is forgotten (names are often unique): its slot is reused.
   queue_ids_.erase(q.name);
@@ -270,7 +270,7 @@ void BrokerCore::flush_accepts(ClientSession& c) {
     wire::Accept accept;
     accept.ids.assign(c.accepts.begin() + static_cast<std::ptrdiff_t>(start),
                       c.accepts.begin() + static_cast<std::ptrdiff_t>(end));
-    send_message(socket_, c.identity, Command::kAccept, accept);
+    send(c.identity, Command::kAccept, accept);
   }
   c.accepts.clear();
   c.accepts_due = {};
@@ -315,7 +315,7 @@ void BrokerCore::flush_client(ClientSession& c) {
     }
     // If the client is not connected now the results stay in `finished` for a later resend.
     if (!batch.results.empty()) {
-      send_message(socket_, c.identity, Command::kResult, batch, std::move(payloads));
+      send(c.identity, Command::kResult, batch, std::move(payloads));
     }
   }
   c.results.clear();

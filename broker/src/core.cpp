@@ -26,6 +26,8 @@ namespace {
 constexpr int kMaxMessagesPerTurn = 4096;
 // Messages waiting to be read, per connection (the ROUTER's RCVHWM; see the constructor).
 constexpr int kReceiveQueue = 100;
+// Messages waiting to be sent, per connection (the ROUTER's SNDHWM; see the constructor).
+constexpr int kSendQueue = 1000;
 // A tick that read fewer frames than this is quiet; a burst is this many since the last trim.
 constexpr std::uint64_t kQuietTickFrames = 1000;
 constexpr std::uint64_t kBurstFrames = 100000;
@@ -74,8 +76,12 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
   socket_.set(zmq::sockopt::router_handover, 1);
   // Sending to a peer that is gone fails instead of vanishing, so results can be kept.
   socket_.set(zmq::sockopt::router_mandatory, 1);
-  // Our own credit and windows bound what is queued; a HWM would drop silently instead.
-  socket_.set(zmq::sockopt::sndhwm, 0);
+  // Outgoing, a peer that stops reading (a frozen process, or one that sends STATUS and never
+  // reads the REPORTs) would otherwise have the broker queue for it without end. Honest peers
+  // read all the time and stay far below the bound: a worker host is sent at most its credit,
+  // a client its results in batches. Past it a send fails at once (ROUTER_MANDATORY with
+  // dontwait, see send()) and nothing is dropped silently.
+  socket_.set(zmq::sockopt::sndhwm, kSendQueue);
   // Incoming, a full queue drops nothing: ZeroMQ stops reading that one connection and TCP
   // pushes back on its peer. Without a bound, a peer writing faster than this loop reads
   // (forged DONEs of 512 outcomes, say) piles up in the broker's memory: 760 MB in 4 s in
@@ -278,11 +284,21 @@ bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t proce
     hb.max_bytes = quota_.max_bytes;
     hb.max_message = quota_.max_message;
   }
-  return send_message(socket_, identity, Command::kHeartbeat, hb);
+  return send(identity, Command::kHeartbeat, hb);
+}
+
+void BrokerCore::not_sent(std::string_view identity, Command command) {
+  ++counters_.unsent;
+  const auto now = Clock::now();
+  if (now < next_unsent_log_) return;
+  next_unsent_log_ = now + std::chrono::seconds(10);
+  log::warn("peer {} is not reading: {} messages wait for it, a {} was held back ({} so far; "
+            "results and tasks go out again later, requests are repeated by their senders)",
+            log::printable(identity), kSendQueue, to_string(command), counters_.unsent);
 }
 
 void BrokerCore::disown(const std::string& identity, std::string_view reason) {
-  send_message(socket_, identity, Command::kDisconnect, wire::Disconnect{std::string(reason)});
+  send(identity, Command::kDisconnect, wire::Disconnect{std::string(reason)});
 }
 
 void BrokerCore::on_tick(Clock::time_point now) {

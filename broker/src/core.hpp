@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -74,6 +75,18 @@ class BrokerCore {
   void publish_stats();
   void release_memory();
   void flush();
+  /* Every message the broker sends goes through here and never blocks. False when nothing was
+   * sent: the peer is gone, or kSendQueue messages to it wait unread (counted as `unsent`).
+   * Each command copes with that (docs/protocol.md, section 4.11): RESULTs stay unACKed and
+   * are sent again, a TASK's leases go back to the queue, an unanswered SUBMIT, JOIN or
+   * request is sent again by its client, and a lost HEARTBEAT or CANCEL is only late news. */
+  template <class T>
+  bool send(std::string_view identity, Command command, const T& body, std::vector<zmq::message_t> payloads = {}) {
+    if (send_message(socket_, identity, command, body, std::move(payloads), true)) return true;
+    if (zmq_errno() == EAGAIN) not_sent(identity, command);
+    return false;
+  }
+  void not_sent(std::string_view identity, Command command);
   /* A HEARTBEAT; one to a client also carries its limits and `processes`. */
   bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0, bool to_client = false);
   void disown(const std::string& identity, std::string_view reason);
@@ -225,6 +238,7 @@ class BrokerCore {
   // Workers arriving, leaving or draining: a peer can do each as fast as it sends (workers.cpp).
   log::Budget worker_lines_{20};
   Clock::time_point next_limit_log_;  // refusals for limits are logged at most every 10 s
+  Clock::time_point next_unsent_log_;  // ... and messages to peers that do not read
 };
 
 }  // namespace dpool::detail

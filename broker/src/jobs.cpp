@@ -71,6 +71,11 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
   if (auto refusal = check_policy(spec)) return refusal;
   Job* job = jobs_.find(spec.job);
   if (!job) {
+    if (jobs_.size() >= config_.max_jobs) {
+      return refuse("QueueFull", "queue full: the broker holds " + with_commas(jobs_.size()) +
+                                     " detached jobs, its limit (max_jobs); forget finished ones with "
+                                     "`dpool result JOB --forget`, or wait for their job_ttl");
+    }
     job = &jobs_.add(spec.job, next_handle_++, Clock::now());
     job->submitter = c.handle;
     job->function = spec.function;
@@ -162,7 +167,7 @@ void BrokerCore::on_job(Message& m, ClientSession& c) {
   info.request = request->request;
   info.job = request->job;
   if (journal_) journal_->commit();  // a seal is a promise too: on disk before it is answered
-  send_message(socket_, c.identity, Command::kJobInfo, info);
+  send(c.identity, Command::kJobInfo, info);
 }
 
 void BrokerCore::seal_job(Job& job, std::uint64_t total) {
@@ -206,7 +211,7 @@ void BrokerCore::cancel_job(Job& job) {
     job_result(job, index, cancelled_result("cancelled before it started"), zmq::message_t(), items);
   }
   for (auto& [handle, msg] : to_workers) {
-    if (auto* w = workers_.find(handle)) send_message(socket_, w->identity, Command::kCancel, msg);
+    if (auto* w = workers_.find(handle)) send(w->identity, Command::kCancel, msg);
   }
   if (job.live.empty() && job.done_at == Clock::time_point{}) job_done(job);
 }
@@ -260,7 +265,7 @@ void BrokerCore::on_fetch(Message& m, ClientSession& c) {
       payloads.push_back(share(it->second.payload));
     }
   }
-  send_message(socket_, c.identity, Command::kFetched, reply, std::move(payloads));
+  send(c.identity, Command::kFetched, reply, std::move(payloads));
 }
 
 }  // namespace dpool::detail

@@ -86,7 +86,7 @@ void BrokerCore::flush_refusals(ClientSession& c) {
     batch.results.assign(std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(start)),
                          std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(end)));
     std::vector<zmq::message_t> payloads(batch.results.size());
-    send_message(socket_, c.identity, Command::kResult, batch, std::move(payloads));
+    send(c.identity, Command::kResult, batch, std::move(payloads));
   }
   c.refusals.clear();
 }

@@ -36,7 +36,7 @@ struct Flags {
   std::optional<std::string> bind, log_level, data_dir;
   bool insecure = false;
   std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms;
-  std::optional<std::uint32_t> liveness, max_attempts, max_tasks_per_client;
+  std::optional<std::uint32_t> liveness, max_attempts, max_tasks_per_client, max_jobs;
   std::optional<std::uint64_t> max_bytes_per_client, max_message_size;
   std::optional<std::string> curve_key;
   std::vector<std::string> client_keys, worker_keys;
@@ -69,6 +69,9 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--max-bytes-per-client", f.max_bytes_per_client,
                  "payload bytes of those, like 512MiB or 2GiB (default 1GiB)")
       ->transform(CLI::Validator(dpool::size_flag(limits::kBytesPerClient), "SIZE"));
+  app.add_option("--max-jobs", f.max_jobs,
+                 "detached jobs held at once, running or keeping results (default 10000)")
+      ->check(CLI::Range(limits::kJobs.min, limits::kJobs.max));
   app.add_option("--max-message-size", f.max_message_size,
                  "largest frame a peer may send; a larger one disconnects it (default 1GiB)")
       ->transform(CLI::Validator(dpool::size_flag(limits::kMessageSize), "SIZE"));
@@ -93,6 +96,7 @@ dpool::BrokerConfig effective_config(const Flags& f) {
   if (f.aging_ms) config.priority_aging = milliseconds(*f.aging_ms);
   if (f.data_dir) config.data_dir = *f.data_dir;
   if (f.max_tasks_per_client) config.max_tasks_per_client = *f.max_tasks_per_client;
+  if (f.max_jobs) config.max_jobs = *f.max_jobs;
   if (f.max_bytes_per_client) config.max_bytes_per_client = *f.max_bytes_per_client;
   if (f.max_message_size) config.max_message_size = *f.max_message_size;
   if (f.log_level) config.log_level = *f.log_level;

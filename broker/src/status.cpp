@@ -92,6 +92,7 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   r.failed = counters_.failed;
   r.requeued = counters_.requeued;
   r.dropped = drops_.total();
+  r.unsent = counters_.unsent;
   r.retried = counters_.retried;
   r.expired = counters_.expired;
   for (const auto& [record, when] : failures_) {
@@ -99,7 +100,7 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
     r.failures.back().age_ms = millis(now - when);
   }
   report_sessions(r);
-  send_message(socket_, c.identity, Command::kReport, r);
+  send(c.identity, Command::kReport, r);
 }
 
 }  // namespace dpool::detail

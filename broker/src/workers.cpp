@@ -271,7 +271,7 @@ void BrokerCore::dispatch_to(WorkerRecord& w) {
   }
   if (batch.leases.empty()) return;
   ++next_seq_;
-  if (send_message(socket_, w.identity, Command::kTask, batch, std::move(payloads))) return;
+  if (send(w.identity, Command::kTask, batch, std::move(payloads))) return;
   // The worker is not connected right now: the leases go back, uncharged.
   for (const auto& lease : batch.leases) {
     w.leases.erase(lease.task);

@@ -263,6 +263,7 @@ Fields fields(BrokerConfig& c) {
   f.push_back(text("data_dir", c.data_dir, "a directory"));
   f.push_back(count("max_tasks_per_client", c.max_tasks_per_client, limits::kTasksPerClient));
   f.push_back(size("max_bytes_per_client", c.max_bytes_per_client, limits::kBytesPerClient));
+  f.push_back(count("max_jobs", c.max_jobs, limits::kJobs));
   f.push_back(size("max_message_size", c.max_message_size, limits::kMessageSize));
   f.push_back(count("decode_max_array", c.decode_max_array, limits::kDecodeArray));
   f.push_back(count("decode_max_map", c.decode_max_map, limits::kDecodeMap));

@@ -51,8 +51,10 @@ class FakePeer {
  public:
   using Clock = std::chrono::steady_clock;
 
+  /* `receive_queue` 0 lets ZeroMQ read ahead without bound; a small one, with a small kernel
+   * buffer, makes a peer that stops reading (set_reading) push back on the broker at once. */
   FakePeer(zmq::context_t& context, const std::string& endpoint, std::string identity,
-           std::chrono::milliseconds heartbeat_interval, bool track_leases = false)
+           std::chrono::milliseconds heartbeat_interval, bool track_leases = false, int receive_queue = 0)
       : identity_(std::move(identity)),
         interval_(heartbeat_interval),
         track_leases_(track_leases),
@@ -60,7 +62,8 @@ class FakePeer {
     socket_.set(zmq::sockopt::routing_id, identity_);
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::sndhwm, 0);
-    socket_.set(zmq::sockopt::rcvhwm, 0);
+    socket_.set(zmq::sockopt::rcvhwm, receive_queue);
+    if (receive_queue > 0) socket_.set(zmq::sockopt::rcvbuf, 4096);
     socket_.connect(endpoint);
     thread_ = std::thread([this] { loop(); });
   }
@@ -106,6 +109,9 @@ class FakePeer {
     auto_heartbeat_ = on;
     next_heartbeat_ = Clock::now() + interval_;
   }
+
+  /* Stops or resumes reading from the socket (heartbeats go on): a frozen peer's inbox. */
+  void set_reading(bool on) { reading_.store(on); }
 
   /* When this peer last sent anything (the latest moment the broker can have heard it). */
   [[nodiscard]] Clock::time_point last_sent() {
@@ -187,7 +193,7 @@ class FakePeer {
       bool got_any = false;
       {
         std::lock_guard lock(mutex_);
-        for (int i = 0; i < 1000; ++i) {
+        for (int i = 0; i < 1000 && reading_.load(); ++i) {
           bool got = false;
           auto m = read_message(socket_, false, drops_, &got);
           if (!got) break;
@@ -252,6 +258,7 @@ class FakePeer {
  private:
   std::atomic<std::uint64_t> instance_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> reading_{true};
   std::thread thread_;
 };
 
@@ -380,8 +387,8 @@ class FakeWorker : public FakePeer {
 class FakeClient : public FakePeer {
  public:
   FakeClient(zmq::context_t& context, const std::string& endpoint, const std::string& name,
-             std::chrono::milliseconds heartbeat_interval)
-      : FakePeer(context, endpoint, "c-" + name, heartbeat_interval) {}
+             std::chrono::milliseconds heartbeat_interval, int receive_queue = 0)
+      : FakePeer(context, endpoint, "c-" + name, heartbeat_interval, false, receive_queue) {}
 
   /* Opens the session, then heartbeats every interval. */
   void hello() {

@@ -36,6 +36,7 @@ struct BrokerStats {
   std::uint64_t expired = 0;   // tasks not started by their deadline
   std::uint64_t dropped = 0;   // malformed or stale messages
   std::uint64_t limited = 0;   // tasks refused for their client's limits (per-client quota)
+  std::uint64_t unsent = 0;    // messages not sent: the peer had too many waiting unread
   std::map<std::string, Function> functions;
 };
 

@@ -132,7 +132,8 @@ void print_json(const wire::Report& r, const std::string& broker) {
                         {"failed", r.failed}, {"requeued", r.requeued}, {"dropped", r.dropped},
                         {"retried", r.retried}, {"expired", r.expired}, {"workers", workers},
                         {"functions", functions}, {"jobs", jobs}, {"failures", failures},
-                        {"limits", limits}, {"limited", r.limited}, {"sessions", sessions}};
+                        {"limits", limits}, {"limited", r.limited}, {"unsent", r.unsent},
+                        {"sessions", sessions}};
   std::printf("%s\n", dump_line(out).c_str());
 }
 
@@ -177,9 +178,12 @@ void print_sessions(const wire::Report& r) {
 
 void print_text(const wire::Report& r, const std::string& broker) {
   std::printf("broker %s  version %s  up %s\n", broker.c_str(), r.version.c_str(), age_text(r.uptime_ms).c_str());
-  std::printf("clients %u  rate %.1f results/s (last minute)  completed %llu  failed %llu  requeued %llu  dropped %llu\n",
+  std::printf("clients %u  rate %.1f results/s (last minute)  completed %llu  failed %llu  requeued %llu  dropped %llu",
               r.clients, r.rate, static_cast<unsigned long long>(r.completed), static_cast<unsigned long long>(r.failed),
               static_cast<unsigned long long>(r.requeued), static_cast<unsigned long long>(r.dropped));
+  // Only when it happened: a peer that stopped reading is worth a look, zero is noise.
+  if (r.unsent > 0) std::printf("  unsent %llu (peers not reading)", static_cast<unsigned long long>(r.unsent));
+  std::printf("\n");
   std::printf("\nworkers: %zu\n", r.workers.size());
   if (!r.workers.empty()) {
     std::vector<std::vector<std::string>> rows{{"HOST", "PID", "PROCS", "IN FLIGHT", "DONE", "FAILED", "HEARD", "FUNCTIONS", "TAGS"}};

@@ -51,6 +51,7 @@ inline constexpr Limits kMemoryPerChild{0, kLargestSize};         // bytes; 0: n
 inline constexpr Limits kTasksPerClient{1, 1'000'000'000};
 inline constexpr Limits kBytesPerClient{1024, kLargestSize};
 inline constexpr Limits kMessageSize{64 * 1024, kLargestSize};
+inline constexpr Limits kJobs{1, 100'000'000};
 // Decode limits: a SUBMIT carries up to 1000 tasks, a task up to 32 tags, a DONE error
 // messages of 64 KiB, and a SUBMIT nests 4 deep; anything below breaks dpool's own peers.
 inline constexpr Limits kDecodeArray{1024, 0xFFFF'FFFFLL};
@@ -107,6 +108,9 @@ struct BrokerConfig {
   // refused (QueueFull); clients learn them from the broker's HEARTBEAT and keep within.
   std::uint32_t max_tasks_per_client = 1'000'000;
   std::uint64_t max_bytes_per_client = 1ULL << 30;
+  // Detached jobs held at once, running or keeping results, whoever started them: each is
+  // limited like a session, so without this one client could hold any amount in many jobs.
+  std::uint32_t max_jobs = 10'000;
   // ZMQ_MAXMSGSIZE of the ROUTER: a peer sending a larger frame is disconnected by ZeroMQ.
   std::uint64_t max_message_size = 1ULL << 30;
   // Decoding limits of every message body (DecodeLimits in codec.hpp, the same defaults).

@@ -373,9 +373,10 @@ struct Report {
   std::uint64_t max_message_size = 0;
   std::uint64_t limited = 0;           // tasks refused for their client's limits, since start
   std::vector<ClientStatus> sessions;
+  std::uint64_t unsent = 0;  // messages not sent to peers that did not read them, since start
   MSGPACK_DEFINE(request, version, instance, uptime_ms, workers, functions, jobs, clients, rate,
                  completed, failed, requeued, dropped, retried, expired, failures,
-                 max_tasks_per_client, max_bytes_per_client, max_message_size, limited, sessions)
+                 max_tasks_per_client, max_bytes_per_client, max_message_size, limited, sessions, unsent)
 };
 
 struct Disconnect {

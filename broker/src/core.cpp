@@ -9,9 +9,6 @@
 
 #include <sys/eventfd.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <array>
 #include <cerrno>
@@ -28,9 +25,12 @@ constexpr int kMaxMessagesPerTurn = 4096;
 constexpr int kReceiveQueue = 100;
 // Messages waiting to be sent, per connection (the ROUTER's SNDHWM; see the constructor).
 constexpr int kSendQueue = 1000;
-// A tick that read fewer frames than this is quiet; a burst is this many since the last trim.
+// A tick that read fewer frames (payload bytes) than this is quiet; a burst is this many since
+// the last trim.
 constexpr std::uint64_t kQuietTickFrames = 1000;
 constexpr std::uint64_t kBurstFrames = 100000;
+constexpr std::uint64_t kQuietTickBytes = 64u << 20;
+constexpr std::uint64_t kBurstBytes = 256u << 20;
 
 /* True when `endpoint` can only be reached from this host. */
 bool loopback_only(const std::string& endpoint) {
@@ -142,6 +142,7 @@ void BrokerCore::run() {
       if (!got) break;
       if (!m) continue;
       frames_this_tick_ += 2 + m->payloads.size();
+      for (const auto& p : m->payloads) bytes_this_tick_ += p.size();
       handle(*m);
     }
     const auto now = Clock::now();
@@ -345,24 +346,24 @@ void BrokerCore::on_tick(Clock::time_point now) {
 /* After a burst, memory nothing uses any more stays with the broker: the hash tables keep the
  * capacity of their fullest moment, and ZeroMQ's I/O thread receives into a malloc arena of
  * its own, whose free pages glibc gives back to the system only from its top (a client that
- * submits a million tasks at once leaves tens of MB there). The first quiet tick after a burst
+ * submits a million tasks at once leaves tens of MB there), and the broker process keeps up to
+ * 256 MiB of freed payloads for the next ones (keep_payload_memory in util.hpp). The first quiet tick after a burst
  * shrinks the tables that are mostly empty and hands free pages back (malloc_trim: a few ms
  * on a heap of a few hundred MB); under steady load no tick is quiet and nothing is spent. */
 void BrokerCore::release_memory() {
   frames_since_trim_ += frames_this_tick_;
-  const bool quiet = frames_this_tick_ < kQuietTickFrames;
-  frames_this_tick_ = 0;
-  if (!quiet || frames_since_trim_ < kBurstFrames) return;
-  frames_since_trim_ = 0;
+  bytes_since_trim_ += bytes_this_tick_;
+  const bool quiet = frames_this_tick_ < kQuietTickFrames && bytes_this_tick_ < kQuietTickBytes;
+  frames_this_tick_ = bytes_this_tick_ = 0;
+  if (!quiet || (frames_since_trim_ < kBurstFrames && bytes_since_trim_ < kBurstBytes)) return;
+  frames_since_trim_ = bytes_since_trim_ = 0;
   ledger_.compact();
   for (auto& [h, c] : clients_) {
     shrink_if_sparse(c.live);
     shrink_if_sparse(c.finished);
   }
   for (auto& [h, job] : jobs_) shrink_if_sparse(job.live);
-#ifdef __GLIBC__
-  ::malloc_trim(0);
-#endif
+  release_free_memory();
 }
 
 void BrokerCore::flush() {

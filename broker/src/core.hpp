@@ -213,6 +213,8 @@ class BrokerCore {
   Clock::time_point turn_;                 // when this loop turn began (per-result bookkeeping reads it)
   std::uint64_t frames_this_tick_ = 0;     // frames read since the last heartbeat tick
   std::uint64_t frames_since_trim_ = 0;    // ... and since memory was last handed back
+  std::uint64_t bytes_this_tick_ = 0;      // payload bytes read, likewise
+  std::uint64_t bytes_since_trim_ = 0;
   DropCounters drops_;
   std::string who_;  // the peer of the message being handled, for drop logs
 

@@ -21,6 +21,7 @@
 #include "dpool/broker.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
+#include "dpool/util.hpp"
 
 namespace {
 
@@ -146,6 +147,7 @@ int serve(const dpool::BrokerConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dpool::keep_payload_memory();  // this process only: an embedded broker leaves its host's malloc alone
   CLI::App app{"dpool-broker: routes tasks from dpool clients to dpool workers"};
   Flags flags;
   add_flags(app, flags);

@@ -2,6 +2,9 @@
 #include "dpool/util.hpp"
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <random>
@@ -43,6 +46,19 @@ std::chrono::milliseconds until(Clock::time_point t, std::chrono::milliseconds c
   // Round up so that a poll does not wake a hair early and spin.
   if (t > Clock::now() && d.count() == 0) d = std::chrono::milliseconds(1);
   return std::clamp(d, std::chrono::milliseconds(0), cap);
+}
+
+void keep_payload_memory() noexcept {
+#ifdef __GLIBC__
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+}
+
+void release_free_memory() noexcept {
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
 }
 
 }  // namespace dpool

@@ -48,6 +48,8 @@ namespace {
 
 constexpr std::size_t kMaxBatch = 64;
 constexpr auto kMaxBatchDelay = std::chrono::milliseconds(2);
+// An idle child hands back its free memory after this long without a task (wait_readable).
+constexpr auto kTrimAfter = std::chrono::milliseconds(1000);
 // A task expected to take longer than this is not kept waiting behind: outcomes are sent first.
 constexpr double kShortTaskMicros = 200;
 // Error texts are cut here so that an outcome always fits the supervisor's decode limits.
@@ -211,8 +213,15 @@ class Executor {
   }
 
  private:
+  /* Blocks until the supervisor sends something. A child idle for kTrimAfter hands back the
+   * free memory it kept for payloads (keep_payload_memory in util.hpp), once per idle spell. */
   void wait_readable() {
     pollfd p{link_.fd(), POLLIN, 0};
+    int ready = 0;
+    while ((ready = ::poll(&p, 1, static_cast<int>(kTrimAfter.count()))) < 0 && errno == EINTR) {
+    }
+    if (ready != 0) return;
+    release_free_memory();
     while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
     }
   }

@@ -24,6 +24,7 @@
 #include "dpool/curve.hpp"
 #include "dpool/error.hpp"
 #include "dpool/log.hpp"
+#include "dpool/util.hpp"
 #include "dpool/worker.hpp"
 #include "supervisor.hpp"
 
@@ -50,6 +51,9 @@ int run_worker(const WorkerConfig& config, const WorkerHooks& hooks) {
   (void)load_curve(config.curve);  // a bad key fails here, before any process is started
   for (const auto& p : config.plugins) load_plugin(p);
   detail::register_builtins(config.allow_exec);
+  // Before the supervisor forks its zygote, so that the children start with it too. Not under
+  // max_memory_per_child: freed memory kept for the next payload would count as the child's.
+  if (config.max_memory_per_child == 0) keep_payload_memory();
   detail::Supervisor supervisor(config, hooks);
   g_supervisor.store(&supervisor);
   struct sigaction sa {};

@@ -138,6 +138,13 @@ void Supervisor::turn() {
   // A link back after silence: one heartbeat at once, for the broker to answer (or disown).
   if (now - last_heard_ > config_.heartbeat.expiry() && reconnected()) next_heartbeat_ = now;
   if (now >= next_heartbeat_) {
+    // Idle from one heartbeat to the next: the payloads' memory kept for more goes back.
+    const bool idle_now = idle();
+    if (worked_since_trim_ && idle_now && idle_at_heartbeat_) {
+      release_free_memory();
+      worked_since_trim_ = false;
+    }
+    idle_at_heartbeat_ = idle_now;
     send_heartbeat();
     next_heartbeat_ = now + heartbeat_gap(now);
     if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
@@ -207,6 +214,10 @@ void Supervisor::send_ready() {
   if (draining_) send_heartbeat();
 }
 
+bool Supervisor::idle() const {
+  return backlog_.empty() && std::all_of(children_.begin(), children_.end(), [](const Child& c) { return c.assigned.empty(); });
+}
+
 void Supervisor::send_heartbeat() {
   wire::Heartbeat hb;
   hb.last_seq = last_seq_;
@@ -238,6 +249,7 @@ void Supervisor::on_broker_message(Message& m) {
   switch (m.command) {
     case Command::kTask:
       on_tasks(m);
+      worked_since_trim_ = true;
       break;
     case Command::kHeartbeat: {
       auto hb = decode<wire::Heartbeat>(m, drops_, "broker");

@@ -107,6 +107,7 @@ class Supervisor {
   [[nodiscard]] std::chrono::milliseconds poll_timeout() const;
   void send_ready();
   void send_heartbeat();
+  [[nodiscard]] bool idle() const;  // no task held, in the backlog or in a child
   [[nodiscard]] std::chrono::milliseconds heartbeat_gap(Clock::time_point now);
   [[nodiscard]] bool reconnected();
   void announce_credit(Clock::time_point now);
@@ -185,6 +186,8 @@ class Supervisor {
   Clock::time_point last_heard_;
   Clock::time_point next_heartbeat_;
   bool broker_silent_logged_ = false;
+  bool worked_since_trim_ = false;  // tasks came since free memory was last handed back
+  bool idle_at_heartbeat_ = false;  // nothing held when the last heartbeat left
   // Heartbeats to a silent broker are spaced out up to this (heartbeat_gap).
   static constexpr std::chrono::milliseconds kSilentHeartbeatGap{10000};
   std::chrono::milliseconds silent_gap_{0};

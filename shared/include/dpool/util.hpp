@@ -18,6 +18,15 @@ using Clock = std::chrono::steady_clock;
 /* This host's name, as gethostname reports it. */
 [[nodiscard]] std::string host_name();
 
+/* For the processes that carry payloads (the broker, a worker host and its children), not for
+ * a user's program: glibc serves each allocation over 128 KiB (or its dynamic threshold) with
+ * a fresh mmap and gives it back when freed, so every 16 MiB argument or result was faulted in
+ * page by page and zeroed again, about a third of W6's CPU (bench/). Up to 32 MiB now comes
+ * from the heap and up to 256 MiB of free heap is kept; release_free_memory() hands it back
+ * once the process is idle. */
+void keep_payload_memory() noexcept;
+void release_free_memory() noexcept;
+
 /* Milliseconds until `t`, clamped to [0, cap], as the int that zmq::poll wants. */
 [[nodiscard]] std::chrono::milliseconds until(Clock::time_point t, std::chrono::milliseconds cap);
 

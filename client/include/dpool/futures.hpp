@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <type_traits>
 #include <variant>
@@ -40,7 +41,9 @@ using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
  * the workers meanwhile, so it adapts: get() spins up to twice as long as recent gets waited
  * (an average over every thread's), never past kMaxSpin, and not at all while they wait
  * longer than that (10 ms tasks, say). A short spin that fails is worse than none: it pays
- * both the CPU and the wake-up. */
+ * both the CPU and the wake-up. The spin yields rather than pauses, so that the threads that
+ * carry the result can still run on this CPU: W2's p99 was 1.3-1.5 ms with a pause, 0.4-0.6
+ * with a yield. */
 class WaitPolicy {
  public:
   static constexpr std::chrono::microseconds kMaxSpin{1000};
@@ -96,9 +99,7 @@ class State {
         WaitPolicy::waited(std::chrono::steady_clock::now() - start);
         return;
       }
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+      std::this_thread::yield();
     }
     std::unique_lock lock(mutex_);
     cv_.wait(lock, [&] { return done_; });

@@ -442,12 +442,7 @@ TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
   constexpr int kFlooders = 4;
   std::vector<zmq::socket_t> floods;
   for (int f = 0; f < kFlooders; ++f) {
-    auto& flood = floods.emplace_back(context, zmq::socket_type::dealer);
-    flood.set(zmq::sockopt::routing_id, "w-hostile-flood-" + std::to_string(f));
-    flood.set(zmq::sockopt::linger, 0);
-    flood.set(zmq::sockopt::sndhwm, 16);  // its own queue small: what it sends is on the wire
-    flood.set(zmq::sockopt::sndtimeo, 0);
-    flood.connect(broker.endpoint);
+    auto& flood = floods.emplace_back(flooder(context, broker.endpoint, "w-hostile-flood-" + std::to_string(f)));
     wire::Ready ready;
     ready.host = "flood";
     ready.credit = 1;
@@ -510,13 +505,7 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
   constexpr int kAskers = 4;
   std::vector<zmq::socket_t> askers;
   for (int a = 0; a < kAskers; ++a) {
-    auto& s = askers.emplace_back(context, zmq::socket_type::dealer);
-    s.set(zmq::sockopt::routing_id, "never-reads-" + std::to_string(a));
-    s.set(zmq::sockopt::linger, 0);
-    s.set(zmq::sockopt::rcvhwm, 1);
-    s.set(zmq::sockopt::rcvbuf, 4096);
-    s.set(zmq::sockopt::sndhwm, 16);
-    s.connect(broker.endpoint);
+    askers.push_back(flooder(context, broker.endpoint, "never-reads-" + std::to_string(a), false));
   }
   const auto request = pack(wire::StatusRequest{2});
   const auto status = header(Command::kStatus);

@@ -61,6 +61,25 @@ inline zmq::socket_t dealer(zmq::context_t& context, const std::string& endpoint
   return s;
 }
 
+/* A DEALER that floods: its own send queue is small, so what it sends is on the wire rather
+ * than queued here, and a send never blocks. With `reads` false it is also a peer that stops
+ * reading: a one-message receive queue and a 4 KiB kernel buffer fill at once, and then what
+ * the broker sends it waits in the broker. */
+inline zmq::socket_t flooder(zmq::context_t& context, const std::string& endpoint, const std::string& identity,
+                             bool reads = true) {
+  zmq::socket_t s(context, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::routing_id, identity);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, 16);
+  s.set(zmq::sockopt::sndtimeo, 0);
+  if (!reads) {
+    s.set(zmq::sockopt::rcvhwm, 1);
+    s.set(zmq::sockopt::rcvbuf, 4096);
+  }
+  s.connect(endpoint);
+  return s;
+}
+
 /* Sends `frames` as one multipart message (an empty list sends one empty frame). */
 inline void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
   if (frames.empty()) {

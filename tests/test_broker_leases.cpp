@@ -214,6 +214,49 @@ TEST_F(BrokerProtocol, DropsStaleOutcomesWithoutAResult) {
   EXPECT_EQ(w2->waiting(Command::kTask), 0u);
 }
 
+/* A DONE with far more outcomes than its worker holds leases is forged: it is refused whole,
+ * one drop, before its body is decoded, even when one of its outcomes is real. */
+TEST_F(BrokerProtocol, RefusesADoneWithFarMoreOutcomesThanItsWorkerHoldsLeases) {
+  start();
+  auto c = client("flooded");
+  c->hello();
+  auto w = worker("forger");
+  w->ready(1, {"f"});
+  ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.workers == 1; }));
+  c->submit(1, "f", "x");
+  auto leases = w->expect_leases(1);
+  ASSERT_EQ(leases.size(), 1u);
+  const auto lease = leases[0].first;
+  const auto base = broker_->stats().dropped;
+
+  // 2 x 1 lease + 64 is the most a DONE of this worker may carry; this one has one more.
+  std::vector<wire::Outcome> outcomes;
+  std::vector<std::string> payloads;
+  for (std::uint64_t k = 0; k < 67; ++k) {
+    wire::Outcome o;
+    o.task = lease.task + k;  // the real lease first, then keys it was never given
+    o.attempt = lease.attempt;
+    o.pid = 777;
+    outcomes.push_back(o);
+    payloads.emplace_back(k == 0 ? "inside a forged batch" : "forged");
+  }
+  w->send(Command::kDone, wire::DoneBatch{outcomes}, payloads);  // the lease stays held
+  ASSERT_TRUE(wait_stats([&](const BrokerStats& s) { return s.dropped == base + 1; }))
+      << "refused as one message, not outcome by outcome";
+  ASSERT_TRUE(probe(*c, 100));
+  EXPECT_EQ(c->waiting(Command::kResult), 0u) << "an outcome of the refused DONE was taken";
+
+  // At the limit a DONE is read: its stale outcomes are dropped one by one, the real one taken.
+  outcomes.resize(66);
+  payloads.resize(66);
+  payloads[0] = "right";
+  w->done(outcomes, payloads);
+  auto r = c->expect_results({1});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[1].payload, "right");
+  ASSERT_TRUE(wait_stats([&](const BrokerStats& s) { return s.dropped == base + 1 + 65; }));
+}
+
 TEST_F(BrokerProtocol, ExpiresASilentWorkerAndReleasesItsLeasesAtTheNextAttempt) {
   start();
   auto c = client("expiry");

@@ -344,12 +344,13 @@ void BrokerCore::on_tick(Clock::time_point now) {
 }
 
 /* After a burst, memory nothing uses any more stays with the broker: the hash tables keep the
- * capacity of their fullest moment, and ZeroMQ's I/O thread receives into a malloc arena of
- * its own, whose free pages glibc gives back to the system only from its top (a client that
- * submits a million tasks at once leaves tens of MB there), and the broker process keeps up to
- * 256 MiB of freed payloads for the next ones (keep_payload_memory in util.hpp). The first quiet tick after a burst
- * shrinks the tables that are mostly empty and hands free pages back (malloc_trim: a few ms
- * on a heap of a few hundred MB); under steady load no tick is quiet and nothing is spent. */
+ * capacity of their fullest moment, ZeroMQ's I/O thread receives into a malloc arena of its
+ * own, whose free pages glibc gives back to the system only from its top (a client that
+ * submits a million tasks at once leaves tens of MB there), and the process keeps up to
+ * 256 MiB of freed payloads for the next ones (keep_payload_memory in util.hpp). The first
+ * quiet tick after a burst, of frames or of payload bytes, shrinks the tables that are mostly
+ * empty and hands free pages back (malloc_trim: a few ms on a heap of a few hundred MB); under
+ * steady load no tick is quiet and nothing is spent. */
 void BrokerCore::release_memory() {
   frames_since_trim_ += frames_this_tick_;
   bytes_since_trim_ += bytes_this_tick_;

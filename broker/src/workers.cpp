@@ -18,6 +18,8 @@ namespace {
 
 constexpr std::uint32_t kMaxCredit = 100000;
 constexpr std::size_t kMaxFunctions = 10000;
+// Outcomes a DONE may carry beyond twice the leases its worker holds (see on_done).
+constexpr std::size_t kOutcomeSlack = 64;
 
 /* The end of a worker line that follows others left out by BrokerCore::worker_lines_. */
 std::string unlogged(std::uint64_t skipped) {
@@ -78,6 +80,16 @@ wire::Result result_of(wire::Outcome& o, const WorkerRecord& w) {
 }
 
 void BrokerCore::on_done(Message& m, WorkerRecord& w) {
+  // An honest host reports on leases it holds, and on a few the broker took back while they
+  // ran; one outcome a payload frame. A DONE with far more is forged, and decoding it is most
+  // of what it costs: refused unread, so that a forger's large DONEs cannot take the loop's
+  // time from the workers it shares the broker with (tests/test_hostile.cpp).
+  if (m.payloads.size() > 2 * w.leases.size() + kOutcomeSlack) {
+    drops_.drop(DropReason::kStale, who_,
+                "DONE with " + std::to_string(m.payloads.size()) + " outcomes from a worker holding " +
+                    std::to_string(w.leases.size()) + " leases");
+    return;
+  }
   auto done = body<wire::DoneBatch>(m);
   if (!done) return;
   if (done->outcomes.size() != m.payloads.size()) {

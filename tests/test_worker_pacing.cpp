@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -112,28 +113,36 @@ TEST(WorkerPacing, TheCreditFollowsHowLongTasksRun) {
   EXPECT_EQ(host.broker.ready()->credit, 6u) << "2 processes x (1 + prefetch 2) before any task ran";
 
   // Short tasks: each outcome says how long it ran, and the host soon asks for far more.
-  auto quick = run_batch(host.broker, 1, 200, "cube", pack_args(3));
-  ASSERT_EQ(quick.size(), 200u) << host.worker.log();
-  for (const auto& d : quick) {
-    ASSERT_EQ(d.outcome.status, Status::kOk);
-    EXPECT_GT(d.outcome.micros, 0u) << "task " << d.outcome.task << " without a run time";
-  }
   // How far it rises depends on this machine (2 ms / the mean run time, per process): under a
   // sanitizer or on a loaded host a cube can take 100 µs. Tasks under 330 µs double it at least.
-  std::vector<std::uint32_t> micros;
-  for (const auto& d : quick) micros.push_back(d.outcome.micros);
-  std::sort(micros.begin(), micros.end());
-  const auto median = micros[micros.size() / 2];
+  // The mean is a moving one, so a hiccup among the last tasks of a batch (a loaded machine
+  // under a sanitizer) can hold it down until more come: up to five batches are sent.
+  std::optional<wire::Heartbeat> more;
+  std::uint32_t median = 0;
+  for (std::uint64_t batch = 0; batch < 5 && !more; ++batch) {
+    auto quick = run_batch(host.broker, 1 + batch * 200, 200, "cube", pack_args(3));
+    ASSERT_EQ(quick.size(), 200u) << host.worker.log();
+    for (const auto& d : quick) {
+      ASSERT_EQ(d.outcome.status, Status::kOk);
+      EXPECT_GT(d.outcome.micros, 0u) << "task " << d.outcome.task << " without a run time";
+    }
+    std::vector<std::uint32_t> micros;
+    for (const auto& d : quick) micros.push_back(d.outcome.micros);
+    std::sort(micros.begin(), micros.end());
+    median = micros[micros.size() / 2];
+    if (median >= 300) {
+      std::cerr << "cube took " << median << " µs (median) here: the rise is not checked\n";
+      break;
+    }
+    more = host.broker.next_heartbeat([](const wire::Heartbeat& hb) { return hb.credit >= 12; }, 3s);
+  }
   if (median < 300) {
-    auto more = host.broker.next_heartbeat([](const wire::Heartbeat& hb) { return hb.credit >= 12; });
-    ASSERT_TRUE(more.has_value()) << "no heartbeat asking for twice the initial credit after 200 tasks "
-                                  << "of " << median << " µs (median)";
-  } else {
-    std::cerr << "cube took " << median << " µs (median) here: the rise is not checked\n";
+    ASSERT_TRUE(more.has_value()) << "no heartbeat asking for twice the initial credit after batches of 200 "
+                                  << "tasks of " << median << " µs (median)";
   }
 
   // Tasks of 5 ms: 2 ms of work is less than 1 + prefetch of them, so back to 6.
-  auto slow = run_batch(host.broker, 1000, 30, "nap_ms", pack_args(5));
+  auto slow = run_batch(host.broker, 10000, 30, "nap_ms", pack_args(5));
   ASSERT_EQ(slow.size(), 30u) << host.worker.log();
   for (const auto& d : slow) EXPECT_GE(d.outcome.micros, 4'000u);
   auto back = host.broker.next_heartbeat([](const wire::Heartbeat& hb) { return hb.credit == 6; });

@@ -18,8 +18,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <optional>
+#include <thread>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -88,27 +88,24 @@ class State {
 
   bool wait_until(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
-    return cv_.wait_until(lock, deadline, [&] { return done_; });
+    return cv_.wait_until(lock, deadline, [&] { return done_.load(); });
   }
   void wait() {
-    if (ready_.load(std::memory_order_acquire)) return;
+    if (done_.load(std::memory_order_acquire)) return;
     const auto start = std::chrono::steady_clock::now();
     const auto spin_until = start + WaitPolicy::spin();
     while (std::chrono::steady_clock::now() < spin_until) {
-      if (ready_.load(std::memory_order_acquire)) {
+      if (done_.load(std::memory_order_acquire)) {
         WaitPolicy::waited(std::chrono::steady_clock::now() - start);
         return;
       }
       std::this_thread::yield();
     }
     std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return done_; });
+    cv_.wait(lock, [&] { return done_.load(); });
     WaitPolicy::waited(std::chrono::steady_clock::now() - start);
   }
-  bool done() const {
-    std::lock_guard lock(mutex_);
-    return done_;
-  }
+  bool done() const { return done_.load(std::memory_order_acquire); }
   bool cancelled() const {
     std::lock_guard lock(mutex_);
     return cancelled_;
@@ -160,8 +157,7 @@ class State {
       std::lock_guard lock(mutex_);
       if (done_) return;
       set();
-      done_ = true;
-      ready_.store(true, std::memory_order_release);
+      done_.store(true, std::memory_order_release);
       callbacks.swap(callbacks_);
     }
     cv_.notify_all();
@@ -170,8 +166,9 @@ class State {
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  bool done_ = false;
-  std::atomic<bool> ready_{false};  // done_, for get()'s spin to read without the lock
+  // Written under mutex_ (with the value, before the callbacks are taken); atomic so that
+  // get()'s spin can read it without the lock.
+  std::atomic<bool> done_{false};
   bool cancelled_ = false;
   bool watched_ = false;  // an on_done callback may read the value
   std::optional<Stored<R>> value_;

@@ -509,20 +509,9 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
   }
   const auto request = pack(wire::StatusRequest{2});
   const auto status = header(Command::kStatus);
-  // The probe's REPORT once one has come, without waiting (nullopt until then).
-  DropCounters drops;
-  auto probe_report = [&]() -> std::optional<wire::Report> {
-    for (;;) {
-      bool got = false;
-      auto m = read_message(probe, false, drops, &got);
-      if (!got) return std::nullopt;
-      if (m && m->command == Command::kReport) return decode<wire::Report>(*m, drops, "broker");
-    }
-  };
   // Flood for 4 s past the moment the broker first refused a send (a sanitized broker answers
   // ten times slower, so filling the askers' queues takes it longer), at most 60 s.
   std::uint64_t sent = 0, peak_kib = 0;
-  std::optional<wire::Report> report;
   const auto started = std::chrono::steady_clock::now();
   auto end = started + 60s;
   auto next_probe = started;
@@ -541,7 +530,7 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
       send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{3})});
       next_probe = now + 250ms;
     }
-    if (auto r = probe_report(); r && r->unsent > 0 && !filled) {
+    if (auto r = await_body<wire::Report>(probe, Command::kReport, 0ms); r && r->unsent > 0 && !filled) {
       filled = true;
       end = std::min(end, now + 4s);
     }
@@ -549,11 +538,7 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
   }
   // Another peer is still answered, behind whatever the askers sent last.
   send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{4})});
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!report && std::chrono::steady_clock::now() < deadline) {
-    report = probe_report();
-    if (!report) std::this_thread::sleep_for(5ms);
-  }
+  const auto report = await_body<wire::Report>(probe, Command::kReport, 30s);
   peak_kib = std::max(peak_kib, rss_kib(broker.process.pid()));
   std::printf("never-reading askers: %llu STATUS sent in %.1f s; broker peak RSS %llu KiB\n",
               static_cast<unsigned long long>(sent),

@@ -22,14 +22,17 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include <msgpack.hpp>
 #include <zmq.hpp>
 
+#include "dpool/codec.hpp"
 #include "dpool/protocol.hpp"
 
 namespace dpool::test::hostile {
@@ -112,6 +115,22 @@ inline bool await_command(zmq::socket_t& s, Command command, std::chrono::millis
     const bool found = first.to_string_view() == wanted;
     for (zmq::message_t rest; first.more() && s.recv(rest);) first.move(rest);
     if (found) return true;
+  }
+}
+
+/* Reads messages until one with `command` arrives and returns its body decoded as T; nullopt
+ * when none came within `timeout` (0: only what has arrived already) or it did not decode. */
+template <class T>
+std::optional<T> await_body(zmq::socket_t& s, Command command, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  DropCounters drops;
+  for (;;) {
+    bool got = false;
+    auto m = read_message(s, false, drops, &got);
+    if (got && m && m->command == command) return decode<T>(*m, drops, "broker");
+    if (got) continue;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 

@@ -319,6 +319,23 @@ TEST(WorkerLinkHost, LargePayloadsCrossBothWaysIntact) {
   }
 }
 
+// A process packs a result into a buffer sized from its function's last result (executor.cpp):
+// results larger, smaller and empty after a large one must come back whole, in one process.
+TEST(WorkerLinkHost, ResultsOfOneFunctionMayGrowAndShrink) {
+  LinkHost host(1);
+  const std::size_t big = (std::size_t{16} << 20) / kSlow;
+  const std::size_t sizes[] = {big, 10, 0, big + 1, big / 2, 3 * big, 1};
+  std::uint64_t key = 0;
+  for (const auto size : sizes) {
+    const auto data = pattern(size);
+    host.broker.send_task(lease(++key, "sized"), pack_args(std::uint64_t{size}, data));
+    auto d = host.broker.next_outcome(60s * kSlow);
+    ASSERT_TRUE(d) << host.worker.log();
+    ASSERT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
+    EXPECT_TRUE(unpack_as<std::string>(d->payload) == std::string(data.rbegin(), data.rend())) << "size " << size;
+  }
+}
+
 TEST(WorkerLinkHost, ReplacingProcessesManyTimesLeaksNoDescriptor) {
   LinkHost host(2, {"--max-tasks-per-child", "1"});
   std::uint64_t key = 0;

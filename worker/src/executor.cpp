@@ -12,6 +12,11 @@
  * `retry_delay_ms` and twice that each time after; the pause is not counted against the time
  * limit.
  *
+ * A result is packed into a buffer the size of that function's last result. msgpack's buffer
+ * grows by doubling, so a 16 MiB result asked for 32 MiB: past glibc's largest mmap threshold,
+ * a fresh mapping every task, faulted in page by page and unmapped after. Sized from the last
+ * one, it comes from the heap that keep_payload_memory() keeps (util.hpp), already in memory.
+ *
  * Outcomes are batched while more short tasks are waiting (up to 64, or 2 ms), and sent
  * before a task that is not known to be short and whenever the child runs out of work, so a
  * lone task sees no batching delay and no outcome waits behind a long task.
@@ -54,6 +59,10 @@ constexpr auto kTrimAfter = std::chrono::milliseconds(1000);
 constexpr double kShortTaskMicros = 200;
 // Error texts are cut here so that an outcome always fits the supervisor's decode limits.
 constexpr std::size_t kMaxErrorText = 64u << 10;
+// A result buffer is at least msgpack's own first size, and a little over the last result, but
+// a hint never reserves more than this up front (past it the buffer doubles as it must).
+constexpr std::size_t kMinResultBuffer = MSGPACK_SBUFFER_INIT_SIZE;
+constexpr std::size_t kMaxResultHint = 256u << 20;
 // Doubling retry pauses stop growing here.
 constexpr auto kMaxRetryDelay = std::chrono::hours(1);
 
@@ -131,7 +140,8 @@ void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Le
   }
 }
 
-wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot) {
+/* `result_size`: the octets of the function's last result, as the size to pack into. */
+wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot, std::size_t result_size) {
   wire::Outcome o;
   o.task = item.lease.task;
   o.attempt = item.lease.attempt;
@@ -144,7 +154,7 @@ wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot) {
       throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack, or nest deeper than " +
                           std::to_string(kArgumentLimits.max_depth) + " levels (the list of arguments counts as one)");
     }
-    msgpack::sbuffer out;
+    msgpack::sbuffer out(std::clamp(result_size + result_size / 16, kMinResultBuffer, kMaxResultHint));
     if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease, out, slot);
     else task->call(args.get(), out);
     result = to_message(out);
@@ -187,7 +197,8 @@ class Executor {
       Item next = std::move(queue_.front());
       queue_.pop_front();
       // Outcomes wait for company only in front of a task known to be short.
-      auto& expected = micros_[next.lease.function];
+      auto& recent = recent_[next.lease.function];
+      auto& expected = recent.micros;
       if (expected == 0 || expected > kShortTaskMicros) flush();
       const auto start = Clock::now();
       // The start time first: whoever sees this key sees when it began (slots.hpp).
@@ -198,7 +209,8 @@ class Executor {
         continue;
       }
       zmq::message_t result;
-      auto outcome = run_one(next, result, *setup_.slot);
+      auto outcome = run_one(next, result, *setup_.slot, recent.result_size);
+      if (outcome.status == Status::kOk) recent.result_size = result.size();
       setup_.slot->task.store(0);
       setup_.slot->end_call();
       const auto end = Clock::now();
@@ -305,7 +317,11 @@ class Executor {
   wire::DoneBatch done_;
   std::vector<zmq::message_t> results_;
   Clock::time_point first_unsent_;
-  std::unordered_map<std::string, double> micros_;  // recent duration per function
+  struct Recent {
+    double micros = 0;            // duration, moving mean
+    std::size_t result_size = 0;  // the last result's octets
+  };
+  std::unordered_map<std::string, Recent> recent_;  // per function
 };
 
 }  // namespace

@@ -27,7 +27,7 @@ namespace dpool {
 namespace detail {
 
 constexpr std::size_t kMaxTasksPerSubmit = 1000;
-constexpr auto kAckDelay = std::chrono::milliseconds(2);  // longest an ACK waits (send_acks)
+constexpr auto kAckDelay = std::chrono::milliseconds(20);  // longest an ACK waits (send_acks)
 
 enum class Stage : std::uint8_t { kWaiting, kSent, kAccepted };
 

@@ -72,8 +72,10 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
   Job* job = jobs_.find(spec.job);
   if (!job) {
     if (jobs_.size() >= config_.max_jobs) {
-      return refuse("QueueFull", "queue full: the broker holds " + with_commas(jobs_.size()) +
-                                     " detached jobs, its limit (max_jobs); forget finished ones with "
+      const auto held = jobs_.size();
+      return refuse("QueueFull", "queue full: the broker holds " + with_commas(held) +
+                                     (held == 1 ? " detached job" : " detached jobs") +
+                                     ", its limit (max_jobs); forget finished ones with "
                                      "`dpool result JOB --forget`, or wait for their job_ttl");
     }
     job = &jobs_.add(spec.job, next_handle_++, Clock::now());

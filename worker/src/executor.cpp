@@ -206,7 +206,7 @@ class Executor {
       if (expected == 0 || expected > kShortTaskMicros) flush();
       const auto start = Clock::now();
       // The start time first: whoever sees this key sees when it began (slots.hpp).
-      setup_.slot->begin_call();
+      setup_.slot->begin_call(0, start);
       setup_.slot->task.store(next.lease.task);
       if (setup_.slot->hold.load()) {
         skip_all(std::move(next));

@@ -36,9 +36,9 @@ struct SlotState {
   std::atomic<std::uint32_t> hold{0};          // set by the supervisor: start no more tasks
 
   /* The child, as a call begins and ends. */
-  void begin_call(std::uint32_t chunk_item = 0) noexcept {
+  void begin_call(std::uint32_t chunk_item = 0, Clock::time_point now = Clock::now()) noexcept {
     item.store(chunk_item, std::memory_order_relaxed);
-    call_started.store(Clock::now().time_since_epoch().count(), std::memory_order_release);
+    call_started.store(now.time_since_epoch().count(), std::memory_order_release);
   }
   void end_call() noexcept { call_started.store(0, std::memory_order_release); }
 };

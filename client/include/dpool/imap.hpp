@@ -38,7 +38,7 @@ class Imap {
     auto view = std::make_shared<decltype(std::views::all(std::forward<Range>(xs)))>(
         std::views::all(std::forward<Range>(xs)));
     auto it = std::make_shared<std::ranges::iterator_t<decltype(*view)>>(std::ranges::begin(*view));
-    next_ = [view, it](msgpack::packer<msgpack::sbuffer>& p) {
+    next_ = [view, it](msgpack::packer<detail::StringSink>& p) {
       if (*it == std::ranges::end(*view)) return false;
       detail::AsArgument::pack(p, **it);
       ++*it;
@@ -99,27 +99,28 @@ class Imap {
   void fill() {
     const auto window = std::max(core_->options().imap_window, chunksize_);
     while (!exhausted_ && submitted_ - taken_ + chunksize_ <= window) {
-      msgpack::sbuffer buffer;
-      msgpack::packer<msgpack::sbuffer> packer(buffer);
       // The item count heads the chunk, so the items are packed first and copied in after it.
       std::size_t count = 0;
-      msgpack::sbuffer body;
-      msgpack::packer<msgpack::sbuffer> bp(body);
+      std::string body;
+      detail::StringSink body_sink{body};
+      msgpack::packer<detail::StringSink> bp(body_sink);
       while (count < chunksize_ && next_(bp)) ++count;
       if (count == 0) {
         exhausted_ = true;
         break;
       }
       if (submitted_ == 0) check_first(body, count);
-      packer.pack_array(static_cast<std::uint32_t>(count));
-      buffer.write(body.data(), body.size());
-      submit_chunk(std::string(buffer.data(), buffer.size()), submitted_, count);
+      std::string payload;
+      detail::StringSink sink{payload};
+      msgpack::packer<detail::StringSink>(sink).pack_array(static_cast<std::uint32_t>(count));
+      payload += body;
+      submit_chunk(std::move(payload), submitted_, count);
       submitted_ += count;
       if (count < chunksize_) exhausted_ = true;
     }
   }
 
-  void check_first(const msgpack::sbuffer& body, std::size_t) {
+  void check_first(const std::string& body, std::size_t) {
     // The first item's arguments are the first msgpack object of `body`.
     std::size_t offset = 0;
     auto handle = msgpack::unpack(body.data(), body.size(), offset);
@@ -150,7 +151,7 @@ class Imap {
   bool ordered_;
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<const TaskPolicy> policy_;
-  std::function<bool(msgpack::packer<msgpack::sbuffer>&)> next_;
+  std::function<bool(msgpack::packer<detail::StringSink>&)> next_;
   std::size_t submitted_ = 0;  // items
   std::size_t taken_ = 0;
   bool exhausted_ = false;

@@ -145,15 +145,15 @@ std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item
 /* Packs one call's arguments: map passes each element as the only argument, starmap unpacks
  * tuples into the argument list. */
 struct AsArgument {
-  template <class T>
-  static void pack(msgpack::packer<msgpack::sbuffer>& p, const T& x) {
+  template <class Packer, class T>
+  static void pack(Packer& p, const T& x) {
     p.pack_array(1);
     p.pack(x);
   }
 };
 struct AsArguments {
-  template <class Tuple>
-  static void pack(msgpack::packer<msgpack::sbuffer>& p, const Tuple& t) {
+  template <class Packer, class Tuple>
+  static void pack(Packer& p, const Tuple& t) {
     p.pack_array(static_cast<std::uint32_t>(std::tuple_size_v<Tuple>));
     std::apply([&](const auto&... v) { (p.pack(v), ...); }, t);
   }
@@ -276,18 +276,22 @@ AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core, con
   auto it = std::ranges::begin(xs);
   for (std::size_t first = 0; first < n; first += chunksize) {
     const std::size_t count = std::min(chunksize, n - first);
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    // Packed straight into the payload string: an sbuffer would cost an 8 KiB allocation and a
+    // copy a chunk, which at chunksize 1 was the caller's largest cost a task (perf, W1).
+    std::string payload;
+    StringSink sink{payload};
+    msgpack::packer<StringSink> packer(sink);
     packer.pack_array(static_cast<std::uint32_t>(count));
     for (std::size_t i = 0; i < count; ++i, ++it) Pack::pack(packer, *it);
     if (first == 0) {
       // The first item stands for all (one element type): check it against the signature.
-      msgpack::sbuffer one;
-      msgpack::packer<msgpack::sbuffer> p1(one);
+      std::string one;
+      StringSink one_sink{one};
+      msgpack::packer<StringSink> p1(one_sink);
       Pack::pack(p1, *std::ranges::begin(xs));
-      check_arguments(function, std::string_view(one.data(), one.size()));
+      check_arguments(function, one);
     }
-    core->submit(function, std::string(buffer.data(), buffer.size()), static_cast<std::uint32_t>(count),
+    core->submit(function, std::move(payload), static_cast<std::uint32_t>(count),
                  [job, first, count, function](TaskResult&& r) { finish_chunk(*job, first, count, r, function); },
                  {}, policy);
   }

@@ -38,6 +38,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <deque>
+#include <new>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -144,6 +145,17 @@ void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Le
   }
 }
 
+/* A buffer to pack a result into, sized from the function's last result. The size is only a
+ * guess: where the process cannot have that much (a memory limit), it starts small instead,
+ * and the task fails only if its real result does not fit. */
+msgpack::sbuffer result_buffer(std::size_t last_result) {
+  try {
+    return msgpack::sbuffer(std::clamp(last_result + last_result / 16, kMinResultBuffer, kMaxResultHint));
+  } catch (const std::bad_alloc&) {
+    return msgpack::sbuffer();
+  }
+}
+
 /* `result_size`: the octets of the function's last result, as the size to pack into. */
 wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot, std::size_t result_size) {
   wire::Outcome o;
@@ -158,7 +170,7 @@ wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot, std::
       throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack, or nest deeper than " +
                           std::to_string(kArgumentLimits.max_depth) + " levels (the list of arguments counts as one)");
     }
-    msgpack::sbuffer out(std::clamp(result_size + result_size / 16, kMinResultBuffer, kMaxResultHint));
+    msgpack::sbuffer out = result_buffer(result_size);
     if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease, out, slot);
     else task->call(args.get(), out);
     result = to_message(out);

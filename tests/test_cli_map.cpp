@@ -113,6 +113,20 @@ TEST(CliMap, JsonLinesParse) {
   }
 }
 
+// A command whose worker process dies never reported its run: its seconds are null, as its exit
+// code is, not the time the item spent queued and retried.
+TEST(CliMap, AnItemWhoseProcessIsLostHasNoRunTime) {
+  const auto r = run_dpool({"map", "--local", "1", "--json", "--", "sh", "-c", "kill -9 $PPID", "{}"}, "x\n");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out << r.err;
+  const auto j = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(j["item"], "x");
+  EXPECT_TRUE(j["seconds"].is_null()) << lines[0];
+  EXPECT_TRUE(j["exit_code"].is_null()) << lines[0];
+  EXPECT_NE(j["error"].get<std::string>().find("WorkerLost"), std::string::npos) << lines[0];
+}
+
 TEST(CliMap, RetriesRunAFailedItemAgain) {
   TempDir dir;
   const auto counter = dir.path() + "/runs";

@@ -84,7 +84,9 @@ std::string json_line(const ExecOutcome& o) {
   j["stdout"] = o.out;
   j["stderr"] = o.err;
   j["host"] = o.host;
-  j["seconds"] = o.seconds.value_or(0);
+  // Unknown when no run reported its end (its worker was lost, or the task was refused): the
+  // time since the item was queued would count waiting as running.
+  j["seconds"] = o.seconds ? nlohmann::json(*o.seconds) : nlohmann::json(nullptr);
   if (o.signal) j["signal"] = o.signal;
   if (o.timed_out) j["timed_out"] = true;
   if (!o.error.empty()) j["error"] = o.error;

@@ -106,7 +106,6 @@ struct Item {
   std::string text;        // how messages and --json name it
   std::string args;        // exec's arguments, packed once for every attempt
   unsigned attempt = 0;    // 0 for the first run, n for the n-th retry
-  Clock::time_point started;
 };
 
 /* A fatal error mid-run: the reader may be blocked in read(), so leave without unwinding. */
@@ -206,7 +205,6 @@ class Runner {
     Item& item = items_[index];
     item.text = input.text();
     item.args = pack_exec_args(command_.expand(input), options_.timeout);
-    item.started = Clock::now();
     queue(index);
   }
 
@@ -297,7 +295,6 @@ class Runner {
       return;
     }
     o.text = std::move(item.text);
-    if (!o.seconds) o.seconds = std::chrono::duration<double>(Clock::now() - item.started).count();
     items_.erase(index);
     ++finished_;
     if (!o.ok) ++failed_;

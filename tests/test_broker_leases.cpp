@@ -172,15 +172,8 @@ TEST_F(BrokerProtocol, TreatsAFunctionListedTwiceInReadyAsOne) {
 
 TEST_F(BrokerProtocol, DropsStaleOutcomesWithoutAResult) {
   start();
-  auto c = client("stale");
-  c->hello();
-  auto w1 = worker("holder");
-  w1->ready(1, {"f"});
-  ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.workers == 1; }));
-  c->submit(1, "f", "x");
-  auto leases = w1->expect_leases(1);
-  ASSERT_EQ(leases.size(), 1u);
-  const auto lease = leases[0].first;
+  auto [c, w1, lease] = lease_one("stale", "holder");
+  ASSERT_NE(lease.task, 0u);
   auto w2 = worker("other");
   w2->ready(1, {"f"});
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.workers == 2; }));
@@ -218,15 +211,8 @@ TEST_F(BrokerProtocol, DropsStaleOutcomesWithoutAResult) {
  * one drop, before its body is decoded, even when one of its outcomes is real. */
 TEST_F(BrokerProtocol, RefusesADoneWithFarMoreOutcomesThanItsWorkerHoldsLeases) {
   start();
-  auto c = client("flooded");
-  c->hello();
-  auto w = worker("forger");
-  w->ready(1, {"f"});
-  ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.workers == 1; }));
-  c->submit(1, "f", "x");
-  auto leases = w->expect_leases(1);
-  ASSERT_EQ(leases.size(), 1u);
-  const auto lease = leases[0].first;
+  auto [c, w, lease] = lease_one("flooded", "forger");
+  ASSERT_NE(lease.task, 0u);
   const auto base = broker_->stats().dropped;
 
   // 2 x 1 lease + 64 is the most a DONE of this worker may carry; this one has one more.

@@ -143,14 +143,9 @@ TEST_F(BrokerProtocol, LeasesPayloadsOnBothSidesOfTheCopyLimitIntactEveryTime) {
 
 TEST_F(BrokerProtocol, ResendsAResultUntilTheClientAcksIt) {
   start();
-  auto c = client("forgetful-acker");
-  c->hello();
-  auto w = worker("w");
-  w->ready(1, {"f"});
-  c->submit(1, "f", "x");
-  auto l = w->expect_leases(1);
-  ASSERT_EQ(l.size(), 1u);
-  w->finish(l[0].first, "answer");
+  auto [c, w, lease] = lease_one("forgetful-acker", "w");
+  ASSERT_NE(lease.task, 0u);
+  w->finish(lease, "answer");
   auto first = c->expect_results({1});
   ASSERT_EQ(first.size(), 1u);
   const auto first_at = std::chrono::steady_clock::now();

@@ -83,6 +83,26 @@ class BrokerProtocol : public ::testing::Test {
     return std::make_unique<FakePeer>(context_, endpoint_, identity, config_.heartbeat.interval);
   }
 
+  /* A client (HELLO sent) and a worker offering "f" with credit 1, and the client's task 1 of
+   * "f" leased to that worker: where most lease tests begin, right after start(). `lease` is
+   * the one lease, or a default (task 0) with a test failure when none came. */
+  struct OneLease {
+    std::unique_ptr<FakeClient> client;
+    std::unique_ptr<FakeWorker> worker;
+    wire::Lease lease;
+  };
+  OneLease lease_one(const std::string& client_name, const std::string& worker_name) {
+    OneLease one{client(client_name), worker(worker_name), {}};
+    one.client->hello();
+    one.worker->ready(1, {"f"});
+    EXPECT_TRUE(wait_stats([](const BrokerStats& s) { return s.workers == 1; }));
+    one.client->submit(1, "f", "x");
+    auto leases = one.worker->expect_leases(1);
+    EXPECT_EQ(leases.size(), 1u);
+    if (!leases.empty()) one.lease = leases[0].first;
+    return one;
+  }
+
   /* Waits until the stats the broker publishes once per tick satisfy `pred`. */
   template <class Pred>
   bool wait_stats(Pred pred, std::chrono::milliseconds timeout = 2s) {

@@ -297,9 +297,9 @@ TEST(Config, UnknownKeyFarFromEveryKnownOneListsThem) {
   const auto file = dir.write("b.yaml", "bind: tcp://*:1\ncolour: blue\n");
   expect_config_error<dpool::BrokerConfig>(
       file, 2, {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
-                "max_attempts, client_timeout, job_ttl, priority_aging, data_dir, max_tasks_per_client, "
-                "max_bytes_per_client, max_jobs, max_message_size, decode_max_array, decode_max_map, decode_max_str, "
-                "decode_max_depth, curve, log_level)"});
+                "max_attempts, client_timeout, job_ttl, priority_aging, result_delay, data_dir, "
+                "max_tasks_per_client, max_bytes_per_client, max_jobs, max_message_size, decode_max_array, "
+                "decode_max_map, decode_max_str, decode_max_depth, curve, log_level)"});
 }
 
 /* A misspelt section would otherwise be skipped by every role, and its settings silently lost. */

@@ -19,6 +19,9 @@ constexpr std::uint32_t kMaxAttemptsCap = 100;
 constexpr std::size_t kMaxResultsPerMessage = 256;
 constexpr std::size_t kMaxAcceptsPerMessage = 10000;
 constexpr auto kAcceptDelay = std::chrono::milliseconds(2);  // longest an ACCEPT waits
+constexpr std::size_t kResultsWorthAMessage = 64;              // ... unless this many wait
+
+bool past(Clock::time_point due, Clock::time_point now) { return due != Clock::time_point{} && now >= due; }
 
 }  // namespace
 
@@ -249,22 +252,75 @@ void BrokerCore::mark_dirty(ClientSession& c) {
   dirty_clients_.push_back(c.handle);
 }
 
-/* ACCEPTs wait up to kAcceptDelay unless a RESULT goes to the same client (which then reads
- * both in one wake-up) or a full message's worth has gathered. One task at a time, an ACCEPT
- * sent at once wakes the client in the middle of the task's run, on a machine whose cores the
- * worker needs (W2 in bench/); under load, more ids share a message. The client resends a
- * SUBMIT only after a heartbeat expiry without ACCEPT, so a few ms cost nothing. */
-void BrokerCore::flush_accepts(ClientSession& c) {
-  if (c.accepts.empty()) return;
-  const bool due = c.accepts_due != Clock::time_point{} && turn_ >= c.accepts_due;
-  if (c.results.empty() && c.accepts.size() < kMaxAcceptsPerMessage && !due) {
-    if (c.accepts_due == Clock::time_point{}) {
-      c.accepts_due = turn_ + kAcceptDelay;
-      deferred_accepts_.push_back(c.handle);
-      if (next_accept_due_ == Clock::time_point{} || c.accepts_due < next_accept_due_) next_accept_due_ = c.accepts_due;
+/* A session's ACCEPTs and RESULTs may wait a little, so that one message and one wake-up of
+ * the client carry several.
+ *
+ * ACCEPTs wait up to kAcceptDelay. One task at a time, an ACCEPT sent at once wakes the
+ * client in the middle of the task's run, on a machine whose cores the worker needs (W2 in
+ * bench/); under load, more ids share a message. The client resends a SUBMIT only after a
+ * heartbeat expiry without ACCEPT, so a few ms cost nothing.
+ *
+ * RESULTs wait up to the broker's `result_delay` (10 ms), and only while the client has at least two other tasks
+ * live and the broker still has tasks queued that no worker runs yet. Then the client's next
+ * move (submitting more as its window frees) cannot be what keeps a worker idle, and a client
+ * that awaits a whole batch wakes once for several results instead of once each (W3). A lone
+ * task's RESULT, the last of a batch's, and any RESULT while the queue is empty leave at once.
+ *
+ * Whatever ends the wait of one sends all of the session's batch: a RESULT takes its ACCEPTs
+ * along, an ACCEPT that is due takes the RESULTs, and refusals take both. */
+bool BrokerCore::hold(ClientSession& c) {
+  if (!c.refusals.empty() || (c.accepts.empty() && c.results.empty())) return false;
+  const bool accepts_wait =
+      c.accepts.empty() || (c.accepts.size() < kMaxAcceptsPerMessage && !past(c.accepts_due, turn_));
+  const bool results_wait = c.results.empty() ||
+                            (config_.result_delay.count() > 0 && c.results.size() < kResultsWorthAMessage &&
+                             !past(c.results_due, turn_) && c.live.size() >= 2 && ledger_.queued_total() > 0);
+  if (!accepts_wait || !results_wait) return false;
+  const bool listed = c.accepts_due != Clock::time_point{} || c.results_due != Clock::time_point{};
+  if (!c.accepts.empty() && c.accepts_due == Clock::time_point{}) c.accepts_due = turn_ + kAcceptDelay;
+  if (!c.results.empty() && c.results_due == Clock::time_point{}) c.results_due = turn_ + config_.result_delay;
+  if (!listed) held_clients_.push_back(c.handle);
+  const auto due = held_until(c);
+  if (next_held_due_ == Clock::time_point{} || due < next_held_due_) next_held_due_ = due;
+  return true;
+}
+
+Clock::time_point BrokerCore::held_until(const ClientSession& c) {
+  if (c.accepts_due == Clock::time_point{}) return c.results_due;
+  if (c.results_due == Clock::time_point{}) return c.accepts_due;
+  return std::min(c.accepts_due, c.results_due);
+}
+
+/* Lists for this turn's flush the held sessions whose wait is over, and notes when the next
+ * of the others is (next_held_due_, zero when none waits). */
+void BrokerCore::release_held() {
+  Clock::time_point next{};
+  std::size_t kept = 0;
+  for (auto h : held_clients_) {
+    auto* c = clients_.find(h);
+    if (!c) continue;
+    const auto due = held_until(*c);
+    if (due == Clock::time_point{}) continue;  // sent meanwhile
+    if (turn_ >= due) {
+      mark_dirty(*c);
+      continue;
     }
-    return;
+    held_clients_[kept++] = h;
+    if (next == Clock::time_point{} || due < next) next = due;
   }
+  held_clients_.resize(kept);
+  next_held_due_ = next;
+}
+
+void BrokerCore::flush_client(ClientSession& c) {
+  if (hold(c)) return;
+  c.accepts_due = c.results_due = {};
+  flush_accepts(c);
+  flush_refusals(c);
+  flush_results(c);
+}
+
+void BrokerCore::flush_accepts(ClientSession& c) {
   for (std::size_t start = 0; start < c.accepts.size(); start += kMaxAcceptsPerMessage) {
     const auto end = std::min(c.accepts.size(), start + kMaxAcceptsPerMessage);
     wire::Accept accept;
@@ -273,31 +329,9 @@ void BrokerCore::flush_accepts(ClientSession& c) {
     send(c.identity, Command::kAccept, accept);
   }
   c.accepts.clear();
-  c.accepts_due = {};
 }
 
-/* Lists for this turn's flush the sessions whose deferred ACCEPTs are due, and notes when the
- * next of the others is (next_accept_due_, zero when none waits). */
-void BrokerCore::due_accepts() {
-  Clock::time_point next{};
-  std::size_t kept = 0;
-  for (auto h : deferred_accepts_) {
-    auto* c = clients_.find(h);
-    if (!c || c->accepts.empty() || c->accepts_due == Clock::time_point{}) continue;  // sent meanwhile
-    if (turn_ >= c->accepts_due) {
-      mark_dirty(*c);
-      continue;
-    }
-    deferred_accepts_[kept++] = h;
-    if (next == Clock::time_point{} || c->accepts_due < next) next = c->accepts_due;
-  }
-  deferred_accepts_.resize(kept);
-  next_accept_due_ = next;
-}
-
-void BrokerCore::flush_client(ClientSession& c) {
-  flush_accepts(c);
-  flush_refusals(c);
+void BrokerCore::flush_results(ClientSession& c) {
   const auto now = Clock::now();
   for (std::size_t start = 0; start < c.results.size(); start += kMaxResultsPerMessage) {
     const auto end = std::min(c.results.size(), start + kMaxResultsPerMessage);

@@ -131,7 +131,7 @@ void BrokerCore::run() {
     if (const auto due = ledger_.next_due(); due > 0) {
       wake = std::min(wake, Clock::time_point(std::chrono::milliseconds(due)));
     }
-    if (next_accept_due_ != Clock::time_point{}) wake = std::min(wake, next_accept_due_);
+    if (next_held_due_ != Clock::time_point{}) wake = std::min(wake, next_held_due_);
     dpool::poll(items.data(), items.size(), until(wake, interval));
     turn_ = Clock::now();
     ledger_.set_now(now_ms(turn_));
@@ -370,7 +370,7 @@ void BrokerCore::release_memory() {
 void BrokerCore::flush() {
   // One write (and one fdatasync if tasks were accepted) per turn, before any ACCEPT leaves.
   if (journal_) journal_->commit();
-  if (!deferred_accepts_.empty()) due_accepts();
+  if (!held_clients_.empty()) release_held();
   for (auto h : dirty_clients_) {
     if (auto* c = clients_.find(h)) {
       c->dirty = false;

@@ -112,8 +112,12 @@ class BrokerCore {
   /* Lists `c` for this turn's flush, once however many results and accepts it gets. */
   void mark_dirty(ClientSession& c);
   void flush_client(ClientSession& c);
+  /* Whether c's outgoing batch waits this turn; lists it in held_clients_ if so. */
+  bool hold(ClientSession& c);
+  static Clock::time_point held_until(const ClientSession& c);
+  void release_held();
   void flush_accepts(ClientSession& c);
-  void due_accepts();
+  void flush_results(ClientSession& c);
   void resend_unacked(ClientSession& c, Clock::time_point now);
   void purge_client(ClientSession& c);
 
@@ -208,8 +212,8 @@ class BrokerCore {
   // TASK batch numbers, broker-wide so that they only grow for a worker that registers again.
   std::uint64_t next_seq_ = 1;
   std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
-  std::vector<PeerHandle> deferred_accepts_;  // sessions whose ACCEPTs wait (flush_accepts)
-  Clock::time_point next_accept_due_;         // the first of those, zero when none waits
+  std::vector<PeerHandle> held_clients_;  // sessions whose ACCEPTs or RESULTs wait (hold)
+  Clock::time_point next_held_due_;       // the first of their waits to end, zero when none
   Clock::time_point turn_;                 // when this loop turn began (per-result bookkeeping reads it)
   std::uint64_t frames_this_tick_ = 0;     // frames read since the last heartbeat tick
   std::uint64_t frames_since_trim_ = 0;    // ... and since memory was last handed back

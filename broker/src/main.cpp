@@ -36,7 +36,7 @@ struct Flags {
   bool print_config = false;
   std::optional<std::string> bind, log_level, data_dir;
   bool insecure = false;
-  std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms;
+  std::optional<long long> heartbeat_ms, client_timeout_ms, job_ttl_ms, aging_ms, result_delay_ms;
   std::optional<std::uint32_t> liveness, max_attempts, max_tasks_per_client, max_jobs;
   std::optional<std::uint64_t> max_bytes_per_client, max_message_size;
   std::optional<std::string> curve_key;
@@ -64,6 +64,9 @@ void add_flags(CLI::App& app, Flags& f) {
       ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
   app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
+  app.add_option("--result-delay", f.result_delay_ms,
+                 "longest a result waits for others to share its message, 0 to 1m (default 10ms)")
+      ->transform(CLI::Validator(dpool::duration_flag(limits::kResultDelayMs), "DURATION"));
   app.add_option("--max-tasks-per-client", f.max_tasks_per_client,
                  "tasks one client may have held, results not yet ACKed included (default 1000000)")
       ->check(CLI::Range(limits::kTasksPerClient.min, limits::kTasksPerClient.max));
@@ -95,6 +98,7 @@ dpool::BrokerConfig effective_config(const Flags& f) {
   if (f.client_timeout_ms) config.client_timeout = milliseconds(*f.client_timeout_ms);
   if (f.job_ttl_ms) config.job_ttl = milliseconds(*f.job_ttl_ms);
   if (f.aging_ms) config.priority_aging = milliseconds(*f.aging_ms);
+  if (f.result_delay_ms) config.result_delay = milliseconds(*f.result_delay_ms);
   if (f.data_dir) config.data_dir = *f.data_dir;
   if (f.max_tasks_per_client) config.max_tasks_per_client = *f.max_tasks_per_client;
   if (f.max_jobs) config.max_jobs = *f.max_jobs;

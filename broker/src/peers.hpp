@@ -84,7 +84,8 @@ struct ClientSession {
   std::vector<std::uint64_t> results;
   std::vector<wire::Result> refusals;  // tasks refused for its limits: sent, never kept
   bool dirty = false;  // listed in BrokerCore::dirty_clients_ for this loop turn's flush
-  Clock::time_point accepts_due;  // deferred ACCEPTs must go by then (zero: none deferred)
+  Clock::time_point accepts_due;  // held ACCEPTs must go by then (zero: none held)
+  Clock::time_point results_due;  // held RESULTs must go by then (zero: none held)
   // Payload bytes of its tasks in `live` and its results in `finished` (limits.cpp); the
   // tasks it holds are live.size() + finished.size().
   std::uint64_t bytes = 0;

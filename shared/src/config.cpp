@@ -260,6 +260,7 @@ Fields fields(BrokerConfig& c) {
   f.push_back(duration("client_timeout", c.client_timeout, limits::kTimeoutMs));
   f.push_back(duration("job_ttl", c.job_ttl, limits::kJobTtlMs));
   f.push_back(duration("priority_aging", c.priority_aging, limits::kAgingMs));
+  f.push_back(duration("result_delay", c.result_delay, limits::kResultDelayMs));
   f.push_back(text("data_dir", c.data_dir, "a directory"));
   f.push_back(count("max_tasks_per_client", c.max_tasks_per_client, limits::kTasksPerClient));
   f.push_back(size("max_bytes_per_client", c.max_bytes_per_client, limits::kBytesPerClient));

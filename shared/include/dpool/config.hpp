@@ -44,6 +44,7 @@ inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
 inline constexpr Limits kTimeoutMs{1, kLongestMs};
 inline constexpr Limits kJobTtlMs{1000, kLongestMs};
 inline constexpr Limits kAgingMs{1, kLongestMs};
+inline constexpr Limits kResultDelayMs{0, 60'000};               // 0: every RESULT at once
 inline constexpr Limits kDrainTimeoutMs{0, kLongestMs};          // 0: stop at once
 inline constexpr long long kLargestSize = 1LL << 60;              // 1 EiB
 inline constexpr Limits kMemoryPerChild{0, kLargestSize};         // bytes; 0: no limit
@@ -99,6 +100,9 @@ struct BrokerConfig {
   // A priority level with tasks waiting that has not been served for this long competes as
   // one level higher (and so on): low priorities never starve.
   std::chrono::milliseconds priority_aging{std::chrono::seconds(10)};
+  // Longest a result waits at the broker for others to share its message, while its client
+  // has other tasks running and the queue is not empty (docs/protocol.md section 8); 0: none.
+  std::chrono::milliseconds result_delay{10};
   // With a directory, accepted tasks and kept results are journaled there and survive a
   // restart of the broker (broker/src/journal.hpp); empty: kept in memory only.
   std::string data_dir;

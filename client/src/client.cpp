@@ -89,6 +89,7 @@ void Client::Impl::loop() {
       on_tick(now);
       next_tick = now + config.heartbeat.interval;
     }
+    linger(lingering.take_budget());
   }
   // Nothing is dropped silently: what is still waiting is completed as cancelled.
   take_new_tasks();
@@ -117,6 +118,7 @@ void Client::Impl::take_new_tasks() {
     cancel_ids.swap(cancels);
     join_requests.swap(new_joins);
     wake_pending = false;
+    news.store(false, std::memory_order_relaxed);
   }
   take_new_requests();
   for (auto& j : join_requests) {
@@ -124,6 +126,7 @@ void Client::Impl::take_new_tasks() {
     joins.emplace(j.first.request, std::move(j));
   }
   const auto now = Clock::now();
+  if (!fresh.empty()) lingering.submitted(now);
   for (auto& t : fresh) {
     const auto id = t.spec.id;
     Pending& p = tasks[id];
@@ -231,6 +234,15 @@ void Client::Impl::on_results(Message& m) {
     complete(id, TaskResult{std::move(batch->results[i]), std::move(m.payloads[i])});
   }
   if (acks.size() >= kMaxTasksPerSubmit) send_acks();
+  if (!batch->results.empty()) lingering.completed(Clock::now());
+}
+
+void Client::Impl::linger(std::chrono::microseconds budget) {
+  if (budget.count() == 0) return;
+  const auto until = Clock::now() + budget;
+  while (!news.load(std::memory_order_acquire) && !stopping.load() && Clock::now() < until) {
+    std::this_thread::yield();
+  }
 }
 
 /* ACKs wait up to kAckDelay, or until the next SUBMIT, and go out together: one task at a time,

@@ -22,6 +22,7 @@
 #include "dpool/codec.hpp"
 #include "dpool/quota.hpp"
 #include "dpool/util.hpp"
+#include "linger.hpp"
 
 namespace dpool {
 namespace detail {
@@ -101,7 +102,12 @@ struct Client::Impl {
   void cancel_requests();
   /* Wakes the I/O thread unless a wake-up is already on its way; call with inbox_mutex held,
    * then notify() after unlocking if it returned true. */
-  [[nodiscard]] bool wake_locked() { return !std::exchange(wake_pending, true); }
+  [[nodiscard]] bool wake_locked() {
+    news.store(true, std::memory_order_release);
+    return !std::exchange(wake_pending, true);
+  }
+  /* Lingers (linger.hpp) until news from the caller or the budget ends. */
+  void linger(std::chrono::microseconds budget);
   void notify();
 
   ClientConfig config;
@@ -125,12 +131,14 @@ struct Client::Impl {
   // Guarded by inbox_mutex: the I/O thread has been woken and not yet taken the inbox, so
   // another submit need not wake it again (one eventfd write per burst, not per task).
   bool wake_pending = false;
+  std::atomic<bool> news{false};  // the inbox has something: what a lingering thread waits for
 
   // I/O thread only:
   std::unordered_map<std::uint64_t, detail::Pending> tasks;
   std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
   std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
   std::unordered_map<std::uint64_t, detail::PendingRequest> requests;
+  detail::Linger lingering;
   std::size_t outstanding = 0;        // sent or accepted
   std::uint64_t outstanding_bytes = 0;  // their payloads (not a job's: the job holds those)
   Quota quota;                        // this client's limits, from the broker's HEARTBEAT

@@ -4,7 +4,8 @@
  * Pacing: the arithmetic, in process. WorkerPacing: a real worker host (dpool-worker with the
  * test plugin) against a broker played by the test, which sees the credit the host announces
  * move up as its tasks turn out short and back down once they are long, and every task's run
- * time in its outcome.
+ * time in its outcome; and outcomes of long tasks sharing a DONE while every process has more
+ * queued (worker/src/supervisor.cpp, outcome_hold).
  */
 #include <gtest/gtest.h>
 
@@ -161,4 +162,35 @@ TEST(WorkerPacing, PrefetchZeroAsksForOneTaskPerProcessWhateverTheTasks) {
     ASSERT_TRUE(hb.has_value());
     EXPECT_EQ(hb->credit, 2u);
   }
+}
+
+/* Naps of 4 and 6 ms, alternating, put the two processes out of step: without the wait, their
+ * outcomes would arrive in different loop turns and each go in a DONE of its own. */
+TEST(WorkerPacing, OutcomesOfLongTasksShareADoneWhileEveryProcessHasMoreQueued) {
+  Host host(2);
+  ASSERT_TRUE(host.broker.ready().has_value());
+  constexpr std::size_t kTasks = 40;
+  std::vector<wire::Lease> leases;
+  std::vector<std::string> payloads;
+  for (std::size_t i = 0; i < kTasks; ++i) {
+    leases.push_back(lease(1 + i, "nap_ms"));
+    payloads.push_back(pack_args(i % 2 ? 6 : 4));
+  }
+  host.broker.send_tasks(leases, payloads);
+  std::size_t outcomes = 0;
+  std::size_t dones = 0;
+  std::size_t shared = 0;
+  DropCounters drops;
+  while (outcomes < kTasks) {
+    auto m = host.broker.next(Command::kDone, 30s * kSlow);
+    ASSERT_TRUE(m.has_value()) << "only " << outcomes << " outcomes came\n" << host.worker.log();
+    auto done = decode<wire::DoneBatch>(*m, drops, "worker");
+    ASSERT_TRUE(done.has_value());
+    for (const auto& o : done->outcomes) EXPECT_EQ(o.status, Status::kOk);
+    outcomes += done->outcomes.size();
+    ++dones;
+    if (done->outcomes.size() >= 2) ++shared;
+  }
+  EXPECT_EQ(outcomes, kTasks);
+  EXPECT_GE(shared, 5u) << dones << " DONEs for " << kTasks << " outcomes";
 }

@@ -35,6 +35,8 @@ class Pacing {
     mean_micros_ = mean_micros_ == 0 ? micros : mean_micros_ + 0.2 * (micros - mean_micros_);
   }
 
+  /* The moving mean of recent tasks' run time; 0 before any was measured. */
+  [[nodiscard]] double mean_micros() const { return mean_micros_; }
   /* Tasks one process holds, running and queued. */
   [[nodiscard]] std::uint32_t depth() const {
     const std::uint32_t floor = 1 + prefetch_;

@@ -18,6 +18,9 @@ namespace {
 // While a child holds a task with a time limit, the loop wakes at least this often: a child
 // starts a task without telling anyone, and its deadline must be seen soon after.
 constexpr auto kTimeLimitTick = std::chrono::milliseconds(50);
+// Supervisor::outcome_hold: outcomes of tasks this long may wait, for at most kMaxOutcomeHold.
+constexpr auto kHoldFrom = std::chrono::microseconds(1000);
+constexpr auto kMaxOutcomeHold = std::chrono::microseconds(5000);
 
 WorkerConfig resolved(WorkerConfig c) {
   if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
@@ -133,7 +136,7 @@ void Supervisor::turn() {
     respawn_children(now);
     assign();
   }
-  flush_outcomes();
+  send_outcomes(now);
   announce_credit(now);
   // A link back after silence: one heartbeat at once, for the broker to answer (or disown).
   if (now - last_heard_ > config_.heartbeat.expiry() && reconnected()) next_heartbeat_ = now;
@@ -189,6 +192,7 @@ bool Supervisor::reconnected() {
 std::chrono::milliseconds Supervisor::poll_timeout() const {
   auto wake = next_heartbeat_;
   if (draining_) wake = std::min(wake, drain_deadline_);
+  if (outcomes_due_ != Clock::time_point{}) wake = std::min(wake, outcomes_due_);
   bool timed = false;
   for (const auto& c : children_) {
     if (c.pid < 0 && !draining_) wake = std::min(wake, c.restart_at);
@@ -219,6 +223,8 @@ bool Supervisor::idle() const {
 }
 
 void Supervisor::send_heartbeat() {
+  // The broker takes a lease a HEARTBEAT does not list for lost: held outcomes go first.
+  flush_outcomes();
   wire::Heartbeat hb;
   hb.last_seq = last_seq_;
   for (const auto& item : backlog_) hb.held.push_back(item.lease.task);
@@ -406,7 +412,37 @@ void Supervisor::assign() {
   }
 }
 
+/* Outcomes of long tasks may wait a little, so that one DONE carries several and the broker
+ * answers them with one TASK. With 10 ms tasks on two processes (W3 in bench/), every outcome
+ * sent alone cost the supervisor, the broker and their I/O threads a wake-up each way, CPU
+ * that the processes running tasks lose on a small machine.
+ *
+ * They wait only while recent tasks ran kHoldFrom or longer and every process still has a task
+ * queued behind the one it runs, so no process idles for the refill that waits with them; and
+ * for at most half the mean run time, capped at kMaxOutcomeHold, so the queued task outlasts
+ * the wait. Quick tasks are batched by the processes themselves (executor.cpp), and a lone task
+ * never waits. A HEARTBEAT, a drain or the loop's end sends them at once. */
+std::chrono::microseconds Supervisor::outcome_hold() const {
+  const double mean = pacing_.mean_micros();
+  if (draining_ || stopping_.load() || mean < kHoldFrom.count()) return std::chrono::microseconds(0);
+  for (const auto& c : children_) {
+    if (c.assigned.size() < 2) return std::chrono::microseconds(0);
+  }
+  return std::min(kMaxOutcomeHold, std::chrono::microseconds(static_cast<std::int64_t>(mean / 2)));
+}
+
+void Supervisor::send_outcomes(Clock::time_point now) {
+  if (outcomes_.outcomes.empty()) return;
+  const auto hold = outcome_hold();
+  if (hold.count() > 0) {
+    if (outcomes_due_ == Clock::time_point{}) outcomes_due_ = now + hold;
+    if (now < outcomes_due_) return;
+  }
+  flush_outcomes();
+}
+
 void Supervisor::flush_outcomes() {
+  outcomes_due_ = {};
   if (outcomes_.outcomes.empty()) return;
   send_message(broker_, {}, Command::kDone, outcomes_, std::move(results_));
   outcomes_.outcomes.clear();

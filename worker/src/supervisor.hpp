@@ -119,6 +119,8 @@ class Supervisor {
               std::string stderr_tail = {});
   void report_cancelled(const wire::Lease& lease, pid_t pid);
   void assign();
+  [[nodiscard]] std::chrono::microseconds outcome_hold() const;
+  void send_outcomes(Clock::time_point now);  // unless they may wait (outcome_hold)
   void flush_outcomes();
   [[nodiscard]] std::size_t held() const;
 
@@ -199,6 +201,7 @@ class Supervisor {
   Clock::time_point credit_announced_at_;
   wire::DoneBatch outcomes_;
   std::vector<zmq::message_t> results_;
+  Clock::time_point outcomes_due_;  // held outcomes go by then (zero: none held)
   DropCounters drops_;
 
   bool draining_ = false;

@@ -1,9 +1,10 @@
 /* Client-facing handlers: sessions, SUBMIT, ACK, and delivery of results.
  *
- * A result is sent once when the task finishes and kept until the client ACKs it; if no ACK
- * comes within the heartbeat expiry, or the client says HELLO again, it is sent again. The
- * client drops duplicates, so each result reaches the caller exactly once even across a cut
- * link. A resubmitted task id that the session already knows is acknowledged, not run again.
+ * A result is sent once when the task finishes (or a little later, with others: hold()) and
+ * kept until the client ACKs it; if no ACK comes within the heartbeat expiry, or the client
+ * says HELLO again, it is sent again. The client drops duplicates, so each result reaches the
+ * caller exactly once even across a cut link. A resubmitted task id that the session already
+ * knows is acknowledged, not run again.
  */
 #include <algorithm>
 #include <unordered_map>

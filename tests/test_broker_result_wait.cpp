@@ -40,12 +40,17 @@ namespace wire = dpool::wire;
 
 class ResultWait : public BrokerProtocol {
  protected:
+  void start_with(std::chrono::milliseconds delay, std::chrono::milliseconds heartbeat = dpool::test::kInterval) {
+    auto config = default_config();
+    config.result_delay = delay;
+    config.heartbeat.interval = heartbeat;
+    start(config);
+  }
+
   /* A client with tasks 1..count of "f" submitted and a worker of credit 1 holding the lease
    * of task 1; the rest are queued. */
   void begin(std::chrono::milliseconds delay, std::uint64_t count, std::uint32_t credit = 1) {
-    auto config = default_config();
-    config.result_delay = delay;
-    start(config);
+    start_with(delay);
     client_ = client("alice");
     worker_ = worker("w");
     client_->hello();
@@ -124,9 +129,7 @@ TEST_F(ResultWait, AnAcceptFallingDueTakesTheWaitingResultsAlong) {
 }
 
 TEST_F(ResultWait, ALoneTasksResultNeverWaitsHoweverLongTheQueue) {
-  auto config = default_config();
-  config.result_delay = 30s;
-  start(config);
+  start_with(30s);
   auto bob = client("bob");
   bob->hello();
   submit_numbered(*bob, "g-nobody-offers", "b", 100);  // a queue that never empties
@@ -153,10 +156,7 @@ TEST_F(ResultWait, ADelayOfZeroSendsEachResultAtOnce) {
 
 /* With ticks a minute apart, only the loop's own wake-up for the delay sends the result in time. */
 TEST_F(ResultWait, AWaitingResultLeavesWhenItsDelayEnds) {
-  auto config = default_config();
-  config.result_delay = 20ms;
-  config.heartbeat.interval = 60s;
-  start(config);
+  start_with(20ms, 60s);
   client_ = client("alice");
   worker_ = worker("w");
   client_->hello();

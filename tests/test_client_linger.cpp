@@ -23,6 +23,15 @@ void round(Linger& l, Linger::Clock::time_point& t, std::chrono::microseconds ga
   t += 1ms;
 }
 
+/* A Linger that has seen 30 rounds of `gap`, and the time after them. */
+struct Warmed {
+  Linger linger;
+  Linger::Clock::time_point t = Linger::Clock::time_point{} + 1s;
+  explicit Warmed(std::chrono::microseconds gap) {
+    for (int i = 0; i < 30; ++i) round(linger, t, gap);
+  }
+};
+
 TEST(Linger, NothingBeforeAQuickSubmitWasSeen) {
   Linger l;
   l.completed(Linger::Clock::now());
@@ -30,11 +39,9 @@ TEST(Linger, NothingBeforeAQuickSubmitWasSeen) {
 }
 
 TEST(Linger, QuickSubmitsEarnTwiceTheirGapOncePerCompletion) {
-  Linger l;
-  Linger::Clock::time_point t{};
-  t += 1s;
-  for (int i = 0; i < 30; ++i) round(l, t, 10us);
-  l.completed(t);
+  Warmed w(10us);
+  auto& l = w.linger;
+  l.completed(w.t);
   const auto budget = l.take_budget();
   EXPECT_GE(budget, 30us);
   EXPECT_LE(budget, 60us);
@@ -42,10 +49,9 @@ TEST(Linger, QuickSubmitsEarnTwiceTheirGapOncePerCompletion) {
 }
 
 TEST(Linger, SlowSubmitsTurnItOffAndQuickOnesBringItBack) {
-  Linger l;
-  Linger::Clock::time_point t{};
-  t += 1s;
-  for (int i = 0; i < 30; ++i) round(l, t, 10us);
+  Warmed w(10us);
+  auto& l = w.linger;
+  auto& t = w.t;
   for (int i = 0; i < 3; ++i) round(l, t, 5s);  // a caller that works between tasks
   l.completed(t);
   EXPECT_EQ(l.take_budget(), 0us);
@@ -59,12 +65,9 @@ TEST(Linger, SlowSubmitsTurnItOffAndQuickOnesBringItBack) {
 }
 
 TEST(Linger, NeverPastTheCap) {
-  Linger l;
-  Linger::Clock::time_point t{};
-  t += 1s;
-  for (int i = 0; i < 30; ++i) round(l, t, 95us);
-  l.completed(t);
-  EXPECT_LE(l.take_budget(), Linger::kMaxLinger);
+  Warmed w(95us);
+  w.linger.completed(w.t);
+  EXPECT_LE(w.linger.take_budget(), Linger::kMaxLinger);
 }
 
 }  // namespace

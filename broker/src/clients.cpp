@@ -261,11 +261,12 @@ void BrokerCore::mark_dirty(ClientSession& c) {
  * bench/); under load, more ids share a message. The client resends a SUBMIT only after a
  * heartbeat expiry without ACCEPT, so a few ms cost nothing.
  *
- * RESULTs wait up to the broker's `result_delay` (10 ms), and only while the client has at least two other tasks
- * live and the broker still has tasks queued that no worker runs yet. Then the client's next
- * move (submitting more as its window frees) cannot be what keeps a worker idle, and a client
- * that awaits a whole batch wakes once for several results instead of once each (W3). A lone
- * task's RESULT, the last of a batch's, and any RESULT while the queue is empty leave at once.
+ * RESULTs wait up to the broker's `result_delay` (10 ms), and only while the client has at
+ * least two other tasks live and the broker still has tasks queued that no worker runs yet.
+ * Then the client's next move (submitting more as its window frees) cannot be what keeps a
+ * worker idle, and a client that awaits a whole batch wakes once for several results instead
+ * of once each (W3). A lone task's RESULT, the last of a batch's, and any RESULT while the
+ * queue is empty leave at once.
  *
  * Whatever ends the wait of one sends all of the session's batch: a RESULT takes its ACCEPTs
  * along, an ACCEPT that is due takes the RESULTs, and refusals take both. */

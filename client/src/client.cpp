@@ -225,7 +225,8 @@ void Client::Impl::on_results(Message& m) {
     drops.drop(DropReason::kPayloads, "broker", "RESULT with mismatched payloads");
     return;
   }
-  if (acks.empty()) acks_due = Clock::now() + detail::kAckDelay;
+  const auto now = Clock::now();
+  if (acks.empty()) acks_due = now + detail::kAckDelay;
   for (std::size_t i = 0; i < batch->results.size(); ++i) {
     const auto id = batch->results[i].id;
     if (refused(batch->results[i])) continue;  // waits for room; the broker kept nothing to ACK
@@ -234,7 +235,7 @@ void Client::Impl::on_results(Message& m) {
     complete(id, TaskResult{std::move(batch->results[i]), std::move(m.payloads[i])});
   }
   if (acks.size() >= kMaxTasksPerSubmit) send_acks();
-  if (!batch->results.empty()) lingering.completed(Clock::now());
+  if (!batch->results.empty()) lingering.completed(now);
 }
 
 void Client::Impl::linger(std::chrono::microseconds budget) {

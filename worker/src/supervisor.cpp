@@ -425,6 +425,8 @@ void Supervisor::assign() {
 std::chrono::microseconds Supervisor::outcome_hold() const {
   const double mean = pacing_.mean_micros();
   if (draining_ || stopping_.load() || mean < kHoldFrom.count()) return std::chrono::microseconds(0);
+  // One outcome a process is as full as a batch gets: the next ones are a task's run away.
+  if (outcomes_.outcomes.size() >= children_.size()) return std::chrono::microseconds(0);
   for (const auto& c : children_) {
     if (c.assigned.size() < 2) return std::chrono::microseconds(0);
   }

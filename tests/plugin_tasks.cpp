@@ -5,7 +5,7 @@
  *
  * tests/test_worker_limits.cpp loads it too, for tasks that misbehave on purpose: one that
  * naps, one that echoes slowly, one that keeps memory, one that writes to stderr and aborts, one that fails a given
- * number of times, one that is slow only the first time. */
+ * number of times, one that is slow only the first time, one that logs each run to a file. */
 #include <unistd.h>
 
 #include <chrono>
@@ -94,5 +94,20 @@ int slow_once(const std::string& marker, int millis) {
   return static_cast<int>(::getpid());
 }
 DPOOL_TASK(slow_once);
+
+/* Appends `key` and a newline to the file at `path` (one write, O_APPEND: lines from several
+ * processes never mix), then sleeps `millis`. Returns the pid. */
+int log_and_nap(const std::string& path, long long key, int millis) {
+  const std::string line = std::to_string(key) + "\n";
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  if (f == nullptr) throw std::runtime_error("cannot open " + path);
+  std::setvbuf(f, nullptr, _IONBF, 0);
+  const bool written = std::fwrite(line.data(), 1, line.size(), f) == line.size();
+  std::fclose(f);
+  if (!written) throw std::runtime_error("cannot write " + path);
+  std::this_thread::sleep_for(std::chrono::milliseconds(millis));
+  return static_cast<int>(::getpid());
+}
+DPOOL_TASK(log_and_nap);
 
 }  // namespace

@@ -2,6 +2,7 @@
  * plugin): one ROUTER, one worker, every message the worker sends visible to the test. */
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -26,11 +27,15 @@ constexpr auto kSlow = 4;  // sanitized builds start and run processes several t
 constexpr auto kSlow = 1;
 #endif
 
-/* dpool-worker with the test plugin's tasks, heartbeat 200 ms. (dpool-worker, not the test
- * worker program: only the former exports the registry a plugin registers into.) */
+/* dpool-worker with the test plugin's tasks, heartbeat 200 ms unless `extra` says otherwise.
+ * (dpool-worker, not the test worker program: only the former exports the registry a plugin
+ * registers into.) */
 inline Process start_limits_worker(const std::string& endpoint, int processes, std::vector<std::string> extra = {}) {
   std::vector<std::string> argv{DPOOL_WORKER_BIN, "--broker", endpoint, "--processes", std::to_string(processes),
-                                "--heartbeat-interval", "200", "--plugin", DPOOL_TEST_PLUGIN};
+                                "--plugin", DPOOL_TEST_PLUGIN};
+  if (std::find(extra.begin(), extra.end(), "--heartbeat-interval") == extra.end()) {
+    argv.insert(argv.end(), {"--heartbeat-interval", "200"});
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   return Process(argv);
 }

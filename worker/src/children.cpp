@@ -65,6 +65,7 @@ void Supervisor::reset_for_spawn(Child& c) {
   running_[c.slot].task.store(0);
   running_[c.slot].call_started.store(0);
   running_[c.slot].hold.store(0);
+  running_[c.slot].skip.store(0);
   c.pid = 0;
   c.started = Clock::now();
   c.retiring = false;
@@ -75,6 +76,8 @@ void Supervisor::reset_for_spawn(Child& c) {
   c.ready = false;
   c.done = 0;
   c.assigned_total = 0;
+  c.sent = c.skip_from = c.skip_to = 0;
+  c.given_away.clear();
   c.link_lost = {};
   c.broken.clear();
 }
@@ -133,6 +136,14 @@ void Supervisor::on_child_outcomes(Child& c, Message& m) {
   std::deque<Item> skipped;  // recalled tasks the child confirms it did not start
   for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
     auto& o = done->outcomes[i];
+    if (o.status == Status::kCancelled) {
+      // A task taken from it (take_queued) comes first in its queue, before any copy of it
+      // given back to it since: this answer is for that one.
+      if (const auto gone = c.given_away.find(o.task); gone != c.given_away.end()) {
+        c.given_away.erase(gone);
+        continue;
+      }
+    }
     auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
                            [&](const Item& item) { return item.lease.task == o.task; });
     if (it == c.assigned.end()) continue;

@@ -6,7 +6,8 @@
  * another child. Beside it the child stores when the current call began (each item of a
  * chunk is a call of its own): the supervisor enforces the lease's time limit from it, as the
  * child cannot interrupt user code itself. A child the supervisor holds (slots.hpp) starts no
- * more tasks and reports the ones it skips as cancelled.
+ * more tasks and reports the ones it skips as cancelled; so does a child whose queued task the
+ * supervisor gave to an idle sibling.
  *
  * An item of a chunk that throws is run again in place, up to the lease's `retries`, pausing
  * `retry_delay_ms` and twice that each time after; the pause is not counted against the time
@@ -78,6 +79,7 @@ std::string clip(std::string text) {
 struct Item {
   wire::Lease lease;
   zmq::message_t payload;
+  std::uint32_t index = 0;  // how many tasks came before it (slots.hpp: `skip`)
 };
 
 zmq::message_t to_message(msgpack::sbuffer& buffer) {
@@ -224,6 +226,12 @@ class Executor {
         skip_all(std::move(next));
         continue;
       }
+      if (setup_.slot->skips(next.index)) {  // an idle process took it over (slots.hpp)
+        setup_.slot->task.store(0);
+        setup_.slot->end_call();
+        report_skipped(next.lease, "not started: given to an idle worker process");
+        continue;
+      }
       zmq::message_t result;
       auto outcome = run_one(next, result, *setup_.slot, recent.result_size);
       if (outcome.status == Status::kOk) recent.result_size = result.size();
@@ -278,7 +286,7 @@ class Executor {
     auto batch = decode<wire::TaskBatch>(m, drops_, "supervisor");
     if (!batch || batch->leases.size() != m.payloads.size()) return;
     for (std::size_t i = 0; i < batch->leases.size(); ++i) {
-      queue_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
+      queue_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i]), received_++});
     }
   }
 
@@ -330,6 +338,7 @@ class Executor {
   Link link_;
   DropCounters drops_;
   std::deque<Item> queue_;
+  std::uint32_t received_ = 0;  // tasks received since this process started
   wire::DoneBatch done_;
   std::vector<zmq::message_t> results_;
   Clock::time_point first_unsent_;

@@ -21,6 +21,9 @@ constexpr auto kTimeLimitTick = std::chrono::milliseconds(50);
 // Supervisor::outcome_hold: outcomes of tasks this long may wait, for at most kMaxOutcomeHold.
 constexpr auto kHoldFrom = std::chrono::microseconds(1000);
 constexpr auto kMaxOutcomeHold = std::chrono::microseconds(5000);
+// Supervisor::take_over: a busy process's queue is taken from only while recent tasks ran this
+// long, or once its running call has: quicker tasks leave a queue sooner than a hand-over would.
+constexpr auto kTakeOverAfter = std::chrono::microseconds(1000);
 
 WorkerConfig resolved(WorkerConfig c) {
   if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
@@ -200,6 +203,13 @@ std::chrono::milliseconds Supervisor::poll_timeout() const {
                                  [](const Item& i) { return i.lease.timeout_ms > 0; });
     if (auto call = timed_call(c)) wake = std::min(wake, call->deadline);
     wake = std::min(wake, link_deadline(c));
+  }
+  if (has_idle_child()) {
+    // A call that runs past kTakeOverAfter lets an idle child take what waits behind it.
+    const auto now = Clock::now();
+    for (const auto& c : children_) {
+      if (const auto from = takeable_from(c); from > now) wake = std::min(wake, from);
+    }
   }
   return until(wake, timed ? kTimeLimitTick : config_.heartbeat.interval);
 }
@@ -382,34 +392,123 @@ void Supervisor::assign() {
   const bool starting = std::any_of(children_.begin(), children_.end(), [](const Child& c) {
     return !c.retiring && (c.pid == 0 || (c.pid > 0 && !c.ready));
   });
-  const auto open = [&](const Child& c) {
-    return c.pid > 0 && c.ready && !c.retiring && c.retire_reason.empty() && c.link &&
-           !(config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child);
-  };
   // The first round that can give anything: one past the shortest queue of an open child.
   std::size_t level = cap + 1;
   for (const auto& c : children_) {
-    if (open(c)) level = std::min(level, c.assigned.size() + 1);
+    if (takes_tasks(c)) level = std::min(level, c.assigned.size() + 1);
   }
   for (; level <= cap && !backlog_.empty(); ++level) {
     if (level > 1 && starting) break;
     for (std::size_t i = 0; i < children_.size() && !backlog_.empty(); ++i) {
       Child& c = children_[i];
-      if (!open(c) || c.assigned.size() >= level) continue;
+      if (!takes_tasks(c) || c.assigned.size() >= level) continue;
       Item& item = backlog_.front();
       batches[i].leases.push_back(item.lease);
       payloads[i].push_back(share(item.payload));  // the original stays here for a requeue
+      item.index = c.sent++;
       c.assigned.push_back(std::move(item));
       backlog_.pop_front();
       ++c.assigned_total;
     }
   }
+  if (backlog_.empty()) take_over(batches, payloads);
   for (std::size_t i = 0; i < children_.size(); ++i) {
     if (batches[i].leases.empty()) continue;
     // Never blocks: what the socket does not take now goes on POLLOUT. A child whose link fails
     // here is dying; its tasks go back to the backlog when its exit is reported.
     tell(children_[i], Command::kTask, batches[i], std::move(payloads[i]));
   }
+}
+
+bool Supervisor::takes_tasks(const Child& c) const {
+  return c.pid > 0 && c.ready && !c.retiring && c.retire_reason.empty() && c.link &&
+         !(config_.max_tasks_per_child && c.assigned_total >= config_.max_tasks_per_child);
+}
+
+/* With the backlog empty, a child with nothing to do takes over tasks queued behind a busy
+ * sibling's running one, which would otherwise wait out that run while this child idles: the
+ * short tasks queued behind a long one, or the last task of a batch (with 10 ms tasks on two
+ * processes, most batches ended with one process idle for a task's length: W3 in bench/).
+ * It takes the back half of the longest queue, so quick tasks are not passed back and forth. */
+void Supervisor::take_over(std::vector<wire::TaskBatch>& batches, std::vector<std::vector<zmq::message_t>>& payloads) {
+  const auto now = Clock::now();
+  for (std::size_t i = 0; i < children_.size(); ++i) {
+    Child& idle = children_[i];
+    if (!idle.assigned.empty() || !takes_tasks(idle)) continue;
+    Child* donor = nullptr;
+    for (auto& c : children_) {
+      if (takeable_from(c) <= now && (!donor || c.assigned.size() > donor->assigned.size())) donor = &c;
+    }
+    if (!donor) return;
+    for (auto& item : take_queued(*donor)) {
+      item.index = idle.sent++;
+      batches[i].leases.push_back(item.lease);
+      payloads[i].push_back(share(item.payload));
+      idle.assigned.push_back(std::move(item));
+      ++idle.assigned_total;
+    }
+  }
+}
+
+/* When tasks queued at `c` may be taken over: at once while recent tasks ran kTakeOverAfter or
+ * longer, else once its running call has run that long; never with nothing queued. */
+Clock::time_point Supervisor::takeable_from(const Child& c) const {
+  if (c.pid <= 0 || c.assigned.size() < 2) return Clock::time_point::max();
+  if (pacing_.mean_micros() >= static_cast<double>(kTakeOverAfter.count())) return Clock::time_point::min();
+  const auto started = running_[c.slot].call_started.load(std::memory_order_acquire);
+  if (started == 0) return Clock::time_point::max();  // between tasks: its next outcome brings a turn
+  return Clock::time_point(Clock::duration(started)) + kTakeOverAfter;
+}
+
+/* True when a child waits for work that take_over could give it. */
+bool Supervisor::has_idle_child() const {
+  return backlog_.empty() && std::any_of(children_.begin(), children_.end(), [this](const Child& c) {
+           return c.assigned.empty() && takes_tasks(c);
+         });
+}
+
+/* Tells `c` to skip the back half of its queue (slots.hpp: `skip`) and returns those tasks
+ * when it is seen running one ahead of them, which proves it will skip them all. Otherwise
+ * (between tasks, or already past the first of them) they stay and are marked recalled: the
+ * child either runs each or answers "cancelled", and on_child_outcomes puts it back in the
+ * backlog for whoever is free.
+ *
+ * Until the child is seen past the tasks taken from it before, the new range starts no later
+ * than the old one, and every task still here inside it goes too. */
+std::deque<Supervisor::Item> Supervisor::take_queued(Child& c) {
+  auto& q = c.assigned;
+  auto& slot = running_[c.slot];
+  auto from = q[q.size() - q.size() / 2].index;  // half of the size - 1 queued, rounded up
+  if (c.skip_from != c.skip_to && !runs_after_skipped(c, slot.task.load()) && precedes(c.skip_from, from)) {
+    from = c.skip_from;
+  }
+  const auto first = std::find_if(q.begin(), q.end(), [&](const Item& i) { return in_range(i.index, from, c.sent); });
+  c.skip_from = from;
+  c.skip_to = c.sent;
+  slot.set_skip(from, c.sent);
+  const auto running = slot.task.load();
+  const auto at = std::find_if(q.begin(), first, [running](const Item& i) { return i.lease.task == running; });
+  std::deque<Item> taken;
+  if (running == 0 || at == first) {
+    for (auto it = first; it != q.end(); ++it) it->recalled = true;
+    return taken;
+  }
+  taken.assign(std::make_move_iterator(first), std::make_move_iterator(q.end()));
+  q.erase(first, q.end());
+  for (auto& item : taken) {
+    item.recalled = false;  // a recall of earlier is answered by this proof
+    c.given_away.insert(item.lease.task);
+  }
+  c.assigned_total -= taken.size();
+  return taken;
+}
+
+/* True when `running` is a task `c` received after the range it was last told to skip: it
+ * runs its queue in order, so it is past every task in that range. */
+bool Supervisor::runs_after_skipped(const Child& c, std::uint64_t running) const {
+  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
+                               [running](const Item& i) { return running != 0 && i.lease.task == running; });
+  return it != c.assigned.end() && !precedes(it->index, c.skip_to);
 }
 
 /* Outcomes of long tasks may wait a little, so that one DONE carries several and the broker

@@ -2,11 +2,13 @@
  *
  * Leases from the broker wait in a local backlog and are handed to children, at most
  * 1 + prefetch each, or more while tasks are short (pacing.hpp: the credit and the depth follow
- * how long tasks run). Outcomes from children go back to the broker in batches. Children are
- * forked by the zygote (zygote.hpp), never by this multi-threaded process. A child that dies
- * is reported at once: the task it was running is reported kLost (the broker retries it
- * or, past the attempt limit, fails it), the tasks it had not started go back to the backlog,
- * and a new child is started, with a growing delay when children keep dying young.
+ * how long tasks run). A child left idle with the backlog empty takes over a task queued
+ * behind a busy sibling's (take_over). Outcomes from children go back to the broker in
+ * batches. Children are forked by the zygote (zygote.hpp), never by this multi-threaded
+ * process. A child that dies is reported at once: the task it was running is reported kLost
+ * (the broker retries it or, past the attempt limit, fails it), the tasks it had not started
+ * go back to the backlog, and a new child is started, with a growing delay when children keep
+ * dying young.
  *
  * The supervisor's heartbeat carries the highest TASK sequence it received and every task it
  * holds, which lets the broker requeue a lease that was lost on the way. When the broker's
@@ -73,6 +75,7 @@ class Supervisor {
     wire::Lease lease;
     zmq::message_t payload;
     bool recalled = false;  // the child was asked to skip it; its "cancelled" answer confirms
+    std::uint32_t index = 0;  // the child's count of tasks sent before it (slots.hpp: `skip`)
   };
   struct Child {
     std::size_t slot = 0;
@@ -81,7 +84,13 @@ class Supervisor {
     Clock::time_point link_lost;  // when it ended, while the child lives on
     std::string broken;           // why the child was killed for its link
     std::deque<Item> assigned;   // in the order the child runs them
-    std::uint64_t assigned_total = 0;
+    std::uint64_t assigned_total = 0;  // given to it to run (max_tasks_per_child)
+    std::uint32_t sent = 0;            // tasks sent since it started, taken over or not
+    std::uint32_t skip_from = 0;       // the range of them it was last told to skip
+    std::uint32_t skip_to = 0;
+    // Keys of tasks taken from it that it has yet to answer for. It answers "cancelled" for
+    // each, which must not be taken for the outcome of the same task given back to it since.
+    std::unordered_multiset<std::uint64_t> given_away;
     std::uint64_t done = 0;
     bool ready = false;     // it said READY: connected, initializer done
     bool retiring = false;  // told to exit (DISCONNECT)
@@ -119,6 +128,12 @@ class Supervisor {
               std::string stderr_tail = {});
   void report_cancelled(const wire::Lease& lease, pid_t pid);
   void assign();
+  [[nodiscard]] bool takes_tasks(const Child& c) const;
+  void take_over(std::vector<wire::TaskBatch>& batches, std::vector<std::vector<zmq::message_t>>& payloads);
+  [[nodiscard]] std::deque<Item> take_queued(Child& c);
+  [[nodiscard]] bool runs_after_skipped(const Child& c, std::uint64_t running) const;
+  [[nodiscard]] Clock::time_point takeable_from(const Child& c) const;
+  [[nodiscard]] bool has_idle_child() const;
   [[nodiscard]] std::chrono::microseconds outcome_hold() const;
   void send_outcomes(Clock::time_point now);  // unless they may wait (outcome_hold)
   void flush_outcomes();

@@ -5,8 +5,8 @@
  * wait and then leave together, in one RESULT, once fewer are live; 64 waiting results leave
  * at once; a waiting result leaves when its delay ends, even with no heartbeat tick near; an
  * ACCEPT that falls due takes the waiting results along; a lone task's result never waits,
- * however long the queue, and no result waits while the queue is empty; `result_delay` 0
- * turns the wait off.
+ * however long the queue, no result waits while the queue is empty, and waiting ones leave
+ * once it empties; `result_delay` 0 turns the wait off.
  *
  * Most tests set a delay of 30 s, far beyond their deadlines, so that a result leaving early
  * or late cannot be mistaken for one that left for the right reason. A lease TASK proves the
@@ -143,6 +143,26 @@ TEST_F(ResultWait, ALoneTasksResultNeverWaitsHoweverLongTheQueue) {
 TEST_F(ResultWait, NothingWaitsWhileTheQueueIsEmpty) {
   ASSERT_NO_FATAL_FAILURE(begin(30s, 3, 3));  // all three leased
   worker_->finish(leases_[0], "r");
+  EXPECT_EQ(next_result_message(), (std::set<std::uint64_t>{1}));
+}
+
+/* The queue empties without a result of this client's: a second worker takes the last queued
+ * tasks. The waiting result leaves in that turn, not 30 s later; with ticks a minute apart,
+ * nothing else looks at it again in time. */
+TEST_F(ResultWait, WaitingResultsLeaveOnceTheQueueEmpties) {
+  start_with(30s, 60s);
+  client_ = client("alice");
+  worker_ = worker("w");
+  client_->hello();
+  submit_numbered(*client_, "f", "a", 4);
+  ASSERT_EQ(client_->expect_accepted({1, 2, 3, 4}).size(), 4u);
+  worker_->ready(1, {"f"});
+  lease_ = next_lease();
+  finish_and_lease();  // task 1 done; 2 leased, 3 and 4 queued
+  ASSERT_FALSE(client_->expect<wire::ResultBatch>(Command::kResult, 300ms).has_value()) << "the result did not wait";
+  auto second = worker("w2");
+  second->ready(5, {"f"});
+  EXPECT_EQ(second->expect_leases(2).size(), 2u);
   EXPECT_EQ(next_result_message(), (std::set<std::uint64_t>{1}));
 }
 

@@ -261,12 +261,13 @@ void BrokerCore::mark_dirty(ClientSession& c) {
  * bench/); under load, more ids share a message. The client resends a SUBMIT only after a
  * heartbeat expiry without ACCEPT, so a few ms cost nothing.
  *
- * RESULTs wait up to the broker's `result_delay` (10 ms), and only while the client has at
+ * RESULTs wait up to the broker's `result_delay` (50 ms), and only while the client has at
  * least two other tasks live and the broker still has tasks queued that no worker runs yet.
  * Then the client's next move (submitting more as its window frees) cannot be what keeps a
  * worker idle, and a client that awaits a whole batch wakes once for several results instead
- * of once each (W3). A lone task's RESULT, the last of a batch's, and any RESULT while the
- * queue is empty leave at once.
+ * of once each (W3: 50 ms rather than 10 saved a fifth of the cluster's context switches).
+ * A lone task's RESULT, the last of a batch's, and any RESULT while the queue is empty leave
+ * at once, and waiting ones leave as soon as the queue empties (release_held).
  *
  * Whatever ends the wait of one sends all of the session's batch: a RESULT takes its ACCEPTs
  * along, an ACCEPT that is due takes the RESULTs, and refusals take both. */
@@ -294,16 +295,19 @@ Clock::time_point BrokerCore::held_until(const ClientSession& c) {
 }
 
 /* Lists for this turn's flush the held sessions whose wait is over, and notes when the next
- * of the others is (next_held_due_, zero when none waits). */
+ * of the others is (next_held_due_, zero when none waits). Results wait no longer once the
+ * queue is empty (a worker took the last queued task), though none of the session's came:
+ * its next submissions may be what keeps a worker busy now. */
 void BrokerCore::release_held() {
   Clock::time_point next{};
   std::size_t kept = 0;
+  const bool queue_empty = ledger_.queued_total() == 0;
   for (auto h : held_clients_) {
     auto* c = clients_.find(h);
     if (!c) continue;
     const auto due = held_until(*c);
     if (due == Clock::time_point{}) continue;  // sent meanwhile
-    if (turn_ >= due) {
+    if (turn_ >= due || (queue_empty && c->results_due != Clock::time_point{})) {
       mark_dirty(*c);
       continue;
     }

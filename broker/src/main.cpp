@@ -65,7 +65,7 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
   app.add_option("--result-delay", f.result_delay_ms,
-                 "longest a result waits for others to share its message, 0 to 1m (default 10ms)")
+                 "longest a result waits for others to share its message, 0 to 1m (default 50ms)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kResultDelayMs), "DURATION"));
   app.add_option("--max-tasks-per-client", f.max_tasks_per_client,
                  "tasks one client may have held, results not yet ACKed included (default 1000000)")

@@ -102,7 +102,7 @@ struct BrokerConfig {
   std::chrono::milliseconds priority_aging{std::chrono::seconds(10)};
   // Longest a result waits at the broker for others to share its message, while its client
   // has other tasks running and the queue is not empty (docs/protocol.md section 8); 0: none.
-  std::chrono::milliseconds result_delay{10};
+  std::chrono::milliseconds result_delay{50};
   // With a directory, accepted tasks and kept results are journaled there and survive a
   // restart of the broker (broker/src/journal.hpp); empty: kept in memory only.
   std::string data_dir;

@@ -1,13 +1,13 @@
 /* The supervisor of a worker host: one DEALER connection to the broker, N child processes.
  *
- * Leases from the broker wait in a local backlog and are handed to children, at most
- * 1 + prefetch each, or more while tasks are short (pacing.hpp: the credit and the depth follow
- * how long tasks run). A child left idle with the backlog empty takes over a task queued
- * behind a busy sibling's (take_over). Outcomes from children go back to the broker in
+ * Leases from the broker wait in a local backlog and are handed to children, at most 1 +
+ * prefetch each, or more while tasks are short (pacing.hpp: the credit and the depth follow how
+ * long tasks run). A child left idle with the backlog empty takes over tasks queued behind a
+ * busy sibling's running one (take_over). Outcomes from children go back to the broker in
  * batches. Children are forked by the zygote (zygote.hpp), never by this multi-threaded
  * process. A child that dies is reported at once: the task it was running is reported kLost
- * (the broker retries it or, past the attempt limit, fails it), the tasks it had not started
- * go back to the backlog, and a new child is started, with a growing delay when children keep
+ * (the broker retries it or, past the attempt limit, fails it), the tasks it had not started go
+ * back to the backlog, and a new child is started, with a growing delay when children keep
  * dying young.
  *
  * The supervisor's heartbeat carries the highest TASK sequence it received and every task it

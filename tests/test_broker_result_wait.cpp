@@ -64,6 +64,20 @@ class ResultWait : public BrokerProtocol {
     lease_ = leases_.front();
   }
 
+  /* As begin(delay, 4), with ticks a minute apart, so that no tick looks at a waiting result
+   * again: the tasks are submitted before the worker registers (stats, which wait_stats reads,
+   * are published on ticks). */
+  void begin_without_ticks(std::chrono::milliseconds delay) {
+    start_with(delay, 60s);
+    client_ = client("alice");
+    worker_ = worker("w");
+    client_->hello();
+    submit_numbered(*client_, "f", "a", 4);
+    ASSERT_EQ(client_->expect_accepted({1, 2, 3, 4}).size(), 4u);
+    worker_->ready(1, {"f"});
+    lease_ = next_lease();
+  }
+
   /* Finishes the current lease and returns the next one the worker is sent. */
   wire::Lease finish_and_lease() {
     worker_->finish(lease_, "r");
@@ -150,14 +164,7 @@ TEST_F(ResultWait, NothingWaitsWhileTheQueueIsEmpty) {
  * tasks. The waiting result leaves in that turn, not 30 s later; with ticks a minute apart,
  * nothing else looks at it again in time. */
 TEST_F(ResultWait, WaitingResultsLeaveOnceTheQueueEmpties) {
-  start_with(30s, 60s);
-  client_ = client("alice");
-  worker_ = worker("w");
-  client_->hello();
-  submit_numbered(*client_, "f", "a", 4);
-  ASSERT_EQ(client_->expect_accepted({1, 2, 3, 4}).size(), 4u);
-  worker_->ready(1, {"f"});
-  lease_ = next_lease();
+  ASSERT_NO_FATAL_FAILURE(begin_without_ticks(30s));
   finish_and_lease();  // task 1 done; 2 leased, 3 and 4 queued
   ASSERT_FALSE(client_->expect<wire::ResultBatch>(Command::kResult, 300ms).has_value()) << "the result did not wait";
   auto second = worker("w2");
@@ -176,14 +183,7 @@ TEST_F(ResultWait, ADelayOfZeroSendsEachResultAtOnce) {
 
 /* With ticks a minute apart, only the loop's own wake-up for the delay sends the result in time. */
 TEST_F(ResultWait, AWaitingResultLeavesWhenItsDelayEnds) {
-  start_with(20ms, 60s);
-  client_ = client("alice");
-  worker_ = worker("w");
-  client_->hello();
-  submit_numbered(*client_, "f", "a", 4);
-  ASSERT_EQ(client_->expect_accepted({1, 2, 3, 4}).size(), 4u);
-  worker_->ready(1, {"f"});
-  lease_ = next_lease();
+  ASSERT_NO_FATAL_FAILURE(begin_without_ticks(20ms));
   const auto heartbeats = client_->heartbeats_received();
   finish_and_lease();  // 3 live, 2 queued: the result waits 20 ms
   EXPECT_EQ(next_result_message(2s), (std::set<std::uint64_t>{1}));

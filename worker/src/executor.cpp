@@ -227,16 +227,14 @@ class Executor {
         continue;
       }
       if (setup_.slot->skips(next.index)) {  // an idle process took it over (slots.hpp)
-        setup_.slot->task.store(0);
-        setup_.slot->end_call();
+        setup_.slot->end_task();
         report_skipped(next.lease, "not started: given to an idle worker process");
         continue;
       }
       zmq::message_t result;
       auto outcome = run_one(next, result, *setup_.slot, recent.result_size);
       if (outcome.status == Status::kOk) recent.result_size = result.size();
-      setup_.slot->task.store(0);
-      setup_.slot->end_call();
+      setup_.slot->end_task();
       const auto end = Clock::now();
       const double took = std::chrono::duration<double, std::micro>(end - start).count();
       expected = expected == 0 ? took : 0.8 * expected + 0.2 * took;
@@ -305,8 +303,7 @@ class Executor {
   /* The supervisor holds this child (slots.hpp): `next` and the rest of the queue are not
    * started; each is reported cancelled, which tells the supervisor it may run it elsewhere. */
   void skip_all(Item next) {
-    setup_.slot->task.store(0);
-    setup_.slot->end_call();
+    setup_.slot->end_task();
     report_skipped(next.lease, "not started: this worker process stops");
     for (const auto& item : queue_) report_skipped(item.lease, "not started: this worker process stops");
     queue_.clear();

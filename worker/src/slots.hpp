@@ -59,6 +59,11 @@ struct SlotState {
     call_started.store(now.time_since_epoch().count(), std::memory_order_release);
   }
   void end_call() noexcept { call_started.store(0, std::memory_order_release); }
+  /* The child, once a task is over or was not started after all. */
+  void end_task() noexcept {
+    task.store(0);
+    end_call();
+  }
 
   /* The supervisor, handing tasks to another child; the child, before it starts its
    * `index`th task. */

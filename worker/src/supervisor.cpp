@@ -18,12 +18,14 @@ namespace {
 // While a child holds a task with a time limit, the loop wakes at least this often: a child
 // starts a task without telling anyone, and its deadline must be seen soon after.
 constexpr auto kTimeLimitTick = std::chrono::milliseconds(50);
-// Supervisor::outcome_hold: outcomes of tasks this long may wait, for at most kMaxOutcomeHold.
-constexpr auto kHoldFrom = std::chrono::microseconds(1000);
+// A long task: outcomes of long tasks may wait to share a DONE (outcome_hold, for at most
+// kMaxOutcomeHold), and tasks queued behind a long one may be taken over (take_over); quicker
+// tasks leave a queue sooner than a hand-over would.
+constexpr auto kLongTask = std::chrono::microseconds(1000);
 constexpr auto kMaxOutcomeHold = std::chrono::microseconds(5000);
-// Supervisor::take_over: a busy process's queue is taken from only while recent tasks ran this
-// long, or once its running call has: quicker tasks leave a queue sooner than a hand-over would.
-constexpr auto kTakeOverAfter = std::chrono::microseconds(1000);
+
+/* Recent tasks, on the moving mean, ran kLongTask or longer. */
+bool long_tasks(const Pacing& pacing) { return pacing.mean_micros() >= static_cast<double>(kLongTask.count()); }
 
 WorkerConfig resolved(WorkerConfig c) {
   if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
@@ -205,7 +207,7 @@ std::chrono::milliseconds Supervisor::poll_timeout() const {
     wake = std::min(wake, link_deadline(c));
   }
   if (has_idle_child()) {
-    // A call that runs past kTakeOverAfter lets an idle child take what waits behind it.
+    // A call that runs past kLongTask lets an idle child take what waits behind it.
     const auto now = Clock::now();
     for (const auto& c : children_) {
       if (const auto from = takeable_from(c); from > now) wake = std::min(wake, from);
@@ -450,14 +452,14 @@ void Supervisor::take_over(std::vector<wire::TaskBatch>& batches, std::vector<st
   }
 }
 
-/* When tasks queued at `c` may be taken over: at once while recent tasks ran kTakeOverAfter or
- * longer, else once its running call has run that long; never with nothing queued. */
+/* When tasks queued at `c` may be taken over: at once while recent tasks were long
+ * (kLongTask), else once its running call has run that long; never with nothing queued. */
 Clock::time_point Supervisor::takeable_from(const Child& c) const {
   if (c.pid <= 0 || c.assigned.size() < 2) return Clock::time_point::max();
-  if (pacing_.mean_micros() >= static_cast<double>(kTakeOverAfter.count())) return Clock::time_point::min();
+  if (long_tasks(pacing_)) return Clock::time_point::min();
   const auto started = running_[c.slot].call_started.load(std::memory_order_acquire);
   if (started == 0) return Clock::time_point::max();  // between tasks: its next outcome brings a turn
-  return Clock::time_point(Clock::duration(started)) + kTakeOverAfter;
+  return Clock::time_point(Clock::duration(started)) + kLongTask;
 }
 
 /* True when a child waits for work that take_over could give it. */
@@ -516,20 +518,19 @@ bool Supervisor::runs_after_skipped(const Child& c, std::uint64_t running) const
  * sent alone cost the supervisor, the broker and their I/O threads a wake-up each way, CPU
  * that the processes running tasks lose on a small machine.
  *
- * They wait only while recent tasks ran kHoldFrom or longer and every process still has a task
+ * They wait only while recent tasks were long (kLongTask) and every process still has a task
  * queued behind the one it runs, so no process idles for the refill that waits with them; and
  * for at most half the mean run time, capped at kMaxOutcomeHold, so the queued task outlasts
  * the wait. Quick tasks are batched by the processes themselves (executor.cpp), and a lone task
  * never waits. A HEARTBEAT, a drain or the loop's end sends them at once. */
 std::chrono::microseconds Supervisor::outcome_hold() const {
-  const double mean = pacing_.mean_micros();
-  if (draining_ || stopping_.load() || mean < kHoldFrom.count()) return std::chrono::microseconds(0);
+  if (draining_ || stopping_.load() || !long_tasks(pacing_)) return std::chrono::microseconds(0);
   // One outcome a process is as full as a batch gets: the next ones are a task's run away.
   if (outcomes_.outcomes.size() >= children_.size()) return std::chrono::microseconds(0);
   for (const auto& c : children_) {
     if (c.assigned.size() < 2) return std::chrono::microseconds(0);
   }
-  return std::min(kMaxOutcomeHold, std::chrono::microseconds(static_cast<std::int64_t>(mean / 2)));
+  return std::min(kMaxOutcomeHold, std::chrono::microseconds(static_cast<std::int64_t>(pacing_.mean_micros() / 2)));
 }
 
 void Supervisor::send_outcomes(Clock::time_point now) {

@@ -39,7 +39,8 @@
 namespace dpool::detail {
 
 /* Task indexes wrap at 2^32 (a child may live through more tasks): compared by distance. */
-[[nodiscard]] constexpr bool in_range(std::uint32_t index, std::uint32_t from, std::uint32_t to) noexcept {
+[[nodiscard]] constexpr bool in_range(std::uint32_t index, std::uint32_t from,
+                                      std::uint32_t to) noexcept {
   return static_cast<std::uint32_t>(index - from) < static_cast<std::uint32_t>(to - from);
 }
 [[nodiscard]] constexpr bool precedes(std::uint32_t a, std::uint32_t b) noexcept {
@@ -51,7 +52,7 @@ struct SlotState {
   std::atomic<std::int64_t> call_started{0};   // steady clock (ns) when the current call began; 0: between calls
   std::atomic<std::uint32_t> item{0};          // in a chunk: the current item, from 0
   std::atomic<std::uint32_t> hold{0};          // set by the supervisor: start no more tasks
-  std::atomic<std::uint64_t> skip{0};          // set by the supervisor: indexes [from, to) not to start
+  std::atomic<std::uint64_t> skip{0};          // set by the supervisor: [from, to) not to start
 
   /* The child, as a call begins and ends. */
   void begin_call(std::uint32_t chunk_item = 0, Clock::time_point now = Clock::now()) noexcept {
@@ -67,10 +68,13 @@ struct SlotState {
 
   /* The supervisor, handing tasks to another child; the child, before it starts its
    * `index`th task. */
-  void set_skip(std::uint32_t from, std::uint32_t to) noexcept { skip.store((std::uint64_t{from} << 32) | to); }
+  void set_skip(std::uint32_t from, std::uint32_t to) noexcept {
+    skip.store((std::uint64_t{from} << 32) | to);
+  }
   [[nodiscard]] bool skips(std::uint32_t index) const noexcept {
     const auto range = skip.load();
-    return in_range(index, static_cast<std::uint32_t>(range >> 32), static_cast<std::uint32_t>(range));
+    return in_range(index, static_cast<std::uint32_t>(range >> 32),
+                    static_cast<std::uint32_t>(range));
   }
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free,

@@ -25,7 +25,9 @@ constexpr auto kLongTask = std::chrono::microseconds(1000);
 constexpr auto kMaxOutcomeHold = std::chrono::microseconds(5000);
 
 /* Recent tasks, on the moving mean, ran kLongTask or longer. */
-bool long_tasks(const Pacing& pacing) { return pacing.mean_micros() >= static_cast<double>(kLongTask.count()); }
+bool long_tasks(const Pacing& pacing) {
+  return pacing.mean_micros() >= static_cast<double>(kLongTask.count());
+}
 
 WorkerConfig resolved(WorkerConfig c) {
   if (c.processes == 0) c.processes = std::max(1u, std::thread::hardware_concurrency());
@@ -432,14 +434,16 @@ bool Supervisor::takes_tasks(const Child& c) const {
  * short tasks queued behind a long one, or the last task of a batch (with 10 ms tasks on two
  * processes, most batches ended with one process idle for a task's length: W3 in bench/).
  * It takes the back half of the longest queue, so quick tasks are not passed back and forth. */
-void Supervisor::take_over(std::vector<wire::TaskBatch>& batches, std::vector<std::vector<zmq::message_t>>& payloads) {
+void Supervisor::take_over(std::vector<wire::TaskBatch>& batches,
+                           std::vector<std::vector<zmq::message_t>>& payloads) {
   const auto now = Clock::now();
   for (std::size_t i = 0; i < children_.size(); ++i) {
     Child& idle = children_[i];
     if (!idle.assigned.empty() || !takes_tasks(idle)) continue;
     Child* donor = nullptr;
     for (auto& c : children_) {
-      if (takeable_from(c) <= now && (!donor || c.assigned.size() > donor->assigned.size())) donor = &c;
+      const bool longer = !donor || c.assigned.size() > donor->assigned.size();
+      if (longer && takeable_from(c) <= now) donor = &c;
     }
     if (!donor) return;
     for (auto& item : take_queued(*donor)) {
@@ -458,15 +462,16 @@ Clock::time_point Supervisor::takeable_from(const Child& c) const {
   if (c.pid <= 0 || c.assigned.size() < 2) return Clock::time_point::max();
   if (long_tasks(pacing_)) return Clock::time_point::min();
   const auto started = running_[c.slot].call_started.load(std::memory_order_acquire);
-  if (started == 0) return Clock::time_point::max();  // between tasks: its next outcome brings a turn
+  // Between tasks: its next outcome brings a turn.
+  if (started == 0) return Clock::time_point::max();
   return Clock::time_point(Clock::duration(started)) + kLongTask;
 }
 
 /* True when a child waits for work that take_over could give it. */
 bool Supervisor::has_idle_child() const {
-  return backlog_.empty() && std::any_of(children_.begin(), children_.end(), [this](const Child& c) {
-           return c.assigned.empty() && takes_tasks(c);
-         });
+  return backlog_.empty() &&
+         std::any_of(children_.begin(), children_.end(),
+                     [this](const Child& c) { return c.assigned.empty() && takes_tasks(c); });
 }
 
 /* Tells `c` to skip the back half of its queue (slots.hpp: `skip`) and returns those tasks
@@ -481,15 +486,18 @@ std::deque<Supervisor::Item> Supervisor::take_queued(Child& c) {
   auto& q = c.assigned;
   auto& slot = running_[c.slot];
   auto from = q[q.size() - q.size() / 2].index;  // half of the size - 1 queued, rounded up
-  if (c.skip_from != c.skip_to && !runs_after_skipped(c, slot.task.load()) && precedes(c.skip_from, from)) {
+  if (c.skip_from != c.skip_to && !runs_after_skipped(c, slot.task.load()) &&
+      precedes(c.skip_from, from)) {
     from = c.skip_from;
   }
-  const auto first = std::find_if(q.begin(), q.end(), [&](const Item& i) { return in_range(i.index, from, c.sent); });
+  const auto first = std::find_if(q.begin(), q.end(),
+                                  [&](const Item& i) { return in_range(i.index, from, c.sent); });
   c.skip_from = from;
   c.skip_to = c.sent;
   slot.set_skip(from, c.sent);
   const auto running = slot.task.load();
-  const auto at = std::find_if(q.begin(), first, [running](const Item& i) { return i.lease.task == running; });
+  const auto at =
+      std::find_if(q.begin(), first, [running](const Item& i) { return i.lease.task == running; });
   std::deque<Item> taken;
   if (running == 0 || at == first) {
     for (auto it = first; it != q.end(); ++it) it->recalled = true;
@@ -508,8 +516,9 @@ std::deque<Supervisor::Item> Supervisor::take_queued(Child& c) {
 /* True when `running` is a task `c` received after the range it was last told to skip: it
  * runs its queue in order, so it is past every task in that range. */
 bool Supervisor::runs_after_skipped(const Child& c, std::uint64_t running) const {
-  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
-                               [running](const Item& i) { return running != 0 && i.lease.task == running; });
+  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(), [running](const Item& i) {
+    return running != 0 && i.lease.task == running;
+  });
   return it != c.assigned.end() && !precedes(it->index, c.skip_to);
 }
 
@@ -530,7 +539,8 @@ std::chrono::microseconds Supervisor::outcome_hold() const {
   for (const auto& c : children_) {
     if (c.assigned.size() < 2) return std::chrono::microseconds(0);
   }
-  return std::min(kMaxOutcomeHold, std::chrono::microseconds(static_cast<std::int64_t>(pacing_.mean_micros() / 2)));
+  return std::min(kMaxOutcomeHold,
+                  std::chrono::microseconds(static_cast<std::int64_t>(pacing_.mean_micros() / 2)));
 }
 
 void Supervisor::send_outcomes(Clock::time_point now) {

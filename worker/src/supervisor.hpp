@@ -129,7 +129,8 @@ class Supervisor {
   void report_cancelled(const wire::Lease& lease, pid_t pid);
   void assign();
   [[nodiscard]] bool takes_tasks(const Child& c) const;
-  void take_over(std::vector<wire::TaskBatch>& batches, std::vector<std::vector<zmq::message_t>>& payloads);
+  void take_over(std::vector<wire::TaskBatch>& batches,
+                 std::vector<std::vector<zmq::message_t>>& payloads);
   [[nodiscard]] std::deque<Item> take_queued(Child& c);
   [[nodiscard]] bool runs_after_skipped(const Child& c, std::uint64_t running) const;
   [[nodiscard]] Clock::time_point takeable_from(const Child& c) const;

@@ -40,7 +40,8 @@ namespace wire = dpool::wire;
 
 class ResultWait : public BrokerProtocol {
  protected:
-  void start_with(std::chrono::milliseconds delay, std::chrono::milliseconds heartbeat = dpool::test::kInterval) {
+  void start_with(std::chrono::milliseconds delay,
+                  std::chrono::milliseconds heartbeat = dpool::test::kInterval) {
     auto config = default_config();
     config.result_delay = delay;
     config.heartbeat.interval = heartbeat;
@@ -166,7 +167,8 @@ TEST_F(ResultWait, NothingWaitsWhileTheQueueIsEmpty) {
 TEST_F(ResultWait, WaitingResultsLeaveOnceTheQueueEmpties) {
   ASSERT_NO_FATAL_FAILURE(begin_without_ticks(30s));
   finish_and_lease();  // task 1 done; 2 leased, 3 and 4 queued
-  ASSERT_FALSE(client_->expect<wire::ResultBatch>(Command::kResult, 300ms).has_value()) << "the result did not wait";
+  ASSERT_FALSE(client_->expect<wire::ResultBatch>(Command::kResult, 300ms).has_value())
+      << "the result did not wait";
   auto second = worker("w2");
   second->ready(5, {"f"});
   EXPECT_EQ(second->expect_leases(2).size(), 2u);

@@ -52,12 +52,6 @@ std::string pack_chunk(const std::vector<std::string>& calls) {
   return {out.data(), out.size()};
 }
 
-template <class T>
-T unpack_as(const std::string& bytes) {
-  auto handle = msgpack::unpack(bytes.data(), bytes.size());
-  return handle.get().as<T>();
-}
-
 /* Sends task 1, a call that runs for a minute, and waits until it has started. */
 bool start_long_task(Host& host, const TempDir& dir) {
   const auto started = dir.path() + "/long-task-started";

@@ -244,12 +244,6 @@ struct LinkHost : Host {
   }
 };
 
-template <class T>
-T unpack_as(const std::string& bytes) {
-  auto handle = msgpack::unpack(bytes.data(), bytes.size());
-  return handle.get().as<T>();
-}
-
 /* The task `key`, a cube, runs and answers: the host still serves. */
 void expect_serving(LinkHost& host, std::uint64_t key) {
   host.broker.send_task(lease(key, "cube"), pack_args(3));

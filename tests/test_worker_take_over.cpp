@@ -16,8 +16,6 @@
 #include <string>
 #include <vector>
 
-#include <msgpack.hpp>
-
 #include "dpool/client.hpp"
 #include "dpool/protocol.hpp"
 #include "slots.hpp"
@@ -67,12 +65,6 @@ TEST(SkipRange, ASlotSkipsWhatItWasLastTold) {
 
 namespace {
 
-template <class T>
-T unpack_as(const std::string& bytes) {
-  auto handle = msgpack::unpack(bytes.data(), bytes.size());
-  return handle.get().as<T>();
-}
-
 /* How many times each key was logged as started. */
 std::map<std::uint64_t, int> runs_logged(const std::string& path) {
   std::map<std::uint64_t, int> runs;
@@ -81,8 +73,10 @@ std::map<std::uint64_t, int> runs_logged(const std::string& path) {
   return runs;
 }
 
-/* Sends tasks keyed `first`, `first` + 1, ... each a log_and_nap of the given length, in one TASK. */
-void send_naps(FakeBroker& broker, const std::string& log, std::uint64_t first, const std::vector<int>& millis) {
+/* Sends tasks keyed `first`, `first` + 1, ..., each a log_and_nap of the given length, in one
+ * TASK. */
+void send_naps(FakeBroker& broker, const std::string& log, std::uint64_t first,
+               const std::vector<int>& millis) {
   std::vector<wire::Lease> leases;
   std::vector<std::string> payloads;
   for (std::size_t i = 0; i < millis.size(); ++i) {
@@ -96,8 +90,10 @@ void send_naps(FakeBroker& broker, const std::string& log, std::uint64_t first, 
 /* Both processes have started and run naps of `millis`: tasks sent from now on are dealt to
  * both at once, and the host's mean run time is about `millis`. */
 void warm_up(Host& host, const std::string& log, int millis = 2) {
-  send_naps(host.broker, log, 1'000'000, std::vector<int>(20, millis));  // keys apart from the tests'
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(host.broker.next_outcome().has_value()) << host.worker.log();
+  send_naps(host.broker, log, 1'000'000, std::vector<int>(20, millis));  // apart from the tests'
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(host.broker.next_outcome().has_value()) << host.worker.log();
+  }
 }
 
 /* Six tasks in one TASK to two processes: a 1.5 s one and five naps of `quick` ms. They are
@@ -117,7 +113,9 @@ void expect_taken_over(Host& host, const std::string& log, int quick) {
   EXPECT_EQ(order.back(), 1u) << "a quick task waited behind the long one";
   EXPECT_EQ(std::set<std::uint64_t>(order.begin(), order.end()).size(), 6u);
   for (std::uint64_t key = 2; key <= 6; ++key) EXPECT_NE(pid_of[key], pid_of[1]) << "task " << key;
-  for (const auto& [key, runs] : runs_logged(log)) EXPECT_EQ(runs, 1) << "task " << key << " ran " << runs << " times";
+  for (const auto& [key, runs] : runs_logged(log)) {
+    EXPECT_EQ(runs, 1) << "task " << key << " ran " << runs << " times";
+  }
 }
 
 }  // namespace
@@ -202,13 +200,17 @@ TEST(TakeOver, UnderChurnEveryTaskRunsOnceAndIsReportedOnce) {
     if (wave % 2 == 0) continue;
     while (reported.size() < sent) {
       auto d = host.broker.next_outcome();
-      ASSERT_TRUE(d.has_value()) << reported.size() << " of " << sent << " reported\n" << host.worker.log();
-      EXPECT_EQ(d->outcome.status, Status::kOk) << "task " << d->outcome.task << ": " << d->outcome.error_message << host.worker.log();
+      ASSERT_TRUE(d.has_value()) << reported.size() << " of " << sent << " reported\n"
+                                 << host.worker.log();
+      EXPECT_EQ(d->outcome.status, Status::kOk)
+          << "task " << d->outcome.task << ": " << d->outcome.error_message << host.worker.log();
       ++reported[d->outcome.task];
     }
   }
   ASSERT_EQ(reported.size(), sent);
-  for (const auto& [key, times] : reported) EXPECT_EQ(times, 1) << "task " << key << " reported " << times << " times";
+  for (const auto& [key, times] : reported) {
+    EXPECT_EQ(times, 1) << "task " << key << " reported " << times << " times";
+  }
   const auto runs = runs_logged(log);
   for (std::uint64_t key = 1; key < next; ++key) {
     const auto it = runs.find(key);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <msgpack.hpp>
 #include <zmq.hpp>
 
 #include "dpool/codec.hpp"
@@ -147,6 +148,13 @@ class FakeBroker {
   std::deque<Done> outcomes_;
   DropCounters drops_;
 };
+
+/* A payload (a task's return value) as a T. */
+template <class T>
+T unpack_as(const std::string& bytes) {
+  auto handle = msgpack::unpack(bytes.data(), bytes.size());
+  return handle.get().as<T>();
+}
 
 inline wire::Lease lease(std::uint64_t task, const std::string& function, std::uint64_t timeout_ms = 0, std::uint32_t items = 0) {
   return wire::Lease{task, 1, function, items, timeout_ms};

@@ -31,6 +31,9 @@ constexpr std::uint64_t kQuietTickFrames = 1000;
 constexpr std::uint64_t kBurstFrames = 100000;
 constexpr std::uint64_t kQuietTickBytes = 64u << 20;
 constexpr std::uint64_t kBurstBytes = 256u << 20;
+// How long, on closing, the connections keep sending what is queued for them (see the
+// destructor).
+constexpr int kCloseLingerMs = 500;
 
 /* True when `endpoint` can only be reached from this host. */
 bool loopback_only(const std::string& endpoint) {
@@ -110,6 +113,15 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
 
 BrokerCore::~BrokerCore() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
+  // Not 0, though the loop runs with 0. libzmq 4.3 aborts the process (session_base.cpp,
+  // clean_pipes: "Resource temporarily unavailable") when a connection that is part-way
+  // through sending a multipart message breaks after its socket was closed with linger 0: the
+  // closed pipe no longer yields the message's remaining frames. A peer that leaves just as
+  // the broker stops does that. With a linger the pipe stays readable until it is drained, or
+  // until the linger ends; only a peer that read nothing for all of it and leaves in the
+  // moment after is still exposed. The cost is that closing waits up to this long for such a
+  // peer.
+  socket_.set(zmq::sockopt::linger, kCloseLingerMs);
 }
 
 void BrokerCore::stop() noexcept {

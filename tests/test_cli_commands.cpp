@@ -159,6 +159,27 @@ TEST_F(CliCall, ArraysAndNegativeNumbersAreArgumentsAsWritten) {
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[[1],2]"));
 }
 
+TEST_F(CliCall, EveryWordAfterTheMarkIsAnArgument) {
+  // After the last positional, CLI11 alone would hand the words after "--" to dpool itself.
+  auto r = run_dpool({"call", "--broker", broker_->endpoint, "echo", "1", "--", "2", "[3]"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[1,2,[3]]"));
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--", "echo", "-1", "status"});
+  EXPECT_EQ(r.exit_code, 2) << "status is an argument here, and not JSON";
+  EXPECT_EQ(r.err.rfind("dpool: argument 3 is not JSON: ", 0), 0u) << r.err;
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--", "echo", "-1", "2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse("[-1,2]"));
+  r = run_dpool({"call", "echo", "1", "--", "--broker", broker_->endpoint});
+  EXPECT_EQ(r.exit_code, 2) << "--broker after the mark is an argument";
+  EXPECT_EQ(r.err.rfind("dpool: argument 3 is not JSON: ", 0), 0u) << r.err;
+  for (const auto& words : std::vector<std::vector<std::string>>{{"call"}, {"call", "--"}}) {
+    r = run_dpool(words);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.err, "dpool: call needs a FUNCTION (see dpool call --help)\n");
+  }
+}
+
 TEST_F(CliCall, AnArgumentNestedDeeperThanAWorkerTakesIsRefusedBeforeSending) {
   const auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
   auto r = run_dpool({"call", "--broker", broker_->endpoint, "echo", nested(15)});

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -134,40 +135,73 @@ int run_call(const CallOptions& options) {
   return 3;
 }
 
-/* The arguments in order: the first (when given), then the words CLI11 left over, less the
- * "--" it keeps when one came before the first argument. Unknown options are among the
+/* The arguments in order: the first (when given), the words CLI11 left over, then every word
+ * after the "--" (cut off before parsing, see cut_after_mark). Unknown options are among the
  * left-over words too; no JSON starts with "-" but a number. */
-std::vector<std::string> call_arguments(const std::optional<std::string>& first, std::vector<std::string> rest) {
-  auto mark = std::find(rest.begin(), rest.end(), "--");
-  if (mark != rest.end() && first) rest.erase(mark);
+std::vector<std::string> call_arguments(const std::optional<std::string>& first,
+                                        std::vector<std::string> rest,
+                                        const std::vector<std::string>& after_mark) {
   for (const auto& word : rest) {
     const bool number = word.size() > 1 && (std::isdigit(static_cast<unsigned char>(word[1])) != 0);
-    if (word.size() > 1 && word[0] == '-' && !number && word != "--") {
+    if (word.size() > 1 && word[0] == '-' && !number) {
       throw Error(Errc::kUsage, "unknown option " + word + " (see dpool call --help)");
     }
   }
   if (first) rest.insert(rest.begin(), *first);
+  rest.insert(rest.end(), after_mark.begin(), after_mark.end());
   return rest;
 }
 
 }  // namespace
 
-Command add_call(CLI::App& parent) {
+std::vector<std::string> cut_after_mark(int& argc, char** argv, std::string_view subcommand,
+                                        const std::vector<std::string_view>& value_options) {
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word == "--") return {};  // before any subcommand: not ours to cut
+    if (std::find(value_options.begin(), value_options.end(), word) != value_options.end()) {
+      ++i;  // its value, which may be any word
+    } else if (word.empty() || word[0] != '-') {
+      break;
+    }
+  }
+  if (i >= argc || argv[i] != subcommand) return {};
+  for (int mark = i + 1; mark < argc; ++mark) {
+    if (std::string_view(argv[mark]) != "--") continue;
+    std::vector<std::string> after(argv + mark + 1, argv + argc);
+    argc = mark;
+    return after;
+  }
+  return {};
+}
+
+Command add_call(CLI::App& parent, std::vector<std::string> after_mark) {
   auto options = std::make_shared<CallOptions>();
   auto* cmd = parent.add_subcommand("call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
-  cmd->add_option("function", options->function, "the task function's name")->required();
+  // Not required() to CLI11: after a "--" it is the first word cut off before parsing.
+  cmd->add_option("function", options->function, "the task function's name");
   // The arguments are not a vector option: CLI11 reads "[1,2]" given to one as its own list
-  // syntax, two arguments 1 and 2. So the first is a plain string positional (which also keeps
-  // "--" working, as CLI11 hands "--" to the parent once no positional is left) and every
-  // later one is an extra, left as it is in remaining() (call_arguments).
+  // syntax, two arguments 1 and 2. So the first is a plain string positional and every later
+  // one is an extra, left as it is in remaining() (call_arguments).
   cmd->add_option("arg", options->first_arg, "its arguments, one JSON value each, like 7 or '[1,2]' or '\"text\"'");
   cmd->allow_extras();
-  cmd->footer("ARG...: every word after FUNCTION that is not an option is an argument.");
+  cmd->footer(
+      "ARG...: every word after FUNCTION that is not an option is an argument, and every word "
+      "after --.");
   add_broker_option(*cmd, options->broker);
   cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
   add_policy_options(*cmd, options->policy, true);
-  return {cmd, [options, cmd] {
-            options->args = call_arguments(options->first_arg, cmd->remaining());
+  return {cmd, [options, cmd, after_mark = std::move(after_mark)] {
+            auto words = call_arguments(options->first_arg, cmd->remaining(), after_mark);
+            if (options->function.empty()) {
+              if (words.empty()) {
+                throw Error(Errc::kUsage, "call needs a FUNCTION (see dpool call --help)");
+              }
+              options->function = words.front();
+              words.erase(words.begin());
+            }
+            options->args = std::move(words);
             return run_call(*options);
           }};
 }

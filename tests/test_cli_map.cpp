@@ -93,6 +93,20 @@ TEST(CliMap, MissingCommandFailsEveryItemWith127) {
   EXPECT_EQ(line["exit_code"], 127);
 }
 
+TEST(CliMap, ACommandThatCannotStartSaysWhy) {
+  // Linux refuses an argument over 128 KiB; a file without the execute bit is not a command.
+  const std::string line(200000, 'x');
+  auto r = run_dpool({"map", "--local", "1", "--", "echo"}, line + "\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("echo: cannot run the command: its arguments are too long"),
+            std::string::npos)
+      << r.err.substr(0, 500);
+  r = run_dpool({"map", "--local", "1", "--", DPOOL_SOURCE_DIR "/README.md"}, "a\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("README.md: cannot run the command: permission denied"), std::string::npos)
+      << r.err;
+}
+
 TEST(CliMap, JsonLinesParse) {
   const auto r = run_dpool({"map", "--local", "2", "--json", "--", "sh", "-c", "echo out $0; echo err >&2; exit $0", "{}"},
                            "0\n3\n");

@@ -159,6 +159,27 @@ struct CommandStart {
   pid_t group;  // > 0: the keeper's group to join
 };
 
+/* Why execvp failed, as the end of a line after the command's name. Fixed strings: strerror
+ * is not async-signal-safe. */
+const char* exec_failure(int e) {
+  switch (e) {
+    case ENOENT:
+      return ": command not found\n";
+    case EACCES:
+      return ": cannot run the command: permission denied\n";
+    case E2BIG:
+      // An item longer than this, appended as an argument, lands here (dpool map).
+      return ": cannot run the command: its arguments are too long (Linux takes at most 128 KiB "
+             "an argument)\n";
+    case ENOEXEC:
+      return ": cannot run the command: not an executable this system can run\n";
+    case ENOMEM:
+      return ": cannot run the command: out of memory\n";
+    default:
+      return ": cannot run the command\n";
+  }
+}
+
 /* The command's process until execvp. It shares the task process's memory (start_command), so
  * only system calls and async-signal-safe functions, on its own stack, and no return. */
 [[noreturn]] int become_command(void* start_ptr) {
@@ -179,8 +200,8 @@ struct CommandStart {
   ::dup2(start.err->fd[1], 2);
   ::execvp(argv[0], argv);
   const int e = errno;
-  // A short note the parent reads as stderr: the command could not start.
-  const char* what = e == ENOENT ? ": command not found\n" : ": cannot run the command\n";
+  // A short note the parent reads as stderr: the command could not start, and why.
+  const char* what = exec_failure(e);
   [[maybe_unused]] auto n1 = ::write(2, argv[0], std::strlen(argv[0]));
   [[maybe_unused]] auto n2 = ::write(2, what, std::strlen(what));
   ::_exit(e == ENOENT ? 127 : 126);

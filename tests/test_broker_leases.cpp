@@ -219,10 +219,8 @@ TEST_F(BrokerProtocol, RefusesADoneWithFarMoreOutcomesThanItsWorkerHoldsLeases) 
   std::vector<wire::Outcome> outcomes;
   std::vector<std::string> payloads;
   for (std::uint64_t k = 0; k < 67; ++k) {
-    wire::Outcome o;
-    o.task = lease.task + k;  // the real lease first, then keys it was never given
-    o.attempt = lease.attempt;
-    o.pid = 777;
+    auto o = dpool::test::FakeWorker::outcome_of(lease);
+    o.task += k;  // the real lease first, then keys it was never given
     outcomes.push_back(o);
     payloads.emplace_back(k == 0 ? "inside a forged batch" : "forged");
   }

@@ -25,6 +25,7 @@ using dpool::BrokerStats;
 using dpool::Status;
 using dpool::test::BrokerProtocol;
 using dpool::test::FakeClient;
+using dpool::test::FakeWorker;
 namespace wire = dpool::wire;
 
 using BrokerSendQueue = BrokerProtocol;
@@ -81,12 +82,7 @@ TEST_F(BrokerSendQueue, AClientThatStopsReadingGetsEveryResultOnceItReadsAgain) 
   EXPECT_TRUE(broker_error_.empty());
 }
 
-}  // namespace
-
-namespace {
-
-using dpool::test::FakeWorker;
-using BrokerStopping = dpool::test::BrokerProtocol;
+using BrokerStopping = BrokerProtocol;
 
 #ifdef DPOOL_SANITIZED
 constexpr int kStopRounds = 15;
@@ -104,11 +100,7 @@ void answer_all(FakeWorker& w, FakeClient& c, std::uint64_t count, std::size_t s
     std::vector<wire::Outcome> outcomes;
     std::vector<std::string> payloads;
     for (const auto& [lease, arg] : w.expect_leases(100, 2s)) {
-      wire::Outcome o;
-      o.task = lease.task;
-      o.attempt = lease.attempt;
-      o.pid = 777;
-      outcomes.push_back(o);
+      outcomes.push_back(FakeWorker::outcome_of(lease));
       payloads.emplace_back(size, 'r');
     }
     ASSERT_FALSE(outcomes.empty()) << "the worker was not sent every task";

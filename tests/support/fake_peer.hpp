@@ -318,26 +318,28 @@ class FakeWorker : public FakePeer {
     for (const auto& o : outcomes) release_locked(o.task);
   }
 
-  /* One outcome for `lease`. */
-  void finish(const wire::Lease& lease, const std::string& result, Status status = Status::kOk,
-              std::string error_type = {}) {
+  /* An ok outcome of `lease`, as this host's (fake) process 777 reports it. */
+  static wire::Outcome outcome_of(const wire::Lease& lease) {
     wire::Outcome o;
     o.task = lease.task;
     o.attempt = lease.attempt;
+    o.pid = 777;
+    return o;
+  }
+
+  /* One outcome for `lease`. */
+  void finish(const wire::Lease& lease, const std::string& result, Status status = Status::kOk,
+              std::string error_type = {}) {
+    auto o = outcome_of(lease);
     o.status = status;
     o.error_type = std::move(error_type);
-    o.pid = 777;
     done({o}, {result});
   }
 
   /* An ok outcome for `lease` that leaves `held` alone: for outcomes the broker must refuse
    * (wrong attempt, unknown task) while this worker still holds the real lease. */
   void send_stale(const wire::Lease& lease, const std::string& result) {
-    wire::Outcome o;
-    o.task = lease.task;
-    o.attempt = lease.attempt;
-    o.pid = 777;
-    send(Command::kDone, wire::DoneBatch{{o}}, {result});
+    send(Command::kDone, wire::DoneBatch{{outcome_of(lease)}}, {result});
   }
 
   /* Says in every heartbeat from now on that it is draining (and sends one at once). */

@@ -155,13 +155,20 @@ std::vector<std::string> call_arguments(const std::optional<std::string>& first,
 }  // namespace
 
 std::vector<std::string> cut_after_mark(int& argc, char** argv, std::string_view subcommand,
-                                        const std::vector<std::string_view>& value_options) {
+                                        const CLI::App& parent) {
+  // The parent's options that take a value: their value may be any word, "call" too.
+  std::vector<std::string> value_options;
+  for (const auto* option : parent.get_options()) {
+    if (option->get_type_size() == 0) continue;  // a flag
+    for (const auto& name : option->get_lnames()) value_options.push_back("--" + name);
+    for (const auto& name : option->get_snames()) value_options.push_back("-" + name);
+  }
   int i = 1;
   for (; i < argc; ++i) {
     const std::string_view word = argv[i];
     if (word == "--") return {};  // before any subcommand: not ours to cut
     if (std::find(value_options.begin(), value_options.end(), word) != value_options.end()) {
-      ++i;  // its value, which may be any word
+      ++i;  // its value
     } else if (word.empty() || word[0] != '-') {
       break;
     }

@@ -31,10 +31,10 @@ struct Command {
 
 /* `dpool call F 1 -- 2`: CLI11 hands the words after a "--" that follows the last positional
  * to the parent command, which refuses them. For call every word after the "--" is an
- * argument, so main cuts them off argv before parsing (when `subcommand` is the one given;
- * `value_options` are the parent's options that take a value) and hands them to add_call. */
+ * argument, so main cuts them off argv before parsing (when `subcommand` is the one given
+ * after `parent`'s own options, which must all be added by then) and hands them to add_call. */
 std::vector<std::string> cut_after_mark(int& argc, char** argv, std::string_view subcommand,
-                                        const std::vector<std::string_view>& value_options);
+                                        const CLI::App& parent);
 Command add_call(CLI::App& parent, std::vector<std::string> after_mark);
 Command add_map(CLI::App& parent);
 Command add_submit(CLI::App& parent);

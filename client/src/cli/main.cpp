@@ -45,8 +45,7 @@ int main(int argc, char** argv) {
   app.add_option("--broker-key", broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
   app.add_option("--curve-key", curve_key, "CURVE: this client's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
 
-  auto after_mark =
-      dpool::cli::cut_after_mark(argc, argv, "call", {"--config", "--broker-key", "--curve-key"});
+  auto after_mark = dpool::cli::cut_after_mark(argc, argv, "call", app);
   const dpool::cli::Command commands[] = {
       dpool::cli::add_call(app, std::move(after_mark)),
       dpool::cli::add_map(app),

@@ -16,7 +16,25 @@ run_suite() {  # run_suite NAME BUILD_DIR EXTRA_CMAKE_ARGS
   echo "== $name: building in $dir" >&2
   DPOOL_BUILD_DIR=$dir DPOOL_CMAKE_ARGS="${DPOOL_CMAKE_ARGS:-} $args" scripts/build.sh
   echo "== $name: testing" >&2
-  (cd "$dir" && ctest --output-on-failure --timeout 300 -j2 "${@:4}")
+  local rc=0
+  rm -f "$dir/Testing/Temporary/LastTestsFailed.log"  # ctest leaves an earlier run's list
+  (cd "$dir" && ctest --output-on-failure --timeout 300 -j2 "${@:4}") || rc=$?
+  if [ "$rc" -ne 0 ]; then print_failures "$name" "$dir"; fi
+  return "$rc"
+}
+
+# The failed tests' output again, after the summary: with -j2 and hundreds of tests it is
+# otherwise far up the log, where a log cut to its last lines loses it.
+print_failures() {  # print_failures NAME BUILD_DIR
+  local failed=$2/Testing/Temporary/LastTestsFailed.log log=$2/Testing/Temporary/LastTest.log
+  [ -f "$failed" ] && [ -f "$log" ] || return 0
+  echo "== $1: what the failed tests printed (the last 60 lines of each)" >&2
+  cut -d: -f2- "$failed" | while IFS= read -r test; do
+    echo "-- $test" >&2
+    awk -v t="$test" '$0 ~ "^[0-9]+/[0-9]+ Test: " && substr($0, index($0, "Test: ") + 6) == t { on = 1; next }
+                      on && /^<end of output>$/ { exit }
+                      on' "$log" | tail -n 60 >&2
+  done
 }
 
 run_suite "plain" build "" "$@"

@@ -222,6 +222,17 @@ TEST(CliMap, BadFlagsAreOneLineAndExitTwo) {
     EXPECT_EQ(r.exit_code, 2) << r.err;
     expect_one_line(r.err);
   }
+  // Number flags say what is wrong in words, as their YAML keys do.
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"map", "--retries", "x", "--", "echo"}, "--retries: expected a whole number, got 'x'"},
+           {{"map", "--timeout", "-1", "--", "echo"}, "--timeout: must be 0.001 s or more, got -1"},
+           {{"call", "--timeout", "nan", "square", "3"}, "--timeout: expected a number of seconds like 30 or 2.5, got 'nan'"},
+           {{"call", "--timeout", "1e300", "square", "3"}, "--timeout: must be at most 360000000 s, got 1e300"},
+           {{"call", "--priority", "12", "square", "3"}, "--priority: must be at most 9, got 12"}}) {
+    const auto r = run_dpool(args, "a\n");
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  }
   TempDir dir;
   const auto config = dir.path() + "/bad.yaml";
   { std::ofstream(config) << "client:\n  broker: [unclosed\n"; }

@@ -547,6 +547,42 @@ TEST(Config, SizeFlagBecomesBytesOrSaysWhatIsWrong) {
   EXPECT_NE(flag(text).find("must be at most"), std::string::npos) << flag(text);
 }
 
+TEST(Config, CountFlagIsDecimalOrSaysWhatIsWrong) {
+  const auto flag = dpool::count_flag({1, 1000});
+  std::string text = "010";  // CLI11 alone would read octal 8
+  EXPECT_EQ(flag(text), "");
+  EXPECT_EQ(text, "10");
+  for (std::string bad : {"ten", "1.5", "0x10", "", "5 ", "1e3"}) {
+    EXPECT_EQ(flag(bad), "expected a whole number, got '" + bad + "'");
+  }
+  text = "0";
+  EXPECT_EQ(flag(text), "must be 1 or more, got 0");
+  text = "-3";
+  EXPECT_EQ(flag(text), "must be 1 or more, got -3");
+  text = "1001";
+  EXPECT_EQ(flag(text), "must be at most 1000, got 1001");
+  text = "99999999999999999999999";
+  EXPECT_EQ(flag(text), "must be at most 1000, got 99999999999999999999999");
+  text = "-99999999999999999999999";
+  EXPECT_EQ(flag(text), "must be 1 or more, got -99999999999999999999999");
+}
+
+TEST(Config, SecondsFlagTakesPlainNumbersInRange) {
+  const auto flag = dpool::seconds_flag(dpool::limits::kTimeoutMs);
+  for (std::string good : {"30", "2.5", "0.001", "1e3", "360000000"}) {
+    EXPECT_EQ(flag(good), "") << good;
+  }
+  for (std::string bad : {"nan", "inf", "0x10", "", "soon", "3s", "1..2"}) {
+    EXPECT_EQ(flag(bad), "expected a number of seconds like 30 or 2.5, got '" + bad + "'");
+  }
+  std::string text = "0";
+  EXPECT_EQ(flag(text), "must be 0.001 s or more, got 0");
+  text = "-2";
+  EXPECT_EQ(flag(text), "must be 0.001 s or more, got -2");
+  text = "1e300";  // once cast to milliseconds, a negative wait
+  EXPECT_EQ(flag(text), "must be at most 360000000 s, got 1e300");
+}
+
 TEST(Config, WorkerMemoryLimitAndDrainTimeoutLoadAndPrintBack) {
   TempDir dir;
   dpool::WorkerConfig defaults;

@@ -237,7 +237,9 @@ TEST(ConfigCli, BadFlagValuesAreOneLineErrors) {
   expect_error(broker({"--job-ttl", "24", "--print-config"}), "dpool-broker: --job-ttl", "unit");
   expect_error(broker({"--heartbeat-interval", "5ms", "--print-config"}), "dpool-broker: --heartbeat-interval",
                "10ms or more");
-  expect_error(worker({"--processes", "5000", "--print-config"}), "dpool-worker: --processes", "4096");
+  expect_error(worker({"--processes", "5000", "--print-config"}), "dpool-worker: --processes", "must be at most 4096, got 5000");
+  expect_error(worker({"--processes", "two", "--print-config"}), "dpool-worker: --processes", "expected a whole number, got 'two'");
+  expect_error(broker({"--max-attempts", "0", "--print-config"}), "dpool-broker: --max-attempts", "must be 1 or more, got 0");
   expect_error(worker({"--log-level", "loud", "--print-config"}), "dpool-worker: --log-level", "loud");
   expect_error(worker({"--tag", "novalue", "--print-config"}), "dpool-worker: ", "--tag wants KEY=VALUE");
 }

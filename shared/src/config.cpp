@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -537,6 +539,43 @@ std::function<std::string(std::string&)> size_flag(Limits limits) {
     } catch (const Error& e) {
       return e.what();
     }
+  };
+}
+
+// ---- Numbers --------------------------------------------------------------------------------
+
+std::function<std::string(std::string&)> count_flag(Limits limits) {
+  return [limits](std::string& text) -> std::string {
+    long long n = 0;
+    const char* end = text.data() + text.size();
+    const auto [at, ec] = std::from_chars(text.data(), end, n);
+    if (ec == std::errc::result_out_of_range) {
+      if (text[0] == '-') return "must be " + show_count(limits.min) + " or more, got " + text;
+      return "must be at most " + show_count(limits.max) + ", got " + text;
+    }
+    if (ec != std::errc{} || at != end) return "expected a whole number, got '" + text + "'";
+    if (auto wrong = out_of(n, limits, show_count); !wrong.empty()) return wrong;
+    text = std::to_string(n);
+    return "";
+  };
+}
+
+std::function<std::string(std::string&)> seconds_flag(Limits limits) {
+  return [limits](std::string& text) -> std::string {
+    const bool plain = !text.empty() && text.find_first_not_of("0123456789.eE+-") == std::string::npos;
+    char* end = nullptr;
+    const double s = plain ? std::strtod(text.c_str(), &end) : 0;
+    if (!plain || *end != '\0' || !std::isfinite(s)) {
+      return "expected a number of seconds like 30 or 2.5, got '" + text + "'";
+    }
+    const auto show = [](long long ms) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.10g s", static_cast<double>(ms) / 1000);
+      return std::string(buf);
+    };
+    if (s * 1000 < static_cast<double>(limits.min)) return "must be " + show(limits.min) + " or more, got " + text;
+    if (s * 1000 > static_cast<double>(limits.max)) return "must be at most " + show(limits.max) + ", got " + text;
+    return "";
   };
 }
 

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "builtins.hpp"
+#include "dpool/config.hpp"
 #include "dpool/task.hpp"
 
 namespace dpool::detail {
@@ -66,7 +67,7 @@ constexpr Deadline kNever = Deadline::max();
 // Between the SIGTERM and the SIGKILL of a timed-out command's group.
 constexpr auto kGrace = std::chrono::seconds(2);
 // Longer limits are refused: past this a time point could overflow, and nobody means it.
-constexpr double kMaxTimeout = 1e7;
+constexpr double kMaxTimeout = static_cast<double>(limits::kCommandTimeoutMs.max) / 1000;
 
 struct ExecRequest {
   std::vector<std::string> argv;

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "dpool/cli_main.hpp"
 #include "dpool/client.hpp"
 #include "dpool/codec.hpp"
 #include "dpool/config.hpp"
@@ -197,7 +198,7 @@ Command add_call(CLI::App& parent, std::vector<std::string> after_mark) {
       "ARG...: every word after FUNCTION that is not an option is an argument, and every word "
       "after --.");
   add_broker_option(*cmd, options->broker);
-  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(seconds());
   add_policy_options(*cmd, options->policy, true);
   return {cmd, [options, cmd, after_mark = std::move(after_mark)] {
             auto words = call_arguments(options->first_arg, cmd->remaining(), after_mark);

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -14,6 +15,17 @@
 #include "dpool/error.hpp"
 
 namespace dpool {
+
+/* Number flags checked as their YAML keys are (config.hpp's count_flag and seconds_flag): CLI11's
+ * own Range says "Value abc not in range 1 to 1000" of a word, and prints DBL_MAX in full for
+ * PositiveNumber. Use whole_number() with transform(), which keeps its decimal rewrite. */
+inline CLI::Validator whole_number(Limits limits) {
+  const auto range = "INT in [" + std::to_string(limits.min) + " - " + std::to_string(limits.max) + "]";
+  return CLI::Validator(count_flag(limits), range);
+}
+inline CLI::Validator seconds(Limits limits = limits::kTimeoutMs) {
+  return CLI::Validator(seconds_flag(limits), "SECONDS");
+}
 
 template <class Run>
 int run_main(const char* program, CLI::App& app, int argc, char** argv, Run run) {

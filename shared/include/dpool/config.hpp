@@ -42,6 +42,7 @@ inline constexpr Limits kMaxAttempts{1, 1000};
 inline constexpr Limits kWindow{1, 1'000'000'000};
 inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
 inline constexpr Limits kTimeoutMs{1, kLongestMs};
+inline constexpr Limits kCommandTimeoutMs{1, 10'000'000'000LL};  // 1e7 s: what the exec built-in takes
 inline constexpr Limits kJobTtlMs{1000, kLongestMs};
 inline constexpr Limits kAgingMs{1, kLongestMs};
 inline constexpr Limits kResultDelayMs{0, 60'000};               // 0: every RESULT at once
@@ -211,6 +212,15 @@ std::string resolve_client_config(const std::string& explicit_broker, ClientConf
 /* A CLI11 transform for a size flag, as duration_flag() for durations: it replaces the flag's
  * text by its number of bytes and returns "", or returns what is wrong. */
 [[nodiscard]] std::function<std::string(std::string&)> size_flag(Limits limits);
+
+/* A CLI11 transform for a whole-number flag, in the words its YAML key uses ("expected a whole
+ * number, got 'ten'", "must be 1 or more, got 0"). It writes the number back in decimal:
+ * CLI11 would read "010" as octal and "0x10" as hex. */
+[[nodiscard]] std::function<std::string(std::string&)> count_flag(Limits limits);
+
+/* A CLI11 check for a flag in seconds, like 30 or 2.5, from limits.min to limits.max
+ * milliseconds; "nan", "inf" and hex, which strtod takes, are not seconds. */
+[[nodiscard]] std::function<std::string(std::string&)> seconds_flag(Limits limits);
 
 /* trace, debug, info, warn, error, off: what log_level and --log-level accept. */
 [[nodiscard]] const std::vector<std::string>& log_levels();

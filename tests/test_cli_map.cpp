@@ -107,6 +107,21 @@ TEST(CliMap, ACommandThatCannotStartSaysWhy) {
       << r.err;
 }
 
+// A NUL cannot be part of a command's argument: the item fails and says so, rather than running
+// the command on the bytes before the NUL. Items are named on stderr with control bytes escaped.
+TEST(CliMap, AnItemHoldingANulByteFailsAndSaysSo) {
+  const auto r = run_dpool({"map", "--local", "1", "--", "echo"}, std::string("a\0b\nc\n", 6));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "c\n");
+  EXPECT_NE(r.err.find("a\\x00b: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("exec: argument 1 holds a NUL byte"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\0'), std::string::npos) << r.err;
+  const auto clear = run_dpool({"map", "--local", "1", "--", "false"}, "\x1b[2J\n");
+  EXPECT_EQ(clear.exit_code, 1);
+  EXPECT_NE(clear.err.find("\\x1b[2J: "), std::string::npos) << clear.err;
+  EXPECT_EQ(clear.err.find('\x1b'), std::string::npos) << clear.err;
+}
+
 TEST(CliMap, JsonLinesParse) {
   const auto r = run_dpool({"map", "--local", "2", "--json", "--", "sh", "-c", "echo out $0; echo err >&2; exit $0", "{}"},
                            "0\n3\n");

@@ -111,6 +111,12 @@ ExecRequest parse_request(const msgpack::object& args) {
     const auto& a = args.via.array.ptr[i];
     if (a.type != msgpack::type::STR && a.type != msgpack::type::BIN) throw ArgumentError("exec takes the command and its arguments as strings");
     r.argv.push_back(a.as<std::string>());
+    // execvp would end the word at the NUL and run the command on what came before it.
+    if (r.argv.back().find('\0') != std::string::npos) {
+      throw ArgumentError(r.argv.size() == 1 ? "exec: the command holds a NUL byte, which no command name can carry"
+                                             : "exec: argument " + std::to_string(r.argv.size() - 1) +
+                                                   " holds a NUL byte, which no command argument can carry");
+    }
   }
   if (r.argv.empty() || r.argv[0].empty()) throw ArgumentError("exec needs a command to run");
   return r;

@@ -1,6 +1,7 @@
 /* The exec built-in's results as `dpool map` and `dpool result` print them (exec_output.hpp). */
 #include "exec_output.hpp"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "cli.hpp"
@@ -8,11 +9,30 @@
 
 namespace dpool::cli {
 
-/* The item's name as a prefix for messages: cut when it is long. */
+/* The item's name as a prefix for messages: cut when it is long, on a UTF-8 character's start,
+ * and with control bytes escaped, so that an item holding a NUL or a terminal's escape
+ * sequence reads as what it is and leaves the terminal alone. */
 std::string label(const std::string& text) {
   constexpr std::size_t kMax = 80;
-  if (text.size() <= kMax) return text;
-  return text.substr(0, kMax) + "...";
+  std::size_t end = text.size();
+  if (end > kMax) {
+    end = kMax;
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  }
+  std::string out;
+  for (std::size_t i = 0; i < end; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return end < text.size() ? out + "..." : out;
 }
 
 /* exec's arguments for one item: [{"timeout": T}, command, arg...], or without the map. */

@@ -55,9 +55,9 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kHeartbeatMs, true), "DURATION"));
   app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before a peer is dead (default 3)")
-      ->transform(whole_number(limits::kLiveness));
+      ->transform(count_validator(limits::kLiveness));
   app.add_option("--max-attempts", f.max_attempts, "worker deaths a task may cause before it fails (default 3)")
-      ->transform(whole_number(limits::kMaxAttempts));
+      ->transform(count_validator(limits::kMaxAttempts));
   app.add_option("--client-timeout", f.client_timeout_ms, "drop a silent client's tasks after this (default 60s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kTimeoutMs), "DURATION"));
   app.add_option("--job-ttl", f.job_ttl_ms, "keep a finished detached job's results this long (default 24h)")
@@ -69,13 +69,13 @@ void add_flags(CLI::App& app, Flags& f) {
       ->transform(CLI::Validator(dpool::duration_flag(limits::kResultDelayMs), "DURATION"));
   app.add_option("--max-tasks-per-client", f.max_tasks_per_client,
                  "tasks one client may have held, results not yet ACKed included (default 1000000)")
-      ->transform(whole_number(limits::kTasksPerClient));
+      ->transform(count_validator(limits::kTasksPerClient));
   app.add_option("--max-bytes-per-client", f.max_bytes_per_client,
                  "payload bytes of those, like 512MiB or 2GiB (default 1GiB)")
       ->transform(CLI::Validator(dpool::size_flag(limits::kBytesPerClient), "SIZE"));
   app.add_option("--max-jobs", f.max_jobs,
                  "detached jobs held at once, running or keeping results (default 10000)")
-      ->transform(whole_number(limits::kJobs));
+      ->transform(count_validator(limits::kJobs));
   app.add_option("--max-message-size", f.max_message_size,
                  "largest frame a peer may send; a larger one disconnects it (default 1GiB)")
       ->transform(CLI::Validator(dpool::size_flag(limits::kMessageSize), "SIZE"));

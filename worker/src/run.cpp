@@ -94,12 +94,12 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--broker-key", f.broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
   app.add_option("--curve-key", f.curve_key, "CURVE: this host's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
   app.add_option("--processes,-p", f.processes, "worker processes (default 0: one per core)")
-      ->transform(whole_number(limits::kProcesses));
+      ->transform(count_validator(limits::kProcesses));
   app.add_option("--prefetch", f.prefetch, "tasks queued per process beyond the one it runs (default 2)")
-      ->transform(whole_number(limits::kPrefetch));
+      ->transform(count_validator(limits::kPrefetch));
   app.add_flag("--allow-exec", f.allow_exec, "offer the exec task (runs shell commands)");
   app.add_option("--max-tasks-per-child", f.max_tasks, "replace a process after this many tasks (default 0: never)")
-      ->transform(whole_number(limits::kMaxTasksPerChild));
+      ->transform(count_validator(limits::kMaxTasksPerChild));
   app.add_option("--max-memory-per-child", f.max_memory,
                  "replace a process once its resident memory passes this, after its running task; "
                  "like 512MiB, 2G, 300MB or bytes (default 0: no limit)")
@@ -114,7 +114,7 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
       ->transform(CLI::Validator(duration_flag(limits::kHeartbeatMs, true), "DURATION"));
   app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before the broker is dead (default 3)")
-      ->transform(whole_number(limits::kLiveness));
+      ->transform(count_validator(limits::kLiveness));
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember(log_levels()));
 }

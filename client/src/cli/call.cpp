@@ -198,7 +198,7 @@ Command add_call(CLI::App& parent, std::vector<std::string> after_mark) {
       "ARG...: every word after FUNCTION that is not an option is an argument, and every word "
       "after --.");
   add_broker_option(*cmd, options->broker);
-  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(seconds());
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(seconds_validator());
   add_policy_options(*cmd, options->policy, true);
   return {cmd, [options, cmd, after_mark = std::move(after_mark)] {
             auto words = call_arguments(options->first_arg, cmd->remaining(), after_mark);

@@ -325,9 +325,9 @@ Command add_submit(CLI::App& parent) {
   cmd->add_option("--id", options->id, "the job's id (default: a new random one)");
   cmd->add_option("--function", options->function, "the task function each line of arguments calls");
   cmd->add_option("--args", options->args_file, "with --function: a file of one JSON argument list a line (default: stdin)");
-  cmd->add_option("--chunksize", options->chunksize, "calls per task (default 1)")->transform(whole_number({1, 100000}));
+  cmd->add_option("--chunksize", options->chunksize, "calls per task (default 1)")->transform(count_validator({1, 100000}));
   cmd->add_option("--timeout", options->timeout, "fail a command that runs longer than this many seconds")
-      ->check(seconds(limits::kCommandTimeoutMs));
+      ->check(seconds_validator(limits::kCommandTimeoutMs));
   add_policy_options(*cmd, options->policy, true);
   cmd->prefix_command();  // the command's words are kept as typed (see dpool map)
   auto first = std::make_shared<std::string>();
@@ -341,7 +341,7 @@ Command add_submit(CLI::App& parent) {
 Command add_wait(CLI::App& parent) {
   auto options = std::make_shared<JobOptions>();
   auto* cmd = job_command(parent, "wait", "waits until a detached job is done; exit 1 if any task failed", *options);
-  cmd->add_option("--timeout", options->timeout, "give up after this many seconds (exit 1)")->check(seconds());
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds (exit 1)")->check(seconds_validator());
   return {cmd, [options] { return run_wait(*options); }};
 }
 

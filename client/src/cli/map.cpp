@@ -405,23 +405,23 @@ Command add_map(CLI::App& parent) {
       "map", "runs COMMAND once per item on the workers: items are the lines of stdin, or the values after ::: ({} is the item)");
   auto* broker_opt = cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, else a local cluster)");
   cmd->add_option("--local", options->local, "run on a local cluster of N worker processes")
-      ->transform(whole_number({1, 4096}))
+      ->transform(count_validator({1, 4096}))
       ->excludes(broker_opt);
   cmd->add_flag("--unordered", options->unordered, "print results as they finish, not in input order");
   cmd->add_option("--timeout", options->timeout, "fail an item that runs longer than this many seconds (from its start)")
-      ->check(seconds(limits::kCommandTimeoutMs));
+      ->check(seconds_validator(limits::kCommandTimeoutMs));
   cmd->add_option("--retries", options->retries, "run a failed item again, up to N times")
-      ->transform(whole_number({0, 1000}));
+      ->transform(count_validator({0, 1000}));
   cmd->add_flag("--json", options->json, "print one JSON object per item instead of its output");
   add_policy_options(*cmd, options->policy, false);
   cmd->add_option("--window", options->window, "items read and not yet printed, at most (default 1000)")
-      ->transform(whole_number({1, 1000000}));
+      ->transform(count_validator({1, 1000000}));
   cmd->add_option("--on-full", options->on_full,
                   "when the broker holds as many of this client's tasks as it allows: wait for room, "
                   "or fail the item (default: the config file's on_full, else wait)")
       ->check(CLI::IsMember({"wait", "error"}));
   cmd->add_option("--chunksize", options->chunksize, "items sent to a worker in one task (default 1)")
-      ->transform(whole_number({1, 10000}));
+      ->transform(count_validator({1, 10000}));
   auto* progress = cmd->add_flag("--progress", options->progress, "show a progress bar on stderr (default: when it is a terminal)");
   cmd->add_flag("--no-progress", options->no_progress, "never show a progress bar")->excludes(progress);
   // Only the command's first word is CLI11's: it would read a later argument like "[a,b]" as a

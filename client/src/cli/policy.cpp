@@ -13,7 +13,7 @@ void add_policy_options(CLI::App& cmd, TaskPolicy& policy, bool retries) {
   cmd.add_option_function<unsigned>(
          "--priority", [&policy](unsigned p) { policy.priority = static_cast<std::uint8_t>(p); },
          "0 to 9, higher runs first (default 5)")
-      ->transform(whole_number({0, 9}));
+      ->transform(count_validator({0, 9}));
   cmd.add_option_function<std::vector<std::string>>(
          "--require",
          [&policy](const std::vector<std::string>& tags) {
@@ -32,7 +32,7 @@ void add_policy_options(CLI::App& cmd, TaskPolicy& policy, bool retries) {
   if (!retries) return;
   cmd.add_option_function<unsigned>(
          "--retries", [&policy](unsigned n) { policy.retries = n; }, "run a task that threw again, up to N times")
-      ->transform(whole_number({0, 1000}));
+      ->transform(count_validator({0, 1000}));
   cmd.add_option_function<long long>(
          "--retry-delay", [&policy](long long ms) { policy.retry_delay = std::chrono::milliseconds(ms); },
          "wait this long before the first retry, twice as long before each later one (default 0)")

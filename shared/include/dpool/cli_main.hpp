@@ -1,7 +1,8 @@
 /* The frame of every dpool binary's main(): parse the flags, run, and turn what went wrong
  * into one line on stderr and an exit code, so that dpool-broker, dpool-worker and dpool fail
  * alike: 2 for what a person caused (a bad flag, a bad config file, an unreachable broker), 3
- * for a dpool bug. Header-only: only the binaries link CLI11.
+ * for a dpool bug. Also the validators of number flags, so that the three binaries word a bad
+ * number alike, and as their YAML keys do. Header-only: only the binaries link CLI11.
  */
 #pragma once
 
@@ -18,12 +19,12 @@ namespace dpool {
 
 /* Number flags checked as their YAML keys are (config.hpp's count_flag and seconds_flag): CLI11's
  * own Range says "Value abc not in range 1 to 1000" of a word, and prints DBL_MAX in full for
- * PositiveNumber. Use whole_number() with transform(), which keeps its decimal rewrite. */
-inline CLI::Validator whole_number(Limits limits) {
+ * PositiveNumber. Use count_validator() with transform(), which keeps its decimal rewrite. */
+inline CLI::Validator count_validator(Limits limits) {
   const auto range = "INT in [" + std::to_string(limits.min) + " - " + std::to_string(limits.max) + "]";
   return CLI::Validator(count_flag(limits), range);
 }
-inline CLI::Validator seconds(Limits limits = limits::kTimeoutMs) {
+inline CLI::Validator seconds_validator(Limits limits = limits::kTimeoutMs) {
   return CLI::Validator(seconds_flag(limits), "SECONDS");
 }
 

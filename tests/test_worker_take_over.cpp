@@ -7,6 +7,7 @@
  * from and by the one that took it, shows there even though the host reports it once.
  */
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <cstdint>
 #include <fstream>
@@ -147,6 +148,46 @@ TEST(TakeOver, AmongQuickTasksALongOneLosesItsQueueOnceItHasRunAMillisecond) {
   Host host(2, {"--heartbeat-interval", "10000"});
   ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2, 0));
   expect_taken_over(host, log, 0);
+}
+
+/* A process that starts its long task late, after its sibling ran its own share and went
+ * idle, still loses its queue a millisecond into that task: its start wakes nobody, so the
+ * host must look again by itself. The late start is made certain by stopping the process
+ * that is dealt first (slot 0) until its sibling is done. Heartbeats every 10 s, as above. */
+TEST(TakeOver, AProcessThatStartsItsLongTaskLateStillLosesItsQueue) {
+  TempDir dir;
+  const auto log = dir.path() + "/runs";
+  Host host(2, {"--heartbeat-interval", "10000"});
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2, 0));
+  send_naps(host.broker, log, 100, {0, 0});  // dealt one each, slot 0 first
+  pid_t first = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto d = host.broker.next_outcome();
+    ASSERT_TRUE(d.has_value()) << host.worker.log();
+    if (d->outcome.task == 100) first = static_cast<pid_t>(d->outcome.pid);
+  }
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGSTOP), 0);
+  send_naps(host.broker, log, 1, {1500, 0, 0, 0, 0, 0});  // 1, 3, 5 to the stopped one
+  std::vector<std::uint64_t> order;
+  for (int i = 0; i < 3; ++i) {
+    auto d = host.broker.next_outcome();
+    if (!d) ::kill(first, SIGCONT);
+    ASSERT_TRUE(d.has_value()) << host.worker.log();
+    order.push_back(d->outcome.task);
+  }
+  ASSERT_EQ(::kill(first, SIGCONT), 0);
+  EXPECT_EQ(std::set<std::uint64_t>(order.begin(), order.end()), (std::set<std::uint64_t>{2, 4, 6}));
+  for (int i = 0; i < 3; ++i) {
+    auto d = host.broker.next_outcome();
+    ASSERT_TRUE(d.has_value()) << host.worker.log();
+    EXPECT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
+    order.push_back(d->outcome.task);
+  }
+  EXPECT_EQ(order.back(), 1u) << "tasks 3 and 5 waited behind the long one";
+  for (const auto& [key, runs] : runs_logged(log)) {
+    EXPECT_EQ(runs, 1) << "task " << key << " ran " << runs << " times";
+  }
 }
 
 /* Tasks taken over earlier may still be queued ahead of the busy process when it gets more

@@ -212,7 +212,7 @@ std::chrono::milliseconds Supervisor::poll_timeout() const {
     // A call that runs past kLongTask lets an idle child take what waits behind it.
     const auto now = Clock::now();
     for (const auto& c : children_) {
-      if (const auto from = takeable_from(c); from > now) wake = std::min(wake, from);
+      if (const auto from = takeable_from(c, now); from > now) wake = std::min(wake, from);
     }
   }
   return until(wake, timed ? kTimeLimitTick : config_.heartbeat.interval);
@@ -443,7 +443,7 @@ void Supervisor::take_over(std::vector<wire::TaskBatch>& batches,
     Child* donor = nullptr;
     for (auto& c : children_) {
       const bool longer = !donor || c.assigned.size() > donor->assigned.size();
-      if (longer && takeable_from(c) <= now) donor = &c;
+      if (longer && takeable_from(c, now) <= now) donor = &c;
     }
     if (!donor) return;
     for (auto& item : take_queued(*donor)) {
@@ -458,12 +458,15 @@ void Supervisor::take_over(std::vector<wire::TaskBatch>& batches,
 
 /* When tasks queued at `c` may be taken over: at once while recent tasks were long
  * (kLongTask), else once its running call has run that long; never with nothing queued. */
-Clock::time_point Supervisor::takeable_from(const Child& c) const {
+Clock::time_point Supervisor::takeable_from(const Child& c, Clock::time_point now) const {
   if (c.pid <= 0 || c.assigned.size() < 2) return Clock::time_point::max();
   if (long_tasks(pacing_)) return Clock::time_point::min();
   const auto started = running_[c.slot].call_started.load(std::memory_order_acquire);
-  // Between tasks: its next outcome brings a turn.
-  if (started == 0) return Clock::time_point::max();
+  // Running nothing: between two tasks, whose outcome brings a turn, or not yet started on
+  // tasks just dealt, which sends nothing until its first run ends. Its start wakes nobody (it
+  // is a store to shared memory), so look again in a moment: a sibling that ran its share
+  // before this child was first scheduled would otherwise idle out the whole of a long run.
+  if (started == 0) return now + kLongTask;
   return Clock::time_point(Clock::duration(started)) + kLongTask;
 }
 

@@ -133,7 +133,7 @@ class Supervisor {
                  std::vector<std::vector<zmq::message_t>>& payloads);
   [[nodiscard]] std::deque<Item> take_queued(Child& c);
   [[nodiscard]] bool runs_after_skipped(const Child& c, std::uint64_t running) const;
-  [[nodiscard]] Clock::time_point takeable_from(const Child& c) const;
+  [[nodiscard]] Clock::time_point takeable_from(const Child& c, Clock::time_point now) const;
   [[nodiscard]] bool has_idle_child() const;
   [[nodiscard]] std::chrono::microseconds outcome_hold() const;
   void send_outcomes(Clock::time_point now);  // unless they may wait (outcome_hold)

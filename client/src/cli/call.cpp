@@ -16,6 +16,7 @@
 #include "dpool/client.hpp"
 #include "dpool/codec.hpp"
 #include "dpool/config.hpp"
+#include "exec_output.hpp"
 #include "json.hpp"
 
 namespace dpool::cli {
@@ -58,11 +59,13 @@ int run_call(const CallOptions& options) {
       // The list of arguments is the payload's outermost level.
       value = parse_json(options.args[i], kArgumentLimits.max_depth - 1);
     } catch (const nlohmann::json::exception& e) {
-      // Argument 1 is the function; its JSON arguments are 2, 3, ...
-      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " is not JSON: " + e.what() +
+      // Argument 1 is the function; its JSON arguments are 2, 3, ... Quoted, so that a user
+      // who counts from the first JSON argument still sees which one.
+      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " ('" + label(options.args[i]) +
+                                    "') is not JSON: " + e.what() +
                                     " (a string is written \"\\\"text\\\"\")");
     } catch (const Error& e) {
-      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " " + e.what() +
+      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " ('" + label(options.args[i]) + "') " + e.what() +
                                     ", more than a task's arguments may (a worker would refuse it)");
     }
     pack_json(packer, value);

@@ -209,10 +209,13 @@ std::chrono::milliseconds Supervisor::poll_timeout() const {
     wake = std::min(wake, link_deadline(c));
   }
   if (has_idle_child()) {
-    // A call that runs past kLongTask lets an idle child take what waits behind it.
+    // A call that runs past kLongTask lets an idle child take what waits behind it. A queue
+    // takeable already was not taken this turn: it became so since take_over looked (a loaded
+    // machine), or could only be recalled. Look again in a moment, not at the next heartbeat.
     const auto now = Clock::now();
     for (const auto& c : children_) {
-      if (const auto from = takeable_from(c, now); from > now) wake = std::min(wake, from);
+      const auto from = takeable_from(c, now);
+      if (from != Clock::time_point::max()) wake = std::min(wake, std::max(from, now + kLongTask));
     }
   }
   return until(wake, timed ? kTimeLimitTick : config_.heartbeat.interval);
@@ -456,17 +459,20 @@ void Supervisor::take_over(std::vector<wire::TaskBatch>& batches,
   }
 }
 
-/* When tasks queued at `c` may be taken over: at once while recent tasks were long
- * (kLongTask), else once its running call has run that long; never with nothing queued. */
+/* When tasks queued at `c` may be taken over: once it runs a call, at once while recent tasks
+ * were long (kLongTask), else once that call has run that long; never with nothing queued. */
 Clock::time_point Supervisor::takeable_from(const Child& c, Clock::time_point now) const {
   if (c.pid <= 0 || c.assigned.size() < 2) return Clock::time_point::max();
+  const auto& slot = running_[c.slot];
+  const auto started = slot.call_started.load(std::memory_order_acquire);
+  // Running nothing: between two tasks, or not yet started on tasks just dealt, or starting one
+  // (its start time is stored before its key). Nothing can be taken then, only recalled
+  // (take_queued), which frees nothing until the child reaches them; and its start wakes
+  // nobody (stores to shared memory), while it sends nothing until its first run ends. So look
+  // again in a moment: a sibling that ran its share before this child was first scheduled
+  // would otherwise idle out the whole of a long run.
+  if (started == 0 || slot.task.load() == 0) return now + kLongTask;
   if (long_tasks(pacing_)) return Clock::time_point::min();
-  const auto started = running_[c.slot].call_started.load(std::memory_order_acquire);
-  // Running nothing: between two tasks, whose outcome brings a turn, or not yet started on
-  // tasks just dealt, which sends nothing until its first run ends. Its start wakes nobody (it
-  // is a store to shared memory), so look again in a moment: a sibling that ran its share
-  // before this child was first scheduled would otherwise idle out the whole of a long run.
-  if (started == 0) return now + kLongTask;
   return Clock::time_point(Clock::duration(started)) + kLongTask;
 }
 

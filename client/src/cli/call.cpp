@@ -55,17 +55,17 @@ int run_call(const CallOptions& options) {
   packer.pack_array(static_cast<std::uint32_t>(options.args.size()));
   for (std::size_t i = 0; i < options.args.size(); ++i) {
     nlohmann::json value;
+    // Argument 1 is the function; its JSON arguments are 2, 3, ... Quoted, so that a user who
+    // counts from the first JSON argument still sees which one.
+    const auto which = "argument " + std::to_string(i + 2) + " ('" + label(options.args[i]) + "')";
     try {
       // The list of arguments is the payload's outermost level.
       value = parse_json(options.args[i], kArgumentLimits.max_depth - 1);
     } catch (const nlohmann::json::exception& e) {
-      // Argument 1 is the function; its JSON arguments are 2, 3, ... Quoted, so that a user
-      // who counts from the first JSON argument still sees which one.
-      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " ('" + label(options.args[i]) +
-                                    "') is not JSON: " + e.what() +
+      throw Error(Errc::kUsage, which + " is not JSON: " + e.what() +
                                     " (a string is written \"\\\"text\\\"\")");
     } catch (const Error& e) {
-      throw Error(Errc::kUsage, "argument " + std::to_string(i + 2) + " ('" + label(options.args[i]) + "') " + e.what() +
+      throw Error(Errc::kUsage, which + " " + e.what() +
                                     ", more than a task's arguments may (a worker would refuse it)");
     }
     pack_json(packer, value);

@@ -48,7 +48,8 @@ void wait_for_workers(const std::string& broker, std::size_t n) {
   dpool::Client client(config);
   const auto deadline = bench::Clock::now() + std::chrono::seconds(15);
   while (client.worker_processes() < n) {
-    if (bench::Clock::now() > deadline) throw std::runtime_error("workers did not connect within 15 s");
+    if (bench::Clock::now() > deadline)
+      throw std::runtime_error("workers did not connect within 15 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
@@ -125,7 +126,9 @@ int run_client(const Common& o, std::uint32_t window) {
 
 // ---- W1: Pool.map, W3: Pool.map of a CPU-bound task ----------------------------------------
 
-dpool::Pool remote_pool(const std::string& broker) { return dpool::Pool(dpool::Options{.broker = broker}); }
+dpool::Pool remote_pool(const std::string& broker) {
+  return dpool::Pool(dpool::Options{.broker = broker});
+}
 
 int run_map(const Common& o, const std::string& function, std::size_t chunksize) {
   wait_for_workers(o.broker, o.workers);
@@ -155,7 +158,8 @@ int run_map(const Common& o, const std::string& function, std::size_t chunksize)
 int run_latency(const Common& o) {
   wait_for_workers(o.broker, o.workers);
   auto pool = remote_pool(o.broker);
-  for (std::uint64_t i = 0; i < o.warmup; ++i) (void)pool.apply<std::int64_t>("square", static_cast<std::int64_t>(i));
+  for (std::uint64_t i = 0; i < o.warmup; ++i)
+    (void)pool.apply<std::int64_t>("square", static_cast<std::int64_t>(i));
   std::vector<double> us;
   us.reserve(o.count);
   for (std::uint64_t i = 0; i < o.count; ++i) {
@@ -182,13 +186,17 @@ int run_fill(const Common& o, pid_t broker_pid, std::size_t bytes) {
   config.window = static_cast<std::uint32_t>(o.count + 1);
   dpool::Client client(config);
   if (!client.wait_connected(std::chrono::seconds(10))) throw std::runtime_error("no broker");
-  const long long before = bench::wait_until_idle(broker_pid, std::chrono::milliseconds(500), std::chrono::seconds(10));
+  const long long before =
+      bench::wait_until_idle(broker_pid, std::chrono::milliseconds(500), std::chrono::seconds(10));
   const std::string args = dpool::pack_args(std::vector<char>(bytes, 'x'));
-  for (std::uint64_t i = 0; i < o.count; ++i) client.submit("echo_bytes", args, [](dpool::TaskResult&&) {});
+  for (std::uint64_t i = 0; i < o.count; ++i)
+    client.submit("echo_bytes", args, [](dpool::TaskResult&&) {});
   // The client library gives no count of accepted tasks: the broker has them all once it has
   // stopped working and growing.
-  const long long after = bench::wait_until_idle(broker_pid, std::chrono::milliseconds(1500), std::chrono::seconds(120));
-  if (before < 0 || after < 0) throw std::runtime_error("could not read the broker's memory, or it never settled");
+  const long long after = bench::wait_until_idle(broker_pid, std::chrono::milliseconds(1500),
+                                                 std::chrono::seconds(120));
+  if (before < 0 || after < 0)
+    throw std::runtime_error("could not read the broker's memory, or it never settled");
   bench::report_memory(o.id, o.count, before, after, static_cast<double>(args.size()));
   return 0;
 }
@@ -196,11 +204,13 @@ int run_fill(const Common& o, pid_t broker_pid, std::size_t bytes) {
 // ---- W6: large payloads in and out ---------------------------------------------------------
 
 /* `count` echo_bytes calls with at most `in_flight` outstanding, results taken in order. */
-double payload_round(dpool::Pool& pool, const std::vector<char>& data, std::uint64_t count, std::size_t in_flight) {
+double payload_round(dpool::Pool& pool, const std::vector<char>& data, std::uint64_t count,
+                     std::size_t in_flight) {
   std::deque<dpool::AsyncResult<std::vector<char>>> out;
   auto take = [&] {
     // Taken from a handle that is then dropped, as `pool.apply_async(...).get()` is: moved out.
-    if (std::move(out.front()).get().size() != data.size()) throw std::runtime_error("echo_bytes: wrong size");
+    if (std::move(out.front()).get().size() != data.size())
+      throw std::runtime_error("echo_bytes: wrong size");
     out.pop_front();
   };
   const auto start = bench::Clock::now();
@@ -263,7 +273,8 @@ int main(int argc, char** argv) {
   auto* fill = app.add_subcommand("fill", "W5: queue tasks with no worker, read the broker's RSS");
   add_common(fill, fill_o, 1000000, 0);
   fill->add_option("--broker-pid", broker_pid, "the broker process")->required();
-  fill->add_option("--bytes", bytes, "octets of each task's argument (the payload is 3 more)")->capture_default_str();
+  fill->add_option("--bytes", bytes, "octets of each task's argument (the payload is 3 more)")
+      ->capture_default_str();
   auto* payload = app.add_subcommand("payload", "W6: echo_bytes of large payloads");
   add_common(payload, payload_o, 100, 2);
   payload->add_option("--mib", mib, "MiB each way per task")->capture_default_str();

@@ -46,7 +46,8 @@ bool read_stat(pid_t pid, ProcStat& out) {
 double thread_switches(pid_t pid) {
   double total = 0;
   std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     std::ifstream in(task.path() / "status");
     std::string key;
     while (in >> key) {
@@ -73,7 +74,9 @@ std::map<pid_t, ProcStat> all_processes() {
   return procs;
 }
 
-double to_seconds(timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; }
+double to_seconds(timeval t) {
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
 
 }  // namespace
 
@@ -92,7 +95,8 @@ double self_cpu_seconds() {
 namespace {
 
 /* Each root and its live descendants. */
-std::vector<pid_t> tree_of(const std::vector<pid_t>& roots, const std::map<pid_t, ProcStat>& procs) {
+std::vector<pid_t> tree_of(const std::vector<pid_t>& roots,
+                           const std::map<pid_t, ProcStat>& procs) {
   std::multimap<pid_t, pid_t> children;
   for (const auto& [pid, s] : procs) children.emplace(s.ppid, pid);
   std::vector<pid_t> tree, todo(roots.begin(), roots.end());
@@ -143,7 +147,8 @@ long long rss_bytes(pid_t pid) {
   return -1;
 }
 
-long long wait_until_idle(pid_t pid, std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) {
+long long wait_until_idle(pid_t pid, std::chrono::milliseconds quiet,
+                          std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   const auto step = std::chrono::milliseconds(100);
   long long rss = rss_bytes(pid);
@@ -167,7 +172,8 @@ long long wait_until_idle(pid_t pid, std::chrono::milliseconds quiet, std::chron
 double percentile(std::vector<double> sample, double p) {
   if (sample.empty()) return 0;
   std::sort(sample.begin(), sample.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sample.size())));
+  const auto rank =
+      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sample.size())));
   return sample[std::clamp<std::size_t>(rank, 1, sample.size()) - 1];
 }
 
@@ -206,7 +212,8 @@ void report(const std::string& id, const std::vector<std::pair<std::string, doub
   std::fflush(stdout);
 }
 
-void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after, double payload) {
+void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after,
+                   double payload) {
   const double per_task = static_cast<double>(after - before) / static_cast<double>(tasks);
   report(id, {{"tasks", static_cast<double>(tasks)},
               {"rss_before", static_cast<double>(before)},

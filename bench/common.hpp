@@ -49,7 +49,8 @@ using Clock = std::chrono::steady_clock;
 /* Waits until `pid` is idle: neither its RSS nor its CPU time moved for `quiet`. Returns its
  * RSS then, or -1 if `timeout` passed first. How W5 knows a broker has taken in every task
  * when the client library gives no count of them. */
-[[nodiscard]] long long wait_until_idle(pid_t pid, std::chrono::milliseconds quiet, std::chrono::milliseconds timeout);
+[[nodiscard]] long long wait_until_idle(pid_t pid, std::chrono::milliseconds quiet,
+                                        std::chrono::milliseconds timeout);
 
 /* The p-th percentile (0..100) by nearest rank; 0 for an empty sample. */
 [[nodiscard]] double percentile(std::vector<double> sample, double p);
@@ -66,7 +67,8 @@ void report(const std::string& id, const std::vector<std::pair<std::string, doub
 
 /* W5's line: the broker's RSS before and after `tasks` queued tasks of `payload` bytes each,
  * per task and beyond the payload. */
-void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after, double payload);
+void report_memory(const std::string& id, std::uint64_t tasks, long long before, long long after,
+                   double payload);
 
 /* The CPU seconds and context switches of the watched processes plus this one, between two
  * points in time. */
@@ -82,7 +84,9 @@ class CpuMeter {
 
  private:
   [[nodiscard]] double cpu_now() const { return self_cpu_seconds() + tree_cpu_seconds(watched_); }
-  [[nodiscard]] double switches_now() const { return self_context_switches() + tree_context_switches(watched_); }
+  [[nodiscard]] double switches_now() const {
+    return self_context_switches() + tree_context_switches(watched_);
+  }
   std::vector<pid_t> watched_;
   double cpu_ = 0, switches_ = 0;
 };

@@ -49,7 +49,16 @@
 
 namespace {
 
-enum Command : std::uint8_t { kNone = 0, kReady, kSubmit, kTask, kDone, kResult, kInfo, kInfoReply };
+enum Command : std::uint8_t {
+  kNone = 0,
+  kReady,
+  kSubmit,
+  kTask,
+  kDone,
+  kResult,
+  kInfo,
+  kInfoReply
+};
 
 using Frames = std::vector<zmq::message_t>;
 using Body = std::tuple<std::uint64_t, std::string, std::uint32_t>;  // first id, function, items
@@ -72,7 +81,8 @@ void configure(zmq::socket_t& s) {
 
 void send_frames(zmq::socket_t& s, Frames& frames) {
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    (void)s.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    (void)s.send(frames[i],
+                 i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
 }
 
@@ -103,7 +113,9 @@ zmq::message_t packed(const T& value) {
   return to_message(std::move(buffer));
 }
 
-msgpack::object_handle unpack(const zmq::message_t& m) { return msgpack::unpack(m.data<char>(), m.size()); }
+msgpack::object_handle unpack(const zmq::message_t& m) {
+  return msgpack::unpack(m.data<char>(), m.size());
+}
 
 // ---- broker ----------------------------------------------------------------------------------
 
@@ -137,10 +149,12 @@ class Broker {
         if (f.size() == 4) queue_.push_back({std::move(f[0]), std::move(f[2]), std::move(f[3])});
         break;
       case kDone:
-        if (f.size() == 5) send(router_, std::move(f[2]), header(kResult), std::move(f[3]), std::move(f[4]));
+        if (f.size() == 5)
+          send(router_, std::move(f[2]), header(kResult), std::move(f[3]), std::move(f[4]));
         break;
       case kInfo:
-        send(router_, std::move(f[0]), header(kInfoReply), packed(std::make_tuple(workers_.size(), queue_.size())));
+        send(router_, std::move(f[0]), header(kInfoReply),
+             packed(std::make_tuple(workers_.size(), queue_.size())));
         break;
       default:
         break;
@@ -151,8 +165,8 @@ class Broker {
     while (!queue_.empty() && !workers_.empty()) {
       Queued& t = queue_.front();
       const std::string& worker = workers_[next_++ % workers_.size()];
-      send(router_, zmq::message_t(worker.data(), worker.size()), header(kTask), std::move(t.client),
-           std::move(t.body), std::move(t.payload));
+      send(router_, zmq::message_t(worker.data(), worker.size()), header(kTask),
+           std::move(t.client), std::move(t.body), std::move(t.payload));
       queue_.pop_front();
     }
   }
@@ -167,8 +181,10 @@ class Broker {
 // ---- worker ----------------------------------------------------------------------------------
 
 /* Runs one call; echo_bytes copies its argument once, straight into the result. */
-void call(const std::string& function, const msgpack::object& args, msgpack::packer<msgpack::sbuffer>& out) {
-  if (args.type != msgpack::type::ARRAY || args.via.array.size != 1) throw std::invalid_argument("bad args");
+void call(const std::string& function, const msgpack::object& args,
+          msgpack::packer<msgpack::sbuffer>& out) {
+  if (args.type != msgpack::type::ARRAY || args.via.array.size != 1)
+    throw std::invalid_argument("bad args");
   const msgpack::object& a = args.via.array.ptr[0];
   if (function == "square") {
     out.pack(bench::square(a.as<std::int64_t>()));
@@ -185,15 +201,17 @@ void call(const std::string& function, const msgpack::object& args, msgpack::pac
 zmq::message_t execute(const zmq::message_t& body, const zmq::message_t& payload) {
   const auto [first, function, items] = unpack(body).get().as<Body>();
   // References into the received frame: a 16 MiB argument is not copied to be read.
-  auto handle = msgpack::unpack(payload.data<char>(), payload.size(),
-                                [](msgpack::type::object_type, std::size_t, void*) { return true; });
+  auto handle =
+      msgpack::unpack(payload.data<char>(), payload.size(),
+                      [](msgpack::type::object_type, std::size_t, void*) { return true; });
   const msgpack::object& args = handle.get();
   msgpack::sbuffer buffer(items == 1 && function == "echo_bytes" ? payload.size() : 256);
   msgpack::packer<msgpack::sbuffer> out(buffer);
   if (items == 1) {
     call(function, args, out);
   } else {
-    if (args.type != msgpack::type::ARRAY || args.via.array.size != items) throw std::invalid_argument("bad chunk");
+    if (args.type != msgpack::type::ARRAY || args.via.array.size != items)
+      throw std::invalid_argument("bad chunk");
     out.pack_array(items);
     for (std::uint32_t i = 0; i < items; ++i) call(function, args.via.array.ptr[i], out);
   }
@@ -241,14 +259,16 @@ class Client {
     dealer_.set(zmq::sockopt::rcvtimeo, 2000);
     const bool ok = receive(dealer_, f);
     dealer_.set(zmq::sockopt::rcvtimeo, -1);
-    if (!ok || f.size() != 2 || command_of(f[0]) != kInfoReply) throw std::runtime_error("no INFO reply from the broker");
+    if (!ok || f.size() != 2 || command_of(f[0]) != kInfoReply)
+      throw std::runtime_error("no INFO reply from the broker");
     return unpack(f[1]).get().as<std::pair<std::size_t, std::size_t>>();
   }
 
   void wait_for_workers(std::size_t n) {
     const auto deadline = bench::Clock::now() + std::chrono::seconds(15);
     while (info().first < n) {
-      if (bench::Clock::now() > deadline) throw std::runtime_error("workers did not connect within 15 s");
+      if (bench::Clock::now() > deadline)
+        throw std::runtime_error("workers did not connect within 15 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
@@ -262,7 +282,8 @@ class Client {
     Frames f;
     while (cursor < count) {
       while (sent < count && (in_flight == 0 || in_flight + o_.batch <= o_.window)) {
-        const auto items = static_cast<std::uint32_t>(std::min<std::uint64_t>(o_.batch, count - sent));
+        const auto items =
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(o_.batch, count - sent));
         submit(sent, items);
         sent += items;
         in_flight += items;
@@ -300,7 +321,8 @@ class Client {
     for (std::uint64_t i = 0; i < count; ++i) submit(i, 1);
     const auto deadline = bench::Clock::now() + std::chrono::seconds(120);
     while (info().second < count) {
-      if (bench::Clock::now() > deadline) throw std::runtime_error("the broker did not queue every task in 120 s");
+      if (bench::Clock::now() > deadline)
+        throw std::runtime_error("the broker did not queue every task in 120 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -308,7 +330,8 @@ class Client {
  private:
   void submit(std::uint64_t index, std::uint32_t items) {
     // Sized up front so that a 16 MiB argument is written once, not regrown.
-    msgpack::sbuffer args(o_.task == "echo_bytes" ? echo_arg_.size() + 16 : 64 + 12 * static_cast<std::size_t>(items));
+    msgpack::sbuffer args(o_.task == "echo_bytes" ? echo_arg_.size() + 16
+                                                  : 64 + 12 * static_cast<std::size_t>(items));
     msgpack::packer<msgpack::sbuffer> p(args);
     if (items > 1) p.pack_array(items);
     for (std::uint32_t i = 0; i < items; ++i) {
@@ -320,12 +343,14 @@ class Client {
         p.pack(static_cast<std::int64_t>(index + i));
       }
     }
-    send(dealer_, header(kSubmit), packed(Body{first_id_ + index, o_.task, items}), to_message(std::move(args)));
+    send(dealer_, header(kSubmit), packed(Body{first_id_ + index, o_.task, items}),
+         to_message(std::move(args)));
   }
 
   /* Checks and stores a RESULT's values; returns how many tasks it completed. */
   std::uint32_t take_result(const Frames& f) {
-    if (f.size() != 3 || command_of(f[0]) != kResult) throw std::runtime_error("unexpected message");
+    if (f.size() != 3 || command_of(f[0]) != kResult)
+      throw std::runtime_error("unexpected message");
     const auto [first, function, items] = unpack(f[1]).get().as<Body>();
     auto handle = unpack(f[2]);
     const msgpack::object& v = handle.get();
@@ -340,7 +365,8 @@ class Client {
   void store(std::uint64_t index, const msgpack::object& item) {
     if (o_.task == "echo_bytes") {
       // Decoded as dpool's client decodes it, into the caller's type.
-      if (item.as<std::vector<char>>().size() != o_.bytes) throw std::runtime_error("echo_bytes: wrong size");
+      if (item.as<std::vector<char>>().size() != o_.bytes)
+        throw std::runtime_error("echo_bytes: wrong size");
     } else {
       const auto x = static_cast<std::int64_t>(index);
       const std::int64_t want = o_.task == "square" ? x * x : x;
@@ -392,9 +418,11 @@ int run_fill(const ClientOptions& o) {
   if (o.broker_pid <= 0) throw std::invalid_argument("--mode fill needs --broker-pid");
   Client client(o);
   client.wait_for_workers(0);
-  const long long before = bench::wait_until_idle(o.broker_pid, std::chrono::milliseconds(500), std::chrono::seconds(10));
+  const long long before = bench::wait_until_idle(o.broker_pid, std::chrono::milliseconds(500),
+                                                  std::chrono::seconds(10));
   client.fill(o.count);
-  const long long after = bench::wait_until_idle(o.broker_pid, std::chrono::milliseconds(1000), std::chrono::seconds(60));
+  const long long after = bench::wait_until_idle(o.broker_pid, std::chrono::milliseconds(1000),
+                                                 std::chrono::seconds(60));
   if (before < 0 || after < 0) throw std::runtime_error("could not read the broker's memory");
   // A(bin8(bytes)): 1 + 2 octets of msgpack around the bytes.
   bench::report_memory(o.id, o.count, before, after, static_cast<double>(o.bytes) + 3);
@@ -424,15 +452,19 @@ int main(int argc, char** argv) {
   ClientOptions o;
   auto* client = app.add_subcommand("client", "keeps tasks in flight and measures");
   client->add_option("--connect", o.connect, "the broker's address")->required();
-  client->add_option("--mode", o.mode, "throughput, latency or fill")->check(CLI::IsMember({"throughput", "latency", "fill"}));
-  client->add_option("--task", o.task, "square, spin_10ms or echo_bytes")->check(CLI::IsMember({"square", "spin_10ms", "echo_bytes"}));
+  client->add_option("--mode", o.mode, "throughput, latency or fill")
+      ->check(CLI::IsMember({"throughput", "latency", "fill"}));
+  client->add_option("--task", o.task, "square, spin_10ms or echo_bytes")
+      ->check(CLI::IsMember({"square", "spin_10ms", "echo_bytes"}));
   client->add_option("--count", o.count, "tasks measured");
   client->add_option("--warmup", o.warmup, "tasks run first, not measured");
-  client->add_option("--window", o.window, "tasks in flight at most")->check(CLI::Range(1u, 10'000'000u));
+  client->add_option("--window", o.window, "tasks in flight at most")
+      ->check(CLI::Range(1u, 10'000'000u));
   client->add_option("--batch", o.batch, "tasks a message")->check(CLI::Range(1u, 100'000u));
   client->add_option("--bytes", o.bytes, "echo_bytes: octets of the argument");
   client->add_option("--workers", o.workers, "worker processes to wait for");
-  client->add_option("--watch", o.watch, "pids whose process trees' CPU is counted, comma-separated");
+  client->add_option("--watch", o.watch,
+                     "pids whose process trees' CPU is counted, comma-separated");
   client->add_option("--broker-pid", o.broker_pid, "fill: the broker whose memory is read");
   client->add_option("--id", o.id, "the id of the RESULT line");
   CLI11_PARSE(app, argc, argv);

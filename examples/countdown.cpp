@@ -79,9 +79,14 @@ int main(int argc, char** argv) {
   long long count = 1'000'000'000;
   std::size_t processes = std::max(2u, std::thread::hardware_concurrency());
   std::size_t times = 0;
-  app.add_option("-c,--count", count, "count down from this")->capture_default_str()->check(CLI::Range(0LL, 1'000'000'000'000LL));
-  app.add_option("-t,--times", times, "how many countdowns (default: 2 per process)")->check(CLI::Range(1, 100000));
-  app.add_option("-p,--processes", processes, "processes of the larger pool")->capture_default_str()->check(CLI::Range(2, 256));
+  app.add_option("-c,--count", count, "count down from this")
+      ->capture_default_str()
+      ->check(CLI::Range(0LL, 1'000'000'000'000LL));
+  app.add_option("-t,--times", times, "how many countdowns (default: 2 per process)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("-p,--processes", processes, "processes of the larger pool")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 256));
   CLI11_PARSE(app, argc, argv);
   if (times == 0) times = 2 * processes;
 

@@ -13,8 +13,9 @@
  *   etc_conf_sizes [PATTERN|DIRECTORY] [--processes N]      prints "Total: N"
  *
  * PATTERN is a shell glob (default: the *.conf files of /etc); a DIRECTORY stands for every
- * name in it but the dot files, as glob.glob(os.path.join(DIRECTORY, '*')) would list them. A file that cannot be read, a
- * directory matched by the pattern included, counts 0, as the seed's `except` makes it.
+ * name in it but the dot files, as glob.glob(os.path.join(DIRECTORY, '*')) would list them. A file
+ * that cannot be read, a directory matched by the pattern included, counts 0, as the seed's
+ * `except` makes it.
  *
  * Sizes are counted in bytes, which is what `wc -c` counts and what the test compares with.
  * Python's text-mode read() counts decoded characters (and reads \r\n as one), which is the
@@ -74,11 +75,15 @@ std::vector<std::string> glob_names(const std::string& pattern) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"etc_conf_sizes: the total size of the files matching a glob, read on a dpool::Pool"};
+  CLI::App app{
+      "etc_conf_sizes: the total size of the files matching a glob, read on a dpool::Pool"};
   std::string pattern = "/etc/*.conf";
   std::size_t processes = 8;  // the seed's Pool(processes=8)
-  app.add_option("pattern", pattern, "a glob, or a directory for all the files in it")->capture_default_str();
-  app.add_option("-p,--processes", processes, "worker processes")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("pattern", pattern, "a glob, or a directory for all the files in it")
+      ->capture_default_str();
+  app.add_option("-p,--processes", processes, "worker processes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   CLI11_PARSE(app, argc, argv);
 
   try {

@@ -124,7 +124,8 @@ int main(int argc, char** argv) {
   std::size_t processes = 0;  // one per core, as Pool() in Python
   app.add_option("directory", dir, "the directory")->capture_default_str();
   app.add_flag("-r,--recursive", recursive, "also the files in its subdirectories");
-  app.add_option("-p,--processes", processes, "worker processes (0: one per core)")->check(CLI::Range(0, 256));
+  app.add_option("-p,--processes", processes, "worker processes (0: one per core)")
+      ->check(CLI::Range(0, 256));
   CLI11_PARSE(app, argc, argv);
 
   try {

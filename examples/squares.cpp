@@ -44,13 +44,15 @@ int main(int argc, char** argv) {
     }
     std::unique_lock lock(mutex);
     all_done.wait(lock, [&] { return done == count; });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (failed) {
-      std::fprintf(stderr, "squares: %lld of %lld tasks failed; first: %s\n", failed, count, first_error.c_str());
+      std::fprintf(stderr, "squares: %lld of %lld tasks failed; first: %s\n", failed, count,
+                   first_error.c_str());
       return 1;
     }
-    std::printf("sum of i*i for i < %lld = %lld (%lld wrong) in %.2f s, %.0f tasks/s\n", count, sum, wrong,
-                seconds, static_cast<double>(count) / seconds);
+    std::printf("sum of i*i for i < %lld = %lld (%lld wrong) in %.2f s, %.0f tasks/s\n", count, sum,
+                wrong, seconds, static_cast<double>(count) / seconds);
     return wrong ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "squares: %s\n", e.what());

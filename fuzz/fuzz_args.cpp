@@ -33,7 +33,9 @@ int take_int(int x) { return x; }
 std::string take_string(std::string s) { return s; }
 std::vector<double> take_doubles(std::vector<double> v) { return v; }
 std::map<std::string, int> take_map(std::map<std::string, int> m) { return m; }
-Tuple take_three(int x, std::string s, std::vector<double> v) { return {x, std::move(s), std::move(v)}; }
+Tuple take_three(int x, std::string s, std::vector<double> v) {
+  return {x, std::move(s), std::move(v)};
+}
 Tuple take_tuple(Tuple t) { return t; }
 
 constexpr std::uint8_t kTypes = 6;

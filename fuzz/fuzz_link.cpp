@@ -58,7 +58,8 @@ int fuzz_link(const std::uint8_t* data, std::size_t size) {
   writer = detail::Fd();  // the child is gone
   const auto before = state;
   state = link.receive(messages);
-  if (before == detail::Link::State::kBroken && (state != before || !messages.empty())) std::abort();
+  if (before == detail::Link::State::kBroken && (state != before || !messages.empty()))
+    std::abort();
   decode_messages(messages, drops);
   return 0;
 }

@@ -38,7 +38,8 @@ std::string message(bool routed, Command command, const Body& body, std::size_t 
                           static_cast<char>(command)};
   add_frame(out, {header, 4});
   add_frame(out, packed(body));
-  for (std::size_t i = 0; i < payloads; ++i) add_frame(out, packed(std::make_tuple(static_cast<int>(i), 2.5)));
+  for (std::size_t i = 0; i < payloads; ++i)
+    add_frame(out, packed(std::make_tuple(static_cast<int>(i), 2.5)));
   return out;
 }
 
@@ -51,7 +52,8 @@ wire::Result a_result(std::uint64_t id) {
   r.error_message = "boom";
   r.host = "host-a";
   r.pid = 42;
-  r.history.push_back(wire::Attempt{1, Status::kLost, "signal", "SIGKILL", "host-b", 41, "last line\n"});
+  r.history.push_back(
+      wire::Attempt{1, Status::kLost, "signal", "SIGKILL", "host-b", 41, "last line\n"});
   return r;
 }
 
@@ -68,13 +70,15 @@ std::vector<std::string> message_seeds() {
   wire::Report report;
   report.request = 5;
   report.version = "0.1.0";
-  report.workers.push_back(wire::WorkerStatus{"host-a", 1, 4, 8, {"square"}, {{"zone", "a"}}, 1, 2, 0, 10, false});
+  report.workers.push_back(
+      wire::WorkerStatus{"host-a", 1, 4, 8, {"square"}, {{"zone", "a"}}, 1, 2, 0, 10, false});
   report.functions.push_back(wire::FunctionStatus{"square", 3, 1, 1, {}, 0, 20, ""});
   report.jobs.push_back(info);
   report.failures.push_back(wire::FailureRecord{"square", "", 100, a_result(9)});
   return {
       message(true, Command::kHello, wire::Hello{"host-a", 100, "client"}),
-      message(true, Command::kReady, wire::Ready{"host-b", 200, 8, {"square", "echo"}, {{"zone", "a"}}, 4}),
+      message(true, Command::kReady,
+              wire::Ready{"host-b", 200, 8, {"square", "echo"}, {{"zone", "a"}}, 4}),
       message(true, Command::kSubmit, wire::Submit{{spec, spec}}, 2),
       message(false, Command::kAccept, wire::Accept{{1, 2, 3}}),
       message(false, Command::kTask, wire::TaskBatch{1, {lease}}, 1),
@@ -90,7 +94,8 @@ std::vector<std::string> message_seeds() {
       message(true, Command::kJob, wire::JobRequest{2, "job-1", JobOp::kSeal, 10}),
       message(false, Command::kJobInfo, info),
       message(true, Command::kFetch, wire::Fetch{4, "job-1", 0, 100}),
-      message(false, Command::kFetched, wire::Fetched{4, true, {wire::JobResult{0, a_result(0), 0}}, 1}, 1),
+      message(false, Command::kFetched,
+              wire::Fetched{4, true, {wire::JobResult{0, a_result(0), 0}}, 1}, 1),
       message(true, Command::kStatus, wire::StatusRequest{5}),
       message(false, Command::kReport, report),
   };
@@ -161,7 +166,8 @@ std::string args_input(unsigned type, unsigned reader, unsigned items, const std
 /* A chunk's result: one [0, value] per item, and a failed item [1, type, message]. */
 template <class T>
 std::string chunk_of(const T& value) {
-  return packed(std::make_tuple(std::make_tuple(0, value), std::make_tuple(1, "std::runtime_error", "boom")));
+  return packed(
+      std::make_tuple(std::make_tuple(0, value), std::make_tuple(1, "std::runtime_error", "boom")));
 }
 
 template <class T>

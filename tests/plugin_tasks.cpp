@@ -4,8 +4,9 @@
  * (see worker/src/registry.cpp).
  *
  * tests/test_worker_limits.cpp loads it too, for tasks that misbehave on purpose: one that
- * naps, one that echoes slowly, one that keeps memory, one that writes to stderr and aborts, one that fails a given
- * number of times, one that is slow only the first time, one that logs each run to a file. */
+ * naps, one that echoes slowly, one that keeps memory, one that writes to stderr and aborts, one
+ * that fails a given number of times, one that is slow only the first time, one that logs each run
+ * to a file. */
 #include <unistd.h>
 
 #include <chrono>

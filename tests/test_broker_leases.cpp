@@ -158,7 +158,8 @@ TEST_F(BrokerProtocol, TreatsAFunctionListedTwiceInReadyAsOne) {
   auto leases = w->expect_leases(2);
   ASSERT_EQ(leases.size(), 2u);
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) {
-    return s.workers == 1 && s.functions.contains("f") && s.functions.contains("g") && s.queued == 2;
+    return s.workers == 1 && s.functions.contains("f") && s.functions.contains("g") &&
+           s.queued == 2;
   }));
   const auto s = broker_->stats();
   EXPECT_EQ(s.functions.at("g").workers, 1u);

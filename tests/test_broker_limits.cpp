@@ -71,7 +71,9 @@ std::set<std::uint64_t> ids(std::uint64_t first, std::uint64_t last) {
   return out;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 TEST_F(BrokerLimits, AnnouncesTheClientLimitsInTheHeartbeatAnsweringHello) {
   auto config = limited(123, 4096);
@@ -92,13 +94,15 @@ TEST_F(BrokerLimits, RefusesTasksPastTheCountLimitWithAResultNamingTheLimit) {
   c->hello();
   submit_range(*c, 1, 5);
   const auto accepted = c->expect_accepted({1, 2, 3});
-  EXPECT_EQ(std::set<std::uint64_t>(accepted.begin(), accepted.end()), ids(1, 3)) << "refused tasks were ACCEPTed";
+  EXPECT_EQ(std::set<std::uint64_t>(accepted.begin(), accepted.end()), ids(1, 3))
+      << "refused tasks were ACCEPTed";
   auto refused = c->expect_results({4, 5});
   ASSERT_EQ(refused.size(), 2u);
   for (auto& [id, r] : refused) {
     EXPECT_EQ(r.meta.status, Status::kRejected);
     EXPECT_EQ(r.meta.error_type, dpool::kQueueFull);
-    EXPECT_TRUE(contains(r.meta.error_message, "queue full: the broker holds 3 tasks")) << r.meta.error_message;
+    EXPECT_TRUE(contains(r.meta.error_message, "queue full: the broker holds 3 tasks"))
+        << r.meta.error_message;
     EXPECT_TRUE(contains(r.meta.error_message, "max_tasks_per_client")) << r.meta.error_message;
   }
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.limited == 2 && s.tasks == 3; }));
@@ -137,10 +141,13 @@ TEST_F(BrokerLimits, RefusesTasksPastTheByteLimitAndTasksThatCanNeverFit) {
   auto refused = c->expect_results({2, 3});
   ASSERT_EQ(refused.size(), 2u);
   EXPECT_EQ(refused[2].meta.error_type, dpool::kQueueFull);
-  EXPECT_TRUE(contains(refused[2].meta.error_message, "3,000 bytes")) << refused[2].meta.error_message;
-  EXPECT_TRUE(contains(refused[2].meta.error_message, "4,096 bytes per client")) << refused[2].meta.error_message;
+  EXPECT_TRUE(contains(refused[2].meta.error_message, "3,000 bytes"))
+      << refused[2].meta.error_message;
+  EXPECT_TRUE(contains(refused[2].meta.error_message, "4,096 bytes per client"))
+      << refused[2].meta.error_message;
   EXPECT_EQ(refused[3].meta.error_type, dpool::kTaskTooLarge);
-  EXPECT_TRUE(contains(refused[3].meta.error_message, "max_bytes_per_client")) << refused[3].meta.error_message;
+  EXPECT_TRUE(contains(refused[3].meta.error_message, "max_bytes_per_client"))
+      << refused[3].meta.error_message;
   submit_range(*c, 4, 4, 1000);  // still fits beside the first
   EXPECT_EQ(c->expect_accepted({4}), std::vector<std::uint64_t>{4});
 }
@@ -149,7 +156,8 @@ TEST_F(BrokerLimits, AFloodThatNeverAcksLeavesTheBrokerHoldingOnlyTheLimit) {
   start(limited(10));
   auto flood = client("flood");
   flood->hello();
-  for (std::uint64_t batch = 0; batch < 10; ++batch) submit_range(*flood, batch * 1000 + 1, batch * 1000 + 1000);
+  for (std::uint64_t batch = 0; batch < 10; ++batch)
+    submit_range(*flood, batch * 1000 + 1, batch * 1000 + 1000);
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.limited == 9990; }, 10s))
       << "limited " << broker_->stats().limited;
   EXPECT_EQ(broker_->stats().tasks, 10u);
@@ -179,7 +187,8 @@ TEST_F(BrokerLimits, LimitsAJobApartFromTheSessionThatSubmitsIt) {
   EXPECT_EQ(c->expect_accepted({100, 101, 102}), (std::vector<std::uint64_t>{100, 101, 102}));
   auto refused = c->expect_results({103, 104});
   ASSERT_EQ(refused.size(), 2u);
-  EXPECT_TRUE(contains(refused[103].meta.error_message, "job j-limits")) << refused[103].meta.error_message;
+  EXPECT_TRUE(contains(refused[103].meta.error_message, "job j-limits"))
+      << refused[103].meta.error_message;
   c->ack({103, 104});
   // The job's three tasks are not the session's: its own tasks still fit.
   submit_range(*c, 1, 3);
@@ -204,13 +213,15 @@ TEST_F(BrokerLimits, RefusesATaskThatWouldStartAJobPastMaxJobs) {
   auto refused = c->expect_results({3});
   ASSERT_EQ(refused.size(), 1u);
   EXPECT_EQ(refused[3].meta.error_type, "QueueFull");
-  EXPECT_TRUE(contains(refused[3].meta.error_message, "2 detached jobs")) << refused[3].meta.error_message;
+  EXPECT_TRUE(contains(refused[3].meta.error_message, "2 detached jobs"))
+      << refused[3].meta.error_message;
   job_task(4, "j-1");  // a job already held still takes tasks
   EXPECT_EQ(c->expect_accepted({4}), (std::vector<std::uint64_t>{4}));
   c->send(Command::kJob, wire::JobRequest{9, "j-2", JobOp::kForget, 0});
   ASSERT_TRUE(c->expect<wire::JobInfo>(Command::kJobInfo));
   job_task(5, "j-3");
-  EXPECT_EQ(c->expect_accepted({5}), (std::vector<std::uint64_t>{5})) << "room again once one is forgotten";
+  EXPECT_EQ(c->expect_accepted({5}), (std::vector<std::uint64_t>{5}))
+      << "room again once one is forgotten";
 }
 
 TEST_F(BrokerLimits, ReportsTheLimitsAndEachClientsUse) {
@@ -245,7 +256,8 @@ class MonitoredDealer {
     socket_.set(zmq::sockopt::routing_id, "c-oversized");
     socket_.set(zmq::sockopt::linger, 0);
     const std::string monitor = "inproc://limits-monitor";
-    if (zmq_socket_monitor(socket_.handle(), monitor.c_str(), ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+    if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
       throw zmq::error_t();
     }
     events_.connect(monitor);
@@ -283,13 +295,14 @@ TEST_F(BrokerLimits, AFrameOverTheMessageSizeDisconnectsItsSenderOnly) {
   MonitoredDealer bad(context_, endpoint_);
   ASSERT_TRUE(bad.wait_event(ZMQ_EVENT_CONNECTED, 2s));
   const std::string big(100 * 1024, 'x');
-  dpool::send_message(bad.socket(), {}, Command::kSubmit, wire::Submit{{wire::TaskSpec{1, "nobody", 0}}},
-                      [&] {
+  dpool::send_message(bad.socket(), {}, Command::kSubmit,
+                      wire::Submit{{wire::TaskSpec{1, "nobody", 0}}}, [&] {
                         std::vector<zmq::message_t> frames;
                         frames.emplace_back(big.data(), big.size());
                         return frames;
                       }());
-  EXPECT_TRUE(bad.wait_event(ZMQ_EVENT_DISCONNECTED, 3s)) << "a 100 KiB frame did not cost its sender the link";
+  EXPECT_TRUE(bad.wait_event(ZMQ_EVENT_DISCONNECTED, 3s))
+      << "a 100 KiB frame did not cost its sender the link";
   EXPECT_TRUE(probe(*good, 1)) << "a legitimate client stopped being served";
   ASSERT_TRUE(wait_stats([](const BrokerStats& s) { return s.clients >= 1; }));
   EXPECT_EQ(broker_->stats().tasks, 1u) << "the oversized task was taken";  // the probe only
@@ -377,8 +390,9 @@ TEST(LimitsConfig, ReadsTheClientsOnFull) {
   EXPECT_EQ(c.on_full, dpool::ClientConfig::OnFull::kWait);
   dpool::load_config_file(dir.write("c.yaml", "on_full: error\n"), c);
   EXPECT_EQ(c.on_full, dpool::ClientConfig::OnFull::kError);
-  dpool::test::expect_config_error<dpool::ClientConfig>(dir.write("bad.yaml", "window: 5\non_full: drop\n"), 2,
-                                                        {"on_full: must be wait or error, got 'drop'"});
+  dpool::test::expect_config_error<dpool::ClientConfig>(
+      dir.write("bad.yaml", "window: 5\non_full: drop\n"), 2,
+      {"on_full: must be wait or error, got 'drop'"});
 }
 
 }  // namespace

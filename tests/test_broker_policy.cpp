@@ -70,7 +70,8 @@ TEST_F(BrokerProtocol, RunsHigherPrioritiesFirstAndFifoWithinOne) {
   auto w = worker("serial");
   w->ready(1, {"f"});
   const auto order = serve_one_by_one(*w, 8);
-  EXPECT_EQ(order, (std::vector<std::string>{"p9#2", "p9#4", "p7#6", "p5#3", "p5#7", "p3#8", "p0#1", "p0#5"}));
+  EXPECT_EQ(order, (std::vector<std::string>{"p9#2", "p9#4", "p7#6", "p5#3", "p5#7", "p3#8", "p0#1",
+                                             "p0#5"}));
 }
 
 TEST_F(BrokerProtocol, SharesOnePriorityFairlyBetweenClientsButPriorityWins) {
@@ -151,7 +152,8 @@ TEST_F(BrokerProtocol, RoutesTasksOnlyToWorkersWithTheRequiredTags) {
   ASSERT_EQ(got_us.size(), 1u);
   EXPECT_EQ(got_us[0].second, "gpu");
   ASSERT_TRUE(us->wait_ticks(3));
-  EXPECT_EQ(us->waiting(Command::kTask) + plain->waiting(Command::kTask), 0u) << "gpu-eu fits neither worker";
+  EXPECT_EQ(us->waiting(Command::kTask) + plain->waiting(Command::kTask), 0u)
+      << "gpu-eu fits neither worker";
   plain->finish(got_plain[0].first, "r");
   us->finish(got_us[0].first, "r");
   EXPECT_EQ(c->expect_results({1, 3}).size(), 2u);
@@ -179,7 +181,8 @@ TEST_F(BrokerProtocol, ATaskNoWorkerCanRunFailsAtItsDeadlineSayingWhy) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[1].meta.status, Status::kTimeout);
   EXPECT_EQ(r[1].meta.error_type, "Expired");
-  EXPECT_NE(r[1].meta.error_message.find("has tags gpu=1"), std::string::npos) << r[1].meta.error_message;
+  EXPECT_NE(r[1].meta.error_message.find("has tags gpu=1"), std::string::npos)
+      << r[1].meta.error_message;
   EXPECT_EQ(w->waiting(Command::kTask), 0u);
   EXPECT_TRUE(wait_stats([](const BrokerStats& st) { return st.expired == 1 && st.tasks == 0; }));
 }
@@ -203,14 +206,17 @@ TEST_F(BrokerProtocol, RetriesAnExceptionWithAGrowingDelayAndKeepsTheHistory) {
   w->finish(first[0].first, "", Status::kError, "ValueError");
   auto second = w->expect_leases(1, 5s);
   ASSERT_EQ(second.size(), 1u);
-  // The broker counts in whole milliseconds: a bound within 5 ms of the delay is as exact as it gets.
-  EXPECT_GE(std::chrono::steady_clock::now() - failed_at, 95ms) << "the first retry waits retry_delay";
+  // The broker counts in whole milliseconds: a bound within 5 ms of the delay is as exact as it
+  // gets.
+  EXPECT_GE(std::chrono::steady_clock::now() - failed_at, 95ms)
+      << "the first retry waits retry_delay";
   EXPECT_EQ(second[0].first.attempt, 2u);
   failed_at = std::chrono::steady_clock::now();
   w->finish(second[0].first, "", Status::kError, "ValueError");
   auto third = w->expect_leases(1, 5s);
   ASSERT_EQ(third.size(), 1u);
-  EXPECT_GE(std::chrono::steady_clock::now() - failed_at, 195ms) << "the second waits twice as long";
+  EXPECT_GE(std::chrono::steady_clock::now() - failed_at, 195ms)
+      << "the second waits twice as long";
   w->finish(third[0].first, "done");
 
   auto r = c->expect_results({1});

@@ -114,7 +114,8 @@ TEST_F(ResultWait, ResultsWaitWhileTasksAreQueuedAndLeaveTogetherOnceFewAreLive)
   finish_and_lease();  // task 1 done; 2 leased, 3 and 4 queued
   finish_and_lease();  // task 2 done; 3 leased, 4 queued
   ASSERT_TRUE(client_->wait_ticks(2));
-  EXPECT_EQ(client_->waiting(Command::kResult), 0u) << "a result left while 2 tasks were live and 1 queued";
+  EXPECT_EQ(client_->waiting(Command::kResult), 0u)
+      << "a result left while 2 tasks were live and 1 queued";
   finish_and_lease();  // task 3 done; 4 leased: one task live, so all three leave
   EXPECT_EQ(next_result_message(), (std::set<std::uint64_t>{1, 2, 3}));
   worker_->finish(lease_, "r");
@@ -189,7 +190,8 @@ TEST_F(ResultWait, AWaitingResultLeavesWhenItsDelayEnds) {
   const auto heartbeats = client_->heartbeats_received();
   finish_and_lease();  // 3 live, 2 queued: the result waits 20 ms
   EXPECT_EQ(next_result_message(2s), (std::set<std::uint64_t>{1}));
-  EXPECT_EQ(client_->heartbeats_received(), heartbeats) << "a tick came between: the test proves nothing";
+  EXPECT_EQ(client_->heartbeats_received(), heartbeats)
+      << "a tick came between: the test proves nothing";
 }
 
 }  // namespace

@@ -2,11 +2,11 @@
  *
  * Covers: results reach the submitting client with their payload bytes intact and ACCEPT lists
  * the submitted ids; task payloads on both sides of the size the broker copies into its own
- * records (task.hpp) reach the worker intact on every lease, a requeue included; un-ACKed results are resent until ACKed; repeated SUBMITs are accepted but
- * not run twice, and resubmitting a finished id (or a HELLO) resends its result; invalid
- * function names are rejected; garbage is survived and counted; tasks wait for a worker
- * offering their function; a silent client is purged with its queued tasks, and the outcome of
- * a lease it left running is dropped.
+ * records (task.hpp) reach the worker intact on every lease, a requeue included; un-ACKed results
+ * are resent until ACKed; repeated SUBMITs are accepted but not run twice, and resubmitting a
+ * finished id (or a HELLO) resends its result; invalid function names are rejected; garbage is
+ * survived and counted; tasks wait for a worker offering their function; a silent client is purged
+ * with its queued tasks, and the outcome of a lease it left running is dropped.
  *
  * The broker under test and the way absences are shown: support/broker_fixture.hpp.
  */

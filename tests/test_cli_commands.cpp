@@ -75,9 +75,14 @@ TEST_F(CliExec, ATimeoutStopsTheCommandButNotTheTaskProcess) {
 }
 
 TEST_F(CliExec, BadOptionsAreRefused) {
-  EXPECT_NE(exec({R"({"bogus": 1})", R"("true")"}, 1).get<std::string>().find("unknown option 'bogus'"), std::string::npos);
-  EXPECT_NE(exec({R"({"timeout": -1})", R"("true")"}, 1).get<std::string>().find("the timeout must be"), std::string::npos);
-  EXPECT_NE(exec({R"({"timeout": 1})"}, 1).get<std::string>().find("needs a command"), std::string::npos);
+  EXPECT_NE(
+      exec({R"({"bogus": 1})", R"("true")"}, 1).get<std::string>().find("unknown option 'bogus'"),
+      std::string::npos);
+  EXPECT_NE(
+      exec({R"({"timeout": -1})", R"("true")"}, 1).get<std::string>().find("the timeout must be"),
+      std::string::npos);
+  EXPECT_NE(exec({R"({"timeout": 1})"}, 1).get<std::string>().find("needs a command"),
+            std::string::npos);
 }
 
 // --- dpool call ---------------------------------------------------------------------------
@@ -112,19 +117,24 @@ TEST_F(CliCall, RemoteFailureIsOneLineAndExitOne) {
 }
 
 TEST_F(CliCall, RetriesAndDeadlinesFromTheFlags) {
-  auto r = run_dpool({"call", "--broker", broker_->endpoint, "--retries", "2", "--retry-delay", "10ms", "fail", R"("boom")"});
+  auto r = run_dpool({"call", "--broker", broker_->endpoint, "--retries", "2", "--retry-delay",
+                      "10ms", "fail", R"("boom")"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("after 3 attempts"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("attempt 1 on "), std::string::npos) << "each failed attempt is listed: " << r.err;
-  r = run_dpool({"call", "--broker", broker_->endpoint, "--require", "gpu=1", "--expires", "500ms", "square", "3"});
+  EXPECT_NE(r.err.find("attempt 1 on "), std::string::npos)
+      << "each failed attempt is listed: " << r.err;
+  r = run_dpool({"call", "--broker", broker_->endpoint, "--require", "gpu=1", "--expires", "500ms",
+                 "square", "3"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("Expired"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("has tags gpu=1"), std::string::npos) << r.err;
   r = run_dpool({"call", "--broker", broker_->endpoint, "--priority", "9", "square", "3"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "9\n");
-  for (const auto& bad : std::vector<std::vector<std::string>>{{"--priority", "10"}, {"--require", "gpu"},
-                                                                {"--expires", "soon"}, {"--retries", "-1"}}) {
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--priority", "10"},
+                                                               {"--require", "gpu"},
+                                                               {"--expires", "soon"},
+                                                               {"--retries", "-1"}}) {
     std::vector<std::string> args{"call", "--broker", broker_->endpoint};
     args.insert(args.end(), bad.begin(), bad.end());
     args.insert(args.end(), {"square", "3"});
@@ -181,7 +191,9 @@ TEST_F(CliCall, EveryWordAfterTheMarkIsAnArgument) {
 }
 
 TEST_F(CliCall, AnArgumentNestedDeeperThanAWorkerTakesIsRefusedBeforeSending) {
-  const auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  const auto nested = [](std::size_t depth) {
+    return std::string(depth, '[') + std::string(depth, ']');
+  };
   auto r = run_dpool({"call", "--broker", broker_->endpoint, "echo", nested(15)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json::parse(nested(15)));
@@ -190,13 +202,15 @@ TEST_F(CliCall, AnArgumentNestedDeeperThanAWorkerTakesIsRefusedBeforeSending) {
     r = run_dpool({"call", "--broker", broker_->endpoint, "echo", nested(depth)});
     EXPECT_EQ(r.exit_code, 2) << depth;
     EXPECT_EQ(r.err.rfind("dpool: argument 2 ('[[[[", 0), 0u) << r.err.substr(0, 300);
-    EXPECT_NE(r.err.find("') nests deeper than 15 levels"), std::string::npos) << r.err.substr(0, 300);
+    EXPECT_NE(r.err.find("') nests deeper than 15 levels"), std::string::npos)
+        << r.err.substr(0, 300);
     expect_one_line(r.err);
   }
 }
 
 TEST_F(CliCall, TimeoutBoundsTheWait) {
-  const auto r = run_dpool({"call", "--broker", broker_->endpoint, "--timeout", "1", "sleep", "30"});
+  const auto r =
+      run_dpool({"call", "--broker", broker_->endpoint, "--timeout", "1", "sleep", "30"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("did not finish within 1 s"), std::string::npos) << r.err;
   expect_one_line(r.err);
@@ -206,7 +220,8 @@ TEST_F(CliCall, AFunctionNoWorkerOffersIsAClearErrorNotAWait) {
   const auto r = run_dpool({"call", "--broker", broker_->endpoint, "no_such_function", "1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("offers 'no_such_function'"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("square"), std::string::npos) << "names what the workers do offer: " << r.err;
+  EXPECT_NE(r.err.find("square"), std::string::npos)
+      << "names what the workers do offer: " << r.err;
   expect_one_line(r.err);
 }
 
@@ -216,7 +231,8 @@ TEST(CliCallUnreachable, ExitsTwoWithinAFewSeconds) {
   EXPECT_NE(r.err.find("cannot reach the broker at tcp://127.0.0.1:1"), std::string::npos) << r.err;
   expect_one_line(r.err);
   EXPECT_LT(r.seconds, 10.0);
-  r = run_dpool({"call", "--broker", "tcp://127.0.0.1:1", "--timeout", "1", "square", "7"}, "", {}, 30s);
+  r = run_dpool({"call", "--broker", "tcp://127.0.0.1:1", "--timeout", "1", "square", "7"}, "", {},
+                30s);
   EXPECT_EQ(r.exit_code, 2);
   expect_one_line(r.err);
   EXPECT_LT(r.seconds, 4.0);
@@ -240,7 +256,8 @@ class CliJobs : public WithCluster<2> {
 
 TEST_F(CliJobs, AJobOutlivesItsSubmitterAndPrintsInInputOrder) {
   // The submitter has exited by the time the slow first item ends.
-  const auto job = submit({"--", "sh", "-c", "sleep $0; echo done-$0", "{}", ":::", "1.5", "0.1", "0.5", "0"});
+  const auto job =
+      submit({"--", "sh", "-c", "sleep $0; echo done-$0", "{}", ":::", "1.5", "0.1", "0.5", "0"});
   ASSERT_EQ(job.rfind("j-", 0), 0u) << job;
   auto w = dpool({"wait", job});
   EXPECT_EQ(w.exit_code, 0) << w.err;
@@ -256,7 +273,8 @@ TEST_F(CliJobs, AJobOutlivesItsSubmitterAndPrintsInInputOrder) {
 }
 
 TEST_F(CliJobs, FunctionJobsFromAFileOfJsonArguments) {
-  const auto job = submit({"--function", "square", "--id", "squares-cli", "--chunksize", "3"}, "[1]\n2\n\n[3]\n[4]\n");
+  const auto job = submit({"--function", "square", "--id", "squares-cli", "--chunksize", "3"},
+                          "[1]\n2\n\n[3]\n[4]\n");
   EXPECT_EQ(job, "squares-cli");
   auto r = dpool({"result", job});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -301,9 +319,11 @@ TEST_F(CliJobs, BadInputIsOneLineAndNothingIsLeftRunning) {
   EXPECT_NE(r.err.find("stdin:2: not JSON"), std::string::npos) << r.err;
   expect_one_line(r.err);
   // A line nested deeper than a worker unpacks, deep enough to overflow a recursive parser.
-  r = dpool({"submit", "--function", "echo"}, "[1]\n" + std::string(200000, '[') + std::string(200000, ']') + "\n");
+  r = dpool({"submit", "--function", "echo"},
+            "[1]\n" + std::string(200000, '[') + std::string(200000, ']') + "\n");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("stdin:2: nests deeper than 16 levels"), std::string::npos) << r.err.substr(0, 300);
+  EXPECT_NE(r.err.find("stdin:2: nests deeper than 16 levels"), std::string::npos)
+      << r.err.substr(0, 300);
   expect_one_line(r.err);
   r = dpool({"submit", "--function", "square", "--", "echo"});
   EXPECT_EQ(r.exit_code, 2) << "a function and a command at once";
@@ -337,11 +357,14 @@ TEST_F(CliJobs, StatusShowsWorkersQueuesAndJobsAsTextAndJson) {
 }
 
 TEST_F(CliJobs, StatusSaysWhyTasksNeedingTagsWait) {
-  const auto job = submit({"--require", "zone=eu", "--id", "needs-eu", "--", "true", ":::", "a", "b"});
+  const auto job =
+      submit({"--require", "zone=eu", "--id", "needs-eu", "--", "true", ":::", "a", "b"});
   auto r = dpool({"status"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("zone=eu"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("waiting: no connected worker offering 'exec' has tags zone=eu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("waiting: no connected worker offering 'exec' has tags zone=eu"),
+            std::string::npos)
+      << r.out;
   r = dpool({"status", "--json"});
   const auto j = nlohmann::json::parse(r.out);
   bool found = false;

@@ -71,8 +71,9 @@ TEST(CliMap, EmptyStdinIsSuccessWithNoOutput) {
 }
 
 TEST(CliMap, FailingItemsGiveExitOneAndASummary) {
-  const auto r = run_dpool({"map", "--local", "2", "--", "sh", "-c", "echo out$0; echo oops$0 >&2; exit $0", "{}"},
-                           "0\n1\n0\n2\n");
+  const auto r = run_dpool(
+      {"map", "--local", "2", "--", "sh", "-c", "echo out$0; echo oops$0 >&2; exit $0", "{}"},
+      "0\n1\n0\n2\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "out0\nout1\nout0\nout2\n");  // every item's stdout, failed or not
   EXPECT_NE(r.err.find("1: oops1\n"), std::string::npos) << r.err;
@@ -81,13 +82,16 @@ TEST(CliMap, FailingItemsGiveExitOneAndASummary) {
 }
 
 TEST(CliMap, MissingCommandFailsEveryItemWith127) {
-  const auto r = run_dpool({"map", "--local", "2", "--", "dpool-no-such-command-xyz", "{}"}, "a\nb\n");
+  const auto r =
+      run_dpool({"map", "--local", "2", "--", "dpool-no-such-command-xyz", "{}"}, "a\nb\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
-  EXPECT_NE(r.err.find("a: dpool-no-such-command-xyz: command not found"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a: dpool-no-such-command-xyz: command not found"), std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("dpool: 2 of 2 items failed"), std::string::npos) << r.err;
 
-  const auto j = run_dpool({"map", "--local", "1", "--json", "--", "dpool-no-such-command-xyz"}, "a\n");
+  const auto j =
+      run_dpool({"map", "--local", "1", "--json", "--", "dpool-no-such-command-xyz"}, "a\n");
   EXPECT_EQ(j.exit_code, 1);
   const auto line = nlohmann::json::parse(j.out);
   EXPECT_EQ(line["exit_code"], 127);
@@ -123,7 +127,8 @@ TEST(CliMap, AnItemHoldingANulByteFailsAndSaysSo) {
 }
 
 TEST(CliMap, JsonLinesParse) {
-  const auto r = run_dpool({"map", "--local", "2", "--json", "--", "sh", "-c", "echo out $0; echo err >&2; exit $0", "{}"},
+  const auto r = run_dpool({"map", "--local", "2", "--json", "--", "sh", "-c",
+                            "echo out $0; echo err >&2; exit $0", "{}"},
                            "0\n3\n");
   EXPECT_EQ(r.exit_code, 1);
   const auto lines = lines_of(r.out);
@@ -145,7 +150,8 @@ TEST(CliMap, JsonLinesParse) {
 // A command whose worker process dies never reported its run: its seconds are null, as its exit
 // code is, not the time the item spent queued and retried.
 TEST(CliMap, AnItemWhoseProcessIsLostHasNoRunTime) {
-  const auto r = run_dpool({"map", "--local", "1", "--json", "--", "sh", "-c", "kill -9 $PPID", "{}"}, "x\n");
+  const auto r =
+      run_dpool({"map", "--local", "1", "--json", "--", "sh", "-c", "kill -9 $PPID", "{}"}, "x\n");
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const auto lines = lines_of(r.out);
   ASSERT_EQ(lines.size(), 1u) << r.out << r.err;
@@ -159,7 +165,8 @@ TEST(CliMap, AnItemWhoseProcessIsLostHasNoRunTime) {
 TEST(CliMap, RetriesRunAFailedItemAgain) {
   TempDir dir;
   const auto counter = dir.path() + "/runs";
-  const auto r = run_dpool({"map", "--local", "1", "--retries", "2", "--", "sh", "-c", "echo x >> \"$0\"; exit 1", counter},
+  const auto r = run_dpool({"map", "--local", "1", "--retries", "2", "--", "sh", "-c",
+                            "echo x >> \"$0\"; exit 1", counter},
                            "only\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(lines_of(slurp(counter)).size(), 3u);  // the first run and two retries
@@ -169,8 +176,9 @@ TEST(CliMap, RetriesRunAFailedItemAgain) {
 TEST(CliMap, TimeoutFailsASlowItemOnly) {
   // One process: the quick item after the slow one waits for it, and its limit, counted from
   // its own start, is not spent by the wait.
-  const auto r = run_dpool({"map", "--local", "1", "--timeout", "4", "--", "sh", "-c", "sleep $0; echo done $0", "{}"},
-                           "0\n30\n0\n");
+  const auto r = run_dpool(
+      {"map", "--local", "1", "--timeout", "4", "--", "sh", "-c", "sleep $0; echo done $0", "{}"},
+      "0\n30\n0\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "done 0\ndone 0\n");
   EXPECT_NE(r.err.find("30: dpool: timed out after 4 s"), std::string::npos) << r.err;
@@ -180,7 +188,8 @@ TEST(CliMap, TimeoutFailsASlowItemOnly) {
 
 TEST(CliMap, VeryLongLine) {
   const std::string line(100000, 'x');
-  const auto r = run_dpool({"map", "--local", "1", "--", "sh", "-c", "printf %s \"$0\" | wc -c", "{}"}, line + "\n");
+  const auto r = run_dpool(
+      {"map", "--local", "1", "--", "sh", "-c", "printf %s \"$0\" | wc -c", "{}"}, line + "\n");
   EXPECT_EQ(r.exit_code, 0) << r.err.substr(0, 500);
   EXPECT_EQ(std::stol(r.out), 100000);
 }
@@ -241,9 +250,12 @@ TEST(CliMap, BadFlagsAreOneLineAndExitTwo) {
   for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"map", "--retries", "x", "--", "echo"}, "--retries: expected a whole number, got 'x'"},
            {{"map", "--timeout", "-1", "--", "echo"}, "--timeout: must be 0.001 s or more, got -1"},
-           {{"call", "--timeout", "nan", "square", "3"}, "--timeout: expected a number of seconds like 30 or 2.5, got 'nan'"},
-           {{"call", "--timeout", "1e300", "square", "3"}, "--timeout: must be at most 360000000 s, got 1e300"},
-           {{"call", "--priority", "12", "square", "3"}, "--priority: must be at most 9, got 12"}}) {
+           {{"call", "--timeout", "nan", "square", "3"},
+            "--timeout: expected a number of seconds like 30 or 2.5, got 'nan'"},
+           {{"call", "--timeout", "1e300", "square", "3"},
+            "--timeout: must be at most 360000000 s, got 1e300"},
+           {{"call", "--priority", "12", "square", "3"},
+            "--priority: must be at most 9, got 12"}}) {
     const auto r = run_dpool(args, "a\n");
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
@@ -260,7 +272,8 @@ TEST(CliMap, BadFlagsAreOneLineAndExitTwo) {
 // --- dpool map: ::: input ------------------------------------------------------------------
 
 TEST(CliMapInput, ValuesAfterTripleColonAreTheItems) {
-  const auto r = run_dpool({"map", "--local", "2", "--", "echo", "<{}>", ":::", "c", "b", "a"}, "ignored\n");
+  const auto r =
+      run_dpool({"map", "--local", "2", "--", "echo", "<{}>", ":::", "c", "b", "a"}, "ignored\n");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "<c>\n<b>\n<a>\n");
   EXPECT_EQ(r.err, "");
@@ -284,7 +297,8 @@ TEST(CliMapInput, TripleColonUnordered) {
 TEST(CliMapInput, SeveralGroupsGiveEveryCombination) {
   // As GNU parallel: the last group turns fastest; {} is the values joined by a space; with no
   // replacement string the values are the last arguments.
-  auto r = run_dpool({"map", "--local", "2", "--", "echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2", "3"});
+  auto r = run_dpool(
+      {"map", "--local", "2", "--", "echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2", "3"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "a-1\na-2\na-3\nb-1\nb-2\nb-3\n");
   r = run_dpool({"map", "--local", "2", "--", "echo", "[{}]", ":::", "a", "b", ":::", "1"});
@@ -296,8 +310,8 @@ TEST(CliMapInput, SeveralGroupsGiveEveryCombination) {
 }
 
 TEST(CliMapInput, ReplacementStringsOfGnuParallel) {
-  const auto r = run_dpool({"map", "--local", "1", "--", "echo", "{/}", "{//}", "{.}", "{/.}", "{#}", "{1/}", "{x}",
-                            ":::", "dir/sub/file.tar.gz", "plain"});
+  const auto r = run_dpool({"map", "--local", "1", "--", "echo", "{/}", "{//}", "{.}", "{/.}",
+                            "{#}", "{1/}", "{x}", ":::", "dir/sub/file.tar.gz", "plain"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "file.tar.gz dir/sub dir/sub/file.tar file.tar 1 file.tar.gz {x}\n"
                    "plain . plain plain 2 plain {x}\n");
@@ -315,15 +329,18 @@ TEST(CliMapInput, StartsRunningBeforeStdinEnds) {
     TempDir dir;
     const auto out_path = dir.path() + "/stdout";
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    const int err = ::open((dir.path() + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int err =
+        ::open((dir.path() + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int in[2];
     ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
-    const pid_t pid = spawn_dpool({"map", "--local", "1", "--chunksize", chunksize, "--", "echo", "{}"}, in[0], out, err);
+    const pid_t pid = spawn_dpool(
+        {"map", "--local", "1", "--chunksize", chunksize, "--", "echo", "{}"}, in[0], out, err);
     for (int fd : {in[0], out, err}) ::close(fd);
     ASSERT_GT(pid, 0);
     ASSERT_EQ(::write(in[1], "first\n", 6), 6);
     // stdin stays open: the first item's output must come all the same.
-    EXPECT_TRUE(dpool::test::wait_for([&] { return slurp(out_path) == "first\n"; }, 60s)) << slurp(out_path);
+    EXPECT_TRUE(dpool::test::wait_for([&] { return slurp(out_path) == "first\n"; }, 60s))
+        << slurp(out_path);
     ASSERT_EQ(::write(in[1], "second\n", 7), 7);
     ::close(in[1]);
     EXPECT_EQ(wait_dpool(pid, 60s), 0);
@@ -336,8 +353,8 @@ TEST(CliMapInput, StartsRunningBeforeStdinEnds) {
 TEST(CliMapTimeout, CountsFromTheItemsStartNotItsSubmission) {
   // One process runs the six items one after the other: the last starts some 2.5 s after its
   // submission, past the limit, and still succeeds.
-  const auto r = run_dpool({"map", "--local", "1", "--timeout", "2", "--", "sleep", ":::", "0.5", "0.5", "0.5", "0.5",
-                            "0.5", "0.5"});
+  const auto r = run_dpool({"map", "--local", "1", "--timeout", "2", "--", "sleep", ":::", "0.5",
+                            "0.5", "0.5", "0.5", "0.5", "0.5"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
 }
@@ -357,10 +374,12 @@ TEST(CliMapTimeout, KillsTheCommandsWholeProcessGroup) {
   // The first item starts a shell with a sleep in the background and times out; the second
   // runs after it on the same process and lists which of the two still live.
   const std::string slow = "echo $$ >> " + pids + "; sleep 60 & echo $! >> " + pids + "; wait";
-  const std::string check = "for p in $(cat " + pids + "); do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); "
+  const std::string check = "for p in $(cat " + pids +
+                            "); do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); "
                             "[ -n \"$s\" ] && [ \"$s\" != Z ] && echo alive $p; done; echo checked";
-  const auto r = run_dpool({"map", "--local", "1", "--timeout", "1", "--json", "--", "sh", "-c", "{}"},
-                           slow + "\n" + check + "\n");
+  const auto r =
+      run_dpool({"map", "--local", "1", "--timeout", "1", "--json", "--", "sh", "-c", "{}"},
+                slow + "\n" + check + "\n");
   EXPECT_EQ(r.exit_code, 1);
   const auto lines = lines_of(r.out);
   ASSERT_EQ(lines.size(), 2u) << r.out;
@@ -379,9 +398,10 @@ TEST(CliMapTimeout, ATimedOutItemIsRetried) {
   TempDir dir;
   const auto mark = dir.path() + "/mark";
   // Slow on its first run only.
-  const auto r = run_dpool({"map", "--local", "1", "--timeout", "1", "--retries", "1", "--", "sh", "-c",
-                            "if [ -e \"$0\" ]; then echo quick; else touch \"$0\"; sleep 60; fi", mark},
-                           "x\n");
+  const auto r =
+      run_dpool({"map", "--local", "1", "--timeout", "1", "--retries", "1", "--", "sh", "-c",
+                 "if [ -e \"$0\" ]; then echo quick; else touch \"$0\"; sleep 60; fi", mark},
+                "x\n");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "quick\n");
 }
@@ -391,7 +411,8 @@ TEST(CliMapTimeout, ATimedOutItemIsRetried) {
 TEST(CliMapChunks, FailingItemsInTheMiddleFailAlone) {
   std::string input;
   for (int i = 1; i <= 10; ++i) input += std::to_string(i) + "\n";
-  const std::vector<std::string> command{"--", "sh", "-c", "echo o$0; [ $0 -ne 4 ] && [ $0 -ne 8 ]", "{}"};
+  const std::vector<std::string> command{"--", "sh", "-c", "echo o$0; [ $0 -ne 4 ] && [ $0 -ne 8 ]",
+                                         "{}"};
   auto args = std::vector<std::string>{"map", "--local", "2", "--chunksize", "3"};
   args.insert(args.end(), command.begin(), command.end());
   auto r = run_dpool(args, input);
@@ -422,10 +443,11 @@ TEST(CliMapChunks, OnlyTheFailedItemsRunAgain) {
   TempDir dir;
   const auto runs = dir.path() + "/runs", mark = dir.path() + "/mark";
   // Item 5 fails on its first run only; every run is logged.
-  const std::string script = "echo $1 >> " + runs + "; if [ $1 = 5 ] && [ ! -e " + mark + " ]; then touch " + mark +
-                             "; exit 1; fi; echo $1";
-  const auto r = run_dpool({"map", "--local", "2", "--chunksize", "4", "--retries", "2", "--", "sh", "-c", script, "sh"},
-                           "1\n2\n3\n4\n5\n6\n7\n8\n9\n");
+  const std::string script = "echo $1 >> " + runs + "; if [ $1 = 5 ] && [ ! -e " + mark +
+                             " ]; then touch " + mark + "; exit 1; fi; echo $1";
+  const auto r = run_dpool(
+      {"map", "--local", "2", "--chunksize", "4", "--retries", "2", "--", "sh", "-c", script, "sh"},
+      "1\n2\n3\n4\n5\n6\n7\n8\n9\n");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "1\n2\n3\n4\n5\n6\n7\n8\n9\n");
   auto logged = lines_of(slurp(runs));
@@ -434,8 +456,8 @@ TEST(CliMapChunks, OnlyTheFailedItemsRunAgain) {
 }
 
 TEST(CliMapChunks, TimeoutsArePerItem) {
-  const auto r = run_dpool({"map", "--local", "1", "--chunksize", "3", "--timeout", "2", "--", "sh", "-c",
-                            "sleep $0; echo done $0", "{}"},
+  const auto r = run_dpool({"map", "--local", "1", "--chunksize", "3", "--timeout", "2", "--", "sh",
+                            "-c", "sleep $0; echo done $0", "{}"},
                            "0.5\n30\n0.5\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "done 0.5\ndone 0.5\n");
@@ -466,7 +488,8 @@ TEST(CliMapProgress, NoneWhenStderrIsNotATerminal) {
 }
 
 TEST(CliMapProgress, ForcedOnItIsDrawnAndClearedAroundOtherLines) {
-  const auto r = run_dpool({"map", "--local", "1", "--progress", "--", "sh", "-c", "exit $0", ":::", "0", "3", "0"});
+  const auto r = run_dpool(
+      {"map", "--local", "1", "--progress", "--", "sh", "-c", "exit $0", ":::", "0", "3", "0"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("0/3"), std::string::npos) << r.err;  // drawn at the start, the total known
   EXPECT_EQ(without_bar(r.err), "3: dpool: exit code 3\ndpool: 1 of 3 items failed\n") << r.err;
@@ -476,11 +499,13 @@ TEST(CliMapProgress, ShownOnATerminalUnlessTurnedOff) {
   for (const bool turned_off : {false, true}) {
     SCOPED_TRACE(turned_off ? "--no-progress" : "default");
     int master = -1, slave = -1;
-    if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) GTEST_SKIP() << "no pseudo-terminal here";
+    if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0)
+      GTEST_SKIP() << "no pseudo-terminal here";
     for (int fd : {master, slave}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     TempDir dir;
     const int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    const int out = ::open((dir.path() + "/stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int out =
+        ::open((dir.path() + "/stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     std::vector<std::string> args{"map", "--local", "1", "--", "true", ":::", "a", "b", "c"};
     if (turned_off) args.insert(args.begin() + 1, "--no-progress");
     const pid_t pid = spawn_dpool(args, in, out, slave);

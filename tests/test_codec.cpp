@@ -273,7 +273,8 @@ TEST(Codec, RoundTripsDoneBatchWithEveryStatus) {
 TEST(Codec, RoundTripsResultBatch) {
   wire::ResultBatch results;
   results.results.push_back({1, dpool::Status::kOk, 1, "", "", "host-c", 600});
-  results.results.push_back({2, dpool::Status::kRejected, 0, "Rejected", "no such function", "", 0});
+  results.results.push_back(
+      {2, dpool::Status::kRejected, 0, "Rejected", "no such function", "", 0});
   const auto got = round_trip(Command::kResult, results, {pattern(1000, 6), ""});
   ASSERT_EQ(got.results.size(), 2u);
   EXPECT_EQ(got.results[0].host, "host-c");

@@ -261,9 +261,11 @@ TEST(Config, NegativeDurationIsAnError) {
 TEST(Config, HeartbeatIntervalBelowTenMillisecondsIsAnError) {
   TempDir dir;
   const auto file = dir.write("w.yaml", "processes: 1\nheartbeat_interval: 0ms\n");
-  expect_config_error<dpool::WorkerConfig>(file, 2, {"heartbeat_interval", "must be 10ms or more", "got 0s"});
+  expect_config_error<dpool::WorkerConfig>(
+      file, 2, {"heartbeat_interval", "must be 10ms or more", "got 0s"});
   const auto slow = dir.write("s.yaml", "heartbeat_interval: 11m\n");
-  expect_config_error<dpool::WorkerConfig>(slow, 1, {"heartbeat_interval", "at most 10m", "got 11m"});
+  expect_config_error<dpool::WorkerConfig>(slow, 1,
+                                           {"heartbeat_interval", "at most 10m", "got 11m"});
 }
 
 /* std::stod accepts "inf", "nan" and huge exponents; casting those to an integer count is
@@ -285,9 +287,11 @@ TEST(Config, UnknownKeyCloseToAKnownOneSuggestsIt) {
                               "bind: tcp://*:1\n"
                               "\n"
                               "max_atempts: 3\n");
-  expect_config_error<dpool::BrokerConfig>(file, 3, {"unknown key 'max_atempts' (did you mean 'max_attempts'?)"});
+  expect_config_error<dpool::BrokerConfig>(
+      file, 3, {"unknown key 'max_atempts' (did you mean 'max_attempts'?)"});
   const auto swapped = dir.write("w.yaml", "procesess: 3\n");
-  expect_config_error<dpool::WorkerConfig>(swapped, 1, {"unknown key 'procesess' (did you mean 'processes'?)"});
+  expect_config_error<dpool::WorkerConfig>(swapped, 1,
+                                           {"unknown key 'procesess' (did you mean 'processes'?)"});
   const auto cased = dir.write("c.yaml", "Window: 3\n");
   expect_config_error<dpool::ClientConfig>(cased, 1, {"(did you mean 'window'?)"});
 }
@@ -296,10 +300,11 @@ TEST(Config, UnknownKeyFarFromEveryKnownOneListsThem) {
   TempDir dir;
   const auto file = dir.write("b.yaml", "bind: tcp://*:1\ncolour: blue\n");
   expect_config_error<dpool::BrokerConfig>(
-      file, 2, {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
-                "max_attempts, client_timeout, job_ttl, priority_aging, result_delay, data_dir, "
-                "max_tasks_per_client, max_bytes_per_client, max_jobs, max_message_size, decode_max_array, "
-                "decode_max_map, decode_max_str, decode_max_depth, curve, log_level)"});
+      file, 2,
+      {"unknown key 'colour' (known: bind, insecure, heartbeat_interval, heartbeat_liveness, "
+       "max_attempts, client_timeout, job_ttl, priority_aging, result_delay, data_dir, "
+       "max_tasks_per_client, max_bytes_per_client, max_jobs, max_message_size, decode_max_array, "
+       "decode_max_map, decode_max_str, decode_max_depth, curve, log_level)"});
 }
 
 /* A misspelt section would otherwise be skipped by every role, and its settings silently lost. */
@@ -310,15 +315,17 @@ TEST(Config, UnknownSectionIsAnErrorForEveryRole) {
                               "  bind: tcp://*:7000\n"
                               "wroker:\n"
                               "  processes: 2\n");
-  expect_config_error<dpool::BrokerConfig>(file, 3, {"unknown section 'wroker' (did you mean 'worker'?)"});
+  expect_config_error<dpool::BrokerConfig>(file, 3,
+                                           {"unknown section 'wroker' (did you mean 'worker'?)"});
   expect_config_error<dpool::WorkerConfig>(file, 3, {"unknown section 'wroker'"});
   expect_config_error<dpool::ClientConfig>(file, 3, {"unknown section 'wroker'"});
 }
 
 TEST(Config, LogLevelMustBeAKnownLevel) {
   TempDir dir;
-  expect_config_error<dpool::WorkerConfig>(dir.write("w.yaml", "log_level: loud\n"), 1,
-                                           {"log_level", "trace, debug, info, warn, error or off", "'loud'"});
+  expect_config_error<dpool::WorkerConfig>(
+      dir.write("w.yaml", "log_level: loud\n"), 1,
+      {"log_level", "trace, debug, info, warn, error or off", "'loud'"});
   for (const auto& level : dpool::log_levels()) {
     dpool::ClientConfig c;
     dpool::load_config_file(dir.write("c.yaml", "log_level: " + level + "\n"), c);
@@ -334,7 +341,8 @@ TEST(Config, JobTtlIsADurationOfAtLeastOneSecond) {
   EXPECT_EQ(b.job_ttl, 90s);
   expect_config_error<dpool::BrokerConfig>(dir.write("b.yaml", "job_ttl: 500ms\n"), 1,
                                            {"job_ttl", "must be 1s or more"});
-  expect_config_error<dpool::BrokerConfig>(dir.write("c.yaml", "job_ttl: 24\n"), 1, {"job_ttl", "unit"});
+  expect_config_error<dpool::BrokerConfig>(dir.write("c.yaml", "job_ttl: 24\n"), 1,
+                                           {"job_ttl", "unit"});
 }
 
 TEST(Config, WrongTypeIsAnErrorNamingKeyAndLine) {
@@ -439,7 +447,9 @@ TEST(Config, DirectoryIsAnUnreadableFile) {
     ADD_FAILURE() << "no error thrown";
   } catch (const dpool::Error& e) {
     EXPECT_EQ(e.code(), dpool::Errc::kConfig);
-    EXPECT_NE(std::string(e.what()).find("cannot read the file: it is a directory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot read the file: it is a directory"),
+              std::string::npos)
+        << e.what();
   }
 }
 

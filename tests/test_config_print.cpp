@@ -38,7 +38,8 @@ TEST(Config, FormatDurationUsesTheLargestWholeUnit) {
   EXPECT_EQ(dpool::format_duration(90s), "90s");
   EXPECT_EQ(dpool::format_duration(5min), "5m");
   EXPECT_EQ(dpool::format_duration(24h), "24h");
-  for (std::chrono::milliseconds d : {0ms, 1ms, 999ms, 1001ms, 1000ms * 61, 1000ms * 60 * 59, 1000ms * 3600 * 25}) {
+  for (std::chrono::milliseconds d :
+       {0ms, 1ms, 999ms, 1001ms, 1000ms * 61, 1000ms * 60 * 59, 1000ms * 3600 * 25}) {
     EXPECT_EQ(dpool::parse_duration(dpool::format_duration(d)), d) << d.count();
   }
 }
@@ -188,7 +189,9 @@ TEST(Config, BrokerFromEnvReadsDpoolBroker) {
 
 namespace {
 
-std::string example(const std::string& name) { return std::string(DPOOL_SOURCE_DIR) + "/config/" + name; }
+std::string example(const std::string& name) {
+  return std::string(DPOOL_SOURCE_DIR) + "/config/" + name;
+}
 
 /* The top-level keys of a flat example file: the lines that start with a name and a colon. */
 std::set<std::string> keys_in(const std::string& path) {
@@ -197,7 +200,8 @@ std::set<std::string> keys_in(const std::string& path) {
   std::set<std::string> keys;
   auto name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
   for (std::string line; std::getline(in, line);) {
-    if (line.empty() || !(std::isalpha(static_cast<unsigned char>(line[0])) || line[0] == '_')) continue;
+    if (line.empty() || !(std::isalpha(static_cast<unsigned char>(line[0])) || line[0] == '_'))
+      continue;
     const auto end = std::find_if_not(line.begin(), line.end(), name_char);
     if (end != line.end() && *end == ':') keys.insert(std::string(line.begin(), end));
   }
@@ -213,14 +217,21 @@ void expect_example_documents_every_key(const std::string& name) {
   EXPECT_EQ(keys_in(example(name)), std::set<std::string>(known.begin(), known.end()));
   Config loaded;
   ASSERT_NO_THROW(dpool::load_config_file(example(name), loaded));
-  EXPECT_EQ(dpool::to_yaml(loaded), dpool::to_yaml(Config{})) << "the example shows other values than the defaults";
+  EXPECT_EQ(dpool::to_yaml(loaded), dpool::to_yaml(Config{}))
+      << "the example shows other values than the defaults";
 }
 
 }  // namespace
 
-TEST(Config, TheBrokerExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::BrokerConfig>("broker.yaml"); }
-TEST(Config, TheWorkerExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::WorkerConfig>("worker.yaml"); }
-TEST(Config, TheClientExampleDocumentsEveryKey) { expect_example_documents_every_key<dpool::ClientConfig>("client.yaml"); }
+TEST(Config, TheBrokerExampleDocumentsEveryKey) {
+  expect_example_documents_every_key<dpool::BrokerConfig>("broker.yaml");
+}
+TEST(Config, TheWorkerExampleDocumentsEveryKey) {
+  expect_example_documents_every_key<dpool::WorkerConfig>("worker.yaml");
+}
+TEST(Config, TheClientExampleDocumentsEveryKey) {
+  expect_example_documents_every_key<dpool::ClientConfig>("client.yaml");
+}
 
 /* The one-file-for-a-cluster example serves each role its own section. */
 TEST(Config, TheClusterExampleLoadsForEveryRole) {

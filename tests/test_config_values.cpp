@@ -47,14 +47,16 @@ TEST(Config, BadSizesSayWhatIsWrong) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message("lots").find("expected a size like 512MiB"), std::string::npos) << message("lots");
+  EXPECT_NE(message("lots").find("expected a size like 512MiB"), std::string::npos)
+      << message("lots");
   EXPECT_NE(message("").find("expected a size"), std::string::npos);
   EXPECT_NE(message("-5M").find("cannot be negative"), std::string::npos) << message("-5M");
   EXPECT_NE(message("5 potatoes").find("unknown size unit in '5 potatoes'"), std::string::npos);
   EXPECT_NE(message("12MiBs").find("unknown size unit"), std::string::npos);
   EXPECT_NE(message("1.2.3M").find("expected a size"), std::string::npos);
   EXPECT_NE(message("inf").find("expected a size"), std::string::npos);
-  EXPECT_NE(message("99999999999T").find("must be at most"), std::string::npos) << message("99999999999T");
+  EXPECT_NE(message("99999999999T").find("must be at most"), std::string::npos)
+      << message("99999999999T");
 }
 
 TEST(Config, FormatSizeUsesTheLargestWholeUnitAndReadsBack) {
@@ -66,7 +68,8 @@ TEST(Config, FormatSizeUsesTheLargestWholeUnitAndReadsBack) {
   EXPECT_EQ(dpool::format_size(4096), "4KiB");
   EXPECT_EQ(dpool::format_size(5000), "5KB");
   EXPECT_EQ(dpool::format_size(1234), "1234");
-  for (std::uint64_t bytes : {0ull, 1ull, 999ull, 1024ull, 1000ull, 3ull << 29, 7ull << 40, 12'345'678'901ull, 1ull << 60}) {
+  for (std::uint64_t bytes : {0ull, 1ull, 999ull, 1024ull, 1000ull, 3ull << 29, 7ull << 40,
+                              12'345'678'901ull, 1ull << 60}) {
     EXPECT_EQ(dpool::parse_size(dpool::format_size(bytes)), bytes) << dpool::format_size(bytes);
   }
 }
@@ -138,7 +141,8 @@ TEST(Config, WorkerMemoryLimitAndDrainTimeoutLoadAndPrintBack) {
   EXPECT_EQ(back.max_memory_per_child, c.max_memory_per_child);
   EXPECT_EQ(back.drain_timeout, c.drain_timeout);
   // A bare number is bytes, and 0s drains not at all.
-  dpool::load_config_file(dir.write("b.yaml", "max_memory_per_child: 1048576\ndrain_timeout: 0s\n"), c);
+  dpool::load_config_file(dir.write("b.yaml", "max_memory_per_child: 1048576\ndrain_timeout: 0s\n"),
+                          c);
   EXPECT_EQ(c.max_memory_per_child, 1u << 20);
   EXPECT_EQ(c.drain_timeout, 0ms);
   EXPECT_NE(dpool::to_yaml(c).find("drain_timeout: 0s\n"), std::string::npos);
@@ -147,7 +151,8 @@ TEST(Config, WorkerMemoryLimitAndDrainTimeoutLoadAndPrintBack) {
 TEST(Config, BadWorkerMemoryLimitNamesTheFileLineAndKey) {
   TempDir dir;
   const auto file = dir.write("w.yaml", "processes: 2\nmax_memory_per_child: a lot\n");
-  expect_config_error<dpool::WorkerConfig>(file, 2, {"max_memory_per_child", "expected a size like 512MiB", "'a lot'"});
+  expect_config_error<dpool::WorkerConfig>(
+      file, 2, {"max_memory_per_child", "expected a size like 512MiB", "'a lot'"});
   const auto unit = dir.write("u.yaml", "max_memory_per_child: 4 gigs\n");
   expect_config_error<dpool::WorkerConfig>(unit, 1, {"max_memory_per_child", "unknown size unit"});
   const auto drain = dir.write("d.yaml", "drain_timeout: 30\n");

@@ -46,12 +46,16 @@ wire::Result result_of(std::uint64_t id, Status status = Status::kOk) {
 
 std::string file_of(const TempDir& dir) { return dir.path() + "/journal"; }
 
-void resize(const std::string& path, std::uintmax_t size) { std::filesystem::resize_file(path, size); }
+void resize(const std::string& path, std::uintmax_t size) {
+  std::filesystem::resize_file(path, size);
+}
 
 /* Ten tasks for session "c-1", results for 0..4, ACKs for 0..1; a job with two tasks, one done. */
 void append_sample(Journal& j) {
-  for (std::uint64_t i = 0; i < 10; ++i) j.task(false, "c-1", i, 3, spec_of(i), "args" + std::to_string(i));
-  for (std::uint64_t i = 0; i < 5; ++i) j.result(false, "c-1", i, result_of(i), "value" + std::to_string(i), 0);
+  for (std::uint64_t i = 0; i < 10; ++i)
+    j.task(false, "c-1", i, 3, spec_of(i), "args" + std::to_string(i));
+  for (std::uint64_t i = 0; i < 5; ++i)
+    j.result(false, "c-1", i, result_of(i), "value" + std::to_string(i), 0);
   j.ack("c-1", {0, 1});
   j.job("j-1", "c-2", "square");
   j.task(true, "j-1", 0, 3, spec_of(7), "a");
@@ -176,14 +180,18 @@ TEST(Journal, CompactionKeepsExactlyTheLiveState) {
 
 /* ---- Real processes --------------------------------------------------------------------- */
 
-std::vector<std::string> data_flags(const TempDir& dir) { return {"--data-dir", dir.path() + "/data"}; }
+std::vector<std::string> data_flags(const TempDir& dir) {
+  return {"--data-dir", dir.path() + "/data"};
+}
 
 BrokerProcess restart(BrokerProcess& broker, const TempDir& dir) {
   broker.process.kill();
   return BrokerProcess::start(broker.endpoint, 200ms, data_flags(dir));
 }
 
-long long value_of(const std::string& bytes) { return msgpack::unpack(bytes.data(), bytes.size()).get().as<long long>(); }
+long long value_of(const std::string& bytes) {
+  return msgpack::unpack(bytes.data(), bytes.size()).get().as<long long>();
+}
 
 /* A hand-played client: SUBMITs `n` squares and waits for their ACCEPT. */
 void submit_squares(FakePeer& client, std::uint64_t n) {
@@ -255,10 +263,12 @@ TEST(DataDir, EveryResultArrivesExactlyOnceWhenTheBrokerIsKilledMidRun) {
   }
   ASSERT_TRUE(wait_for([&] { return results.done() >= 200; }, 60s));
   broker = restart(broker, dir);
-  ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n << "\n" << broker.process.log();
+  ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n << "\n"
+                                      << broker.process.log();
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < n; ++i) {
-    ASSERT_TRUE(results.result(i).ok()) << "task " << i << ": " << results.result(i).meta.error_message;
+    ASSERT_TRUE(results.result(i).ok())
+        << "task " << i << ": " << results.result(i).meta.error_message;
     ASSERT_EQ(results.result(i).as<long long>("slow_square"), static_cast<long long>(i * i));
   }
 }
@@ -296,7 +306,8 @@ TEST(DataDir, ADetachedJobSurvivesARestart) {
   ASSERT_EQ(page.wait_for(20s), std::future_status::ready);
   auto got = page.get();
   ASSERT_EQ(got.meta.results.size(), n);
-  for (std::uint64_t i = 0; i < n; ++i) EXPECT_EQ(value_of(got.values[i].to_string()), static_cast<long long>(i * i));
+  for (std::uint64_t i = 0; i < n; ++i)
+    EXPECT_EQ(value_of(got.values[i].to_string()), static_cast<long long>(i * i));
 }
 
 /* Runs dpool-broker with `flags` until it exits; its exit status and output. */

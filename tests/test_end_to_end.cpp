@@ -22,8 +22,10 @@ TaskResult run_one(Client& client, const std::string& function, std::string args
                    std::chrono::milliseconds timeout = 30s) {
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();
-  client.submit(function, std::move(args), [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
-  if (future.wait_for(timeout) != std::future_status::ready) throw std::runtime_error("no result in time");
+  client.submit(function, std::move(args),
+                [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
+  if (future.wait_for(timeout) != std::future_status::ready)
+    throw std::runtime_error("no result in time");
   return future.get();
 }
 
@@ -36,7 +38,8 @@ void run_squares(const std::string& endpoint, std::size_t n) {
   ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n << " results arrived";
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < n; ++i) {
-    ASSERT_EQ(results.result(i).as<long long>("square"), static_cast<long long>(i * i)) << "task " << i;
+    ASSERT_EQ(results.result(i).as<long long>("square"), static_cast<long long>(i * i))
+        << "task " << i;
   }
 }
 
@@ -69,7 +72,8 @@ TEST(EndToEnd, TwoWorkerHostsShareTheWork) {
   const std::size_t n = 400;
   Collector results(n);
   Client client(client_config(broker.endpoint));
-  for (std::size_t i = 0; i < n; ++i) client.submit("slow_square", pack_args(static_cast<long long>(i), 2), results.slot(i));
+  for (std::size_t i = 0; i < n; ++i)
+    client.submit("slow_square", pack_args(static_cast<long long>(i), 2), results.slot(i));
   ASSERT_TRUE(results.wait_all(60s));
   std::set<std::uint32_t> pids;
   for (std::size_t i = 0; i < n; ++i) pids.insert(results.result(i).meta.pid);
@@ -102,7 +106,8 @@ TEST(EndToEnd, ArgumentsOfTheWrongTypeGiveAnArgumentError) {
   auto r = run_one(client, "square", pack_args(std::string("seven")));
   ASSERT_EQ(r.meta.status, Status::kError);
   EXPECT_EQ(r.meta.error_type, "dpool::ArgumentError");
-  EXPECT_NE(r.meta.error_message.find("square expects (long long)"), std::string::npos) << r.meta.error_message;
+  EXPECT_NE(r.meta.error_message.find("square expects (long long)"), std::string::npos)
+      << r.meta.error_message;
   auto wrong_count = run_one(client, "add", pack_args(1));
   EXPECT_EQ(wrong_count.meta.error_type, "dpool::ArgumentError");
   // The worker is unharmed.
@@ -115,7 +120,9 @@ TEST(EndToEnd, BuiltinsEchoSleepAndExecOnlyWhereAllowed) {
   Client client(client_config(broker.endpoint));
   EXPECT_EQ(run_one(client, "echo", pack_args(std::string("hi"))).as<std::string>("echo"), "hi");
   EXPECT_DOUBLE_EQ(run_one(client, "sleep", pack_args(0.01)).as<double>("sleep"), 0.01);
-  auto r = run_one(client, "exec", pack_args(std::string("sh"), std::string("-c"), std::string("echo out; echo err >&2; exit 3")));
+  auto r = run_one(client, "exec",
+                   pack_args(std::string("sh"), std::string("-c"),
+                             std::string("echo out; echo err >&2; exit 3")));
   ASSERT_TRUE(r.ok()) << r.meta.error_message;
   auto handle = msgpack::unpack(r.bytes().data(), r.bytes().size());
   std::map<std::string, msgpack::object> out;
@@ -128,8 +135,10 @@ TEST(EndToEnd, BuiltinsEchoSleepAndExecOnlyWhereAllowed) {
   worker.kill();
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();
-  client.submit("exec", pack_args(std::string("true")), [promise](TaskResult&& t) { promise->set_value(std::move(t)); });
-  EXPECT_EQ(future.wait_for(1500ms), std::future_status::timeout) << "exec ran on a worker without --allow-exec";
+  client.submit("exec", pack_args(std::string("true")),
+                [promise](TaskResult&& t) { promise->set_value(std::move(t)); });
+  EXPECT_EQ(future.wait_for(1500ms), std::future_status::timeout)
+      << "exec ran on a worker without --allow-exec";
 }
 
 TEST(EndToEnd, TaskForAFunctionNoWorkerOffersWaitsForOne) {
@@ -138,9 +147,15 @@ TEST(EndToEnd, TaskForAFunctionNoWorkerOffersWaitsForOne) {
   Client client(client_config(broker.endpoint));
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();
-  client.submit("square", pack_args(9), [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
+  client.submit("square", pack_args(9),
+                [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
   // The stock worker has no 'square': the task waits, and the broker says why.
-  EXPECT_TRUE(wait_for([&] { return broker.process.log().find("no connected worker offers 'square'") != std::string::npos; }, 20s))
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return broker.process.log().find("no connected worker offers 'square'") !=
+               std::string::npos;
+      },
+      20s))
       << broker.process.log();
   EXPECT_EQ(future.wait_for(0ms), std::future_status::timeout);
   auto worker = start_worker(broker.endpoint, 1);
@@ -191,7 +206,8 @@ TEST(EndToEnd, BrokerAndWorkerHostExitCleanlyOnSigterm) {
   auto ws = worker.wait(10s);
   ASSERT_TRUE(ws.has_value()) << "worker host did not stop on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 0) << worker.log();
-  for (auto child : children) EXPECT_NE(::kill(child, 0), 0) << "child " << child << " outlived its host";
+  for (auto child : children)
+    EXPECT_NE(::kill(child, 0), 0) << "child " << child << " outlived its host";
   broker.process.signal(SIGTERM);
   auto bs = broker.process.wait(10s);
   ASSERT_TRUE(bs.has_value()) << "broker did not stop on SIGTERM";

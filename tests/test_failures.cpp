@@ -15,11 +15,14 @@ using namespace dpool::test;
 
 namespace {
 
-void expect_squares(Collector& results, std::size_t n, const std::string& function = "slow_square") {
+void expect_squares(Collector& results, std::size_t n,
+                    const std::string& function = "slow_square") {
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < n; ++i) {
-    ASSERT_TRUE(results.result(i).ok()) << "task " << i << ": " << results.result(i).meta.error_message;
-    ASSERT_EQ(results.result(i).as<long long>(function), static_cast<long long>(i * i)) << "task " << i;
+    ASSERT_TRUE(results.result(i).ok())
+        << "task " << i << ": " << results.result(i).meta.error_message;
+    ASSERT_EQ(results.result(i).as<long long>(function), static_cast<long long>(i * i))
+        << "task " << i;
   }
 }
 
@@ -69,7 +72,8 @@ TEST(Failures, ATaskThatKillsItsWorkerEveryTimeFailsAfterTheAttemptLimit) {
   const std::size_t n = 50;
   Collector results(n + 1);
   Client client(client_config(broker.endpoint));
-  for (std::size_t i = 0; i < n; ++i) client.submit("slow_square", pack_args(static_cast<long long>(i), 1), results.slot(i));
+  for (std::size_t i = 0; i < n; ++i)
+    client.submit("slow_square", pack_args(static_cast<long long>(i), 1), results.slot(i));
   client.submit("crash_always", pack_args(1), results.slot(n));
   ASSERT_TRUE(results.wait_all(60s)) << results.done() << " of " << n + 1;
   expect_squares(results, n);
@@ -77,7 +81,8 @@ TEST(Failures, ATaskThatKillsItsWorkerEveryTimeFailsAfterTheAttemptLimit) {
   ASSERT_EQ(lost.meta.status, Status::kLost);
   EXPECT_EQ(lost.meta.error_type, "WorkerLost");
   EXPECT_EQ(lost.meta.attempts, 3u);
-  EXPECT_NE(lost.meta.error_message.find("3 attempts"), std::string::npos) << lost.meta.error_message;
+  EXPECT_NE(lost.meta.error_message.find("3 attempts"), std::string::npos)
+      << lost.meta.error_message;
   EXPECT_NE(lost.meta.error_message.find("SIGKILL"), std::string::npos) << lost.meta.error_message;
   try {
     (void)lost.as<int>("crash_always");
@@ -110,7 +115,8 @@ TEST(Failures, TheRunCompletesWhenTheBrokerIsKilledAndRestarted) {
   ASSERT_TRUE(wait_for([&] { return results.done() >= 300; }, 60s));
   broker.process.kill();
   broker = BrokerProcess::start(endpoint);  // same address: the peers reconnect by themselves
-  ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n << "\n" << broker.process.log();
+  ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n << "\n"
+                                      << broker.process.log();
   expect_squares(results, n);
 }
 
@@ -126,7 +132,8 @@ TEST(Failures, AFrozenWorkerHostLosesItsLeasesAndItsLateResultsAreDropped) {
   frozen.signal(SIGSTOP);
   for (auto child : task_processes(frozen.pid())) ::kill(child, SIGSTOP);
   // Long enough for the broker to declare it dead (expiry 600 ms) and requeue its leases.
-  ASSERT_TRUE(wait_for([&] { return broker.process.log().find("no heartbeat") != std::string::npos; }, 10s));
+  ASSERT_TRUE(wait_for(
+      [&] { return broker.process.log().find("no heartbeat") != std::string::npos; }, 10s));
   for (auto child : task_processes(frozen.pid())) ::kill(child, SIGCONT);
   frozen.signal(SIGCONT);
   ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << n;

@@ -68,7 +68,8 @@ TEST_P(FuzzTarget, RunsItsCheckedInCorpusCleanly) {
 }
 
 TEST_P(FuzzTarget, RunsEveryInputThatOnceFailedCleanly) {
-  replay_folder(GetParam(), fs::path(DPOOL_SOURCE_DIR) / "tests" / "fuzz_regressions" / std::string(GetParam().name));
+  replay_folder(GetParam(), fs::path(DPOOL_SOURCE_DIR) / "tests" / "fuzz_regressions" /
+                                std::string(GetParam().name));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fuzz, FuzzTarget, ::testing::ValuesIn(dpool::fuzz::targets()),

@@ -92,9 +92,12 @@ class Attackers {
   }
   /* Waits until every attacker has finished one round. */
   bool wait_first_rounds(std::chrono::milliseconds timeout) {
-    return wait_for([this] {
-      return std::all_of(rounds_.begin(), rounds_.end(), [](const auto& r) { return r.load() > 0; });
-    }, timeout);
+    return wait_for(
+        [this] {
+          return std::all_of(rounds_.begin(), rounds_.end(),
+                             [](const auto& r) { return r.load() > 0; });
+        },
+        timeout);
   }
   void stop() {
     stop_.store(true);
@@ -109,11 +112,14 @@ class Attackers {
   std::vector<std::thread> threads_;
 };
 
-int port_of(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
+int port_of(const std::string& endpoint) {
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
 
 /* Malformed messages from a peer with a session of sorts, and messages out of order from one
  * that never introduced itself. */
-void send_malformed(const std::string& endpoint, zmq::context_t& context, const Attackers::More& more) {
+void send_malformed(const std::string& endpoint, zmq::context_t& context,
+                    const Attackers::More& more) {
   auto garbage = dealer(context, endpoint, "hostile-garbage");
   auto stranger = dealer(context, endpoint, "hostile-stranger");
   const auto malformed = malformed_messages();
@@ -131,9 +137,10 @@ void send_malformed(const std::string& endpoint, zmq::context_t& context, const 
 
 /* Outcomes for every key in [first, last) but the decoy's own, at attempts 1 and 2 and with
  * every status a worker sends: ok ones carry a wrong value, which the job's check would see. */
-std::uint64_t forge_outcomes(FakeWorker& forger, std::uint64_t first, std::uint64_t last, std::uint64_t own) {
-  static constexpr Status kStatuses[] = {Status::kOk, Status::kError, Status::kLost, Status::kTimeout,
-                                         Status::kCancelled, Status::kReturned};
+std::uint64_t forge_outcomes(FakeWorker& forger, std::uint64_t first, std::uint64_t last,
+                             std::uint64_t own) {
+  static constexpr Status kStatuses[] = {Status::kOk,      Status::kError,     Status::kLost,
+                                         Status::kTimeout, Status::kCancelled, Status::kReturned};
   std::uint64_t messages = 0;
   wire::DoneBatch batch;
   std::vector<std::string> payloads;
@@ -162,8 +169,9 @@ std::uint64_t forge_outcomes(FakeWorker& forger, std::uint64_t first, std::uint6
 
 /* A registered worker forging outcomes around the job's keys, a client acknowledging and
  * cancelling the job's ids in its own session, and a peer that mixes both roles. */
-void forge(const std::string& endpoint, zmq::context_t& context, FakeWorker& forger, FakeClient& bait,
-           std::uint64_t decoy_key, std::atomic<std::uint64_t>& forged, const Attackers::More& more) {
+void forge(const std::string& endpoint, zmq::context_t& context, FakeWorker& forger,
+           FakeClient& bait, std::uint64_t decoy_key, std::atomic<std::uint64_t>& forged,
+           const Attackers::More& more) {
   auto mixed = dealer(context, endpoint, "hostile-mixed");
   std::vector<std::uint64_t> job_ids;
   for (std::uint64_t id = 0; id <= kTasks + 8; ++id) job_ids.push_back(id);
@@ -200,7 +208,8 @@ void forge(const std::string& endpoint, zmq::context_t& context, FakeWorker& for
 
 /* Bodies whose strings exceed the decode limit every round, and every 20th round 64 MiB
  * frames: alone, as a payload the body does not list, and as a body. */
-void send_oversized(const std::string& endpoint, zmq::context_t& context, const Attackers::More& more) {
+void send_oversized(const std::string& endpoint, zmq::context_t& context,
+                    const Attackers::More& more) {
   auto big = dealer(context, endpoint, "hostile-big");
   const std::string huge(kHuge, 'x');
   const auto long_host = pack(wire::Hello{std::string((1u << 20) + 1, 'h'), 1, "big"});
@@ -235,12 +244,15 @@ void storm(const std::string& endpoint, zmq::context_t& context, const Attackers
     for (std::size_t i = start; i < start + kBatch; ++i) {
       const auto variant = i % 6;
       const bool introduces = variant == 1 || variant == 2;
-      auto s = dealer(context, endpoint, "hostile-storm-" + std::to_string(i), introduces ? 1000ms : 0ms);
-      if (variant == 1) send_frames(s, {header(Command::kHello), pack(wire::Hello{"storm", 1, "storm"})});
+      auto s = dealer(context, endpoint, "hostile-storm-" + std::to_string(i),
+                      introduces ? 1000ms : 0ms);
+      if (variant == 1)
+        send_frames(s, {header(Command::kHello), pack(wire::Hello{"storm", 1, "storm"})});
       if (variant == 2) send_frames(s, {header(Command::kReady), pack(ready)});
       if (variant == 3) send_frames(s, malformed[i % malformed.size()].second);
       if (variant == 4) send_frames(s, {header(Command::kStatus), pack(wire::StatusRequest{i})});
-      if (variant == 5) s.send(zmq::buffer(header(Command::kHello)), zmq::send_flags::sndmore);  // never ends
+      if (variant == 5)
+        s.send(zmq::buffer(header(Command::kHello)), zmq::send_flags::sndmore);  // never ends
       if (introduces) {
         awaiting.push_back(peers.size());
         ++introduced;
@@ -249,7 +261,8 @@ void storm(const std::string& endpoint, zmq::context_t& context, const Attackers
     }
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     for (auto i : awaiting) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       peers[i].set(zmq::sockopt::rcvtimeo, static_cast<int>(std::max<long long>(1, left.count())));
       zmq::message_t reply;
       if (peers[i].recv(reply)) ++answered;
@@ -279,7 +292,8 @@ void send_raw_tcp(int port, const Attackers::More& more) {
     RawTcp(port).send(handshake + zmtp_frame(header(Command::kHello), true) +
                       zmtp_frame(hello, false).substr(0, hello.size() / 2));
     const auto handshake2 = zmtp_greeting() + zmtp_ready("hostile-tcp-" + std::to_string(++n));
-    RawTcp(port).send(handshake2 + zmtp_frame(header(Command::kHello), true) + zmtp_frame("abc", false, false, kHuge));
+    RawTcp(port).send(handshake2 + zmtp_frame(header(Command::kHello), true) +
+                      zmtp_frame("abc", false, false, kHuge));
     if (hanging.size() < kHangers) {
       RawTcp t(port);
       t.send(zmtp_greeting().substr(0, 5));
@@ -293,8 +307,10 @@ long long square_on_fresh_client(const std::string& endpoint) {
   Client client(client_config(endpoint));
   std::promise<TaskResult> promise;
   auto future = promise.get_future();
-  client.submit("square", pack_args(7LL), [&promise](TaskResult&& r) { promise.set_value(std::move(r)); });
-  if (future.wait_for(30s) != std::future_status::ready) throw std::runtime_error("no result in time");
+  client.submit("square", pack_args(7LL),
+                [&promise](TaskResult&& r) { promise.set_value(std::move(r)); });
+  if (future.wait_for(30s) != std::future_status::ready)
+    throw std::runtime_error("no result in time");
   return future.get().as<long long>("square");
 }
 
@@ -317,15 +333,18 @@ TEST(HostilePeers, TheBrokerSurvivesCountsItsDropsAndTheJobCompletesExactlyOnce)
   std::atomic<std::uint64_t> forged{0};
   std::pair<std::size_t, std::size_t> storm_answers;  // written by its attacker, read after stop()
   Attackers attackers;
-  attackers.spawn("malformed", [&](const auto& more) { send_malformed(broker.endpoint, context, more); });
+  attackers.spawn("malformed",
+                  [&](const auto& more) { send_malformed(broker.endpoint, context, more); });
   attackers.spawn("forger", [&](const auto& more) {
     forge(broker.endpoint, context, forger, bait, decoy_key, forged, more);
   });
-  attackers.spawn("oversized", [&](const auto& more) { send_oversized(broker.endpoint, context, more); });
+  attackers.spawn("oversized",
+                  [&](const auto& more) { send_oversized(broker.endpoint, context, more); });
   attackers.spawn("storm", [&](const auto& more) {
     storm(broker.endpoint, context, more, storm_answers);
   });
-  attackers.spawn("raw-tcp", [&](const auto& more) { send_raw_tcp(port_of(broker.endpoint), more); });
+  attackers.spawn("raw-tcp",
+                  [&](const auto& more) { send_raw_tcp(port_of(broker.endpoint), more); });
   ASSERT_TRUE(attackers.wait_first_rounds(120s));
 
   Collector results(kTasks);
@@ -356,7 +375,8 @@ TEST(HostilePeers, TheBrokerSurvivesCountsItsDropsAndTheJobCompletesExactlyOnce)
   ASSERT_TRUE(broker.process.running()) << broker.process.log();
   EXPECT_EQ(square_on_fresh_client(broker.endpoint), 49);
   EXPECT_GE(storm_answers.first, kConnections / 3);
-  EXPECT_EQ(storm_answers.second, storm_answers.first) << "every HELLO and READY of the storm is answered";
+  EXPECT_EQ(storm_answers.second, storm_answers.first)
+      << "every HELLO and READY of the storm is answered";
   Client observer(client_config(broker.endpoint));
   auto report_future = observer.status();
   ASSERT_EQ(report_future.wait_for(30s), std::future_status::ready);
@@ -364,19 +384,24 @@ TEST(HostilePeers, TheBrokerSurvivesCountsItsDropsAndTheJobCompletesExactlyOnce)
   EXPECT_GE(report.dropped, forged.load()) << "each forged DONE costs at least one counted drop";
 
   // By reason: each one's first drop is logged with its count (later ones at most once a second).
-  const std::set<std::string> reasons{"framing", "version", "command", "body", "payloads", "unknown-peer", "stale"};
+  const std::set<std::string> reasons{"framing",  "version",      "command", "body",
+                                      "payloads", "unknown-peer", "stale"};
   LoggedDrops logged;
   const bool all_logged = wait_for([&] {
     logged = logged_drops(broker.process.log());
-    return std::all_of(reasons.begin(), reasons.end(), [&](const auto& r) { return logged.count[r] > 0; });
+    return std::all_of(reasons.begin(), reasons.end(),
+                       [&](const auto& r) { return logged.count[r] > 0; });
   }, 5s);
   EXPECT_TRUE(all_logged) << broker.process.log().substr(0, 20000);
   std::uint64_t logged_sum = 0;
   for (const auto& [reason, n] : logged.count) logged_sum += n;
   EXPECT_LE(logged_sum, report.dropped);
-  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
+          .count();
   for (const auto& [reason, lines] : logged.lines) {
-    EXPECT_LE(lines, static_cast<std::uint64_t>(seconds) + 2) << reason << " drops must be logged at most once a second";
+    EXPECT_LE(lines, static_cast<std::uint64_t>(seconds) + 2)
+        << reason << " drops must be logged at most once a second";
   }
   const auto log_size = broker.process.log().size();
   EXPECT_LT(log_size, 1u << 20) << "the attack set the log's pace";
@@ -387,9 +412,12 @@ TEST(HostilePeers, TheBrokerSurvivesCountsItsDropsAndTheJobCompletesExactlyOnce)
   EXPECT_LT(rss_kib(broker.process.pid()), kRssLimitKib);
   RecordProperty("broker_peak_rss_kib", std::to_string(peak_kib));
   RecordProperty("forged_done_messages", std::to_string(forged.load()));
-  std::printf("job %.2f s under attack; broker peak RSS %llu KiB, %llu forged DONEs, %llu drops, log %zu bytes\n",
-              std::chrono::duration<double>(job_time).count(), static_cast<unsigned long long>(peak_kib),
-              static_cast<unsigned long long>(forged.load()), static_cast<unsigned long long>(report.dropped), log_size);
+  std::printf(
+      "job %.2f s under attack; broker peak RSS %llu KiB, %llu forged DONEs, %llu drops, log %zu "
+      "bytes\n",
+      std::chrono::duration<double>(job_time).count(), static_cast<unsigned long long>(peak_kib),
+      static_cast<unsigned long long>(forged.load()),
+      static_cast<unsigned long long>(report.dropped), log_size);
 }
 
 /* A worker's host name is the peer's own text, and a peer may register and leave as fast as
@@ -399,8 +427,10 @@ TEST(HostilePeers, AWorkerCannotForgeOrFloodTheBrokerLogWithItsRegistrations) {
   zmq::context_t context(1);
   auto peer = dealer(context, broker.endpoint, "hostile-registrations");
   wire::Ready ready;
-  ready.host = "h\n2001-01-01T00:00:00.000 broker[1] warning dropped a message (auth) from x: forged "
-               "[999 auth drops so far]\n" + std::string(64u << 10, 'h');
+  ready.host =
+      "h\n2001-01-01T00:00:00.000 broker[1] warning dropped a message (auth) from x: forged "
+      "[999 auth drops so far]\n" +
+      std::string(64u << 10, 'h');
   ready.credit = 1;
   constexpr int kRegistrations = 200;
   for (int i = 0; i < kRegistrations; ++i) {
@@ -412,8 +442,9 @@ TEST(HostilePeers, AWorkerCannotForgeOrFloodTheBrokerLogWithItsRegistrations) {
   ASSERT_TRUE(await_command(peer, Command::kReport, 30s)) << "no REPORT";
   const auto log = broker.process.log();
   EXPECT_EQ(logged_drops(log).count.count("auth"), 0u) << "a log line forged by a host name";
-  EXPECT_LT(log.size(), 32u << 10) << kRegistrations << " registrations of a 64 KiB host name made a log of "
-                                   << log.size() << " bytes";
+  EXPECT_LT(log.size(), 32u << 10)
+      << kRegistrations << " registrations of a 64 KiB host name made a log of " << log.size()
+      << " bytes";
   // The lines left out are said by the next one let through, in a later second.
   const bool said = wait_for([&] {
     send_frames(peer, {header(Command::kReady), pack(ready)});
@@ -442,7 +473,8 @@ TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
   constexpr int kFlooders = 4;
   std::vector<zmq::socket_t> floods;
   for (int f = 0; f < kFlooders; ++f) {
-    auto& flood = floods.emplace_back(flooder(context, broker.endpoint, "w-hostile-flood-" + std::to_string(f)));
+    auto& flood = floods.emplace_back(
+        flooder(context, broker.endpoint, "w-hostile-flood-" + std::to_string(f)));
     wire::Ready ready;
     ready.host = "flood";
     ready.credit = 1;
@@ -468,7 +500,8 @@ TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
       // A message is taken whole or not at all (HWM is checked on its first frame).
       bool all = true;
       for (std::size_t i = 0; i < frames.size() && all; ++i) {
-        const auto flags = i + 1 == frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore;
+        const auto flags =
+            i + 1 == frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore;
         all = flood.send(zmq::buffer(frames[i]), flags).has_value();
       }
       if (all) ++sent;
@@ -476,7 +509,8 @@ TEST(HostilePeers, AFloodingPeerIsHeldBackNotBuffered) {
     peak_kib = std::max(peak_kib, rss_kib(broker.process.pid()));
   }
   std::printf("flood: %llu DONEs of %zu KiB sent; broker peak RSS %llu KiB\n",
-              static_cast<unsigned long long>(sent), message_bytes >> 10, static_cast<unsigned long long>(peak_kib));
+              static_cast<unsigned long long>(sent), message_bytes >> 10,
+              static_cast<unsigned long long>(peak_kib));
   EXPECT_LT(peak_kib, kRssLimitKib) << sent << " DONEs sent";
   auto other = dealer(context, broker.endpoint, "another-client");
   send_frames(other, {header(Command::kStatus), pack(wire::StatusRequest{1})});
@@ -496,7 +530,8 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
   std::vector<zmq::socket_t> idle;
   for (int i = 0; i < kIdleSessions; ++i) {
     idle.push_back(dealer(context, broker.endpoint, "idle-session-" + std::to_string(i)));
-    send_frames(idle.back(), {header(Command::kHello), pack(wire::Hello{"idle-host", 1000u + i, "idle"})});
+    send_frames(idle.back(),
+                {header(Command::kHello), pack(wire::Hello{"idle-host", 1000u + i, "idle"})});
   }
   auto probe = dealer(context, broker.endpoint, "sendq-probe");
   send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{1})});
@@ -519,7 +554,8 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
   for (auto now = started; now < end; now = std::chrono::steady_clock::now()) {
     for (auto& s : askers) {
       for (int i = 0; i < 64; ++i) {
-        if (!s.send(zmq::buffer(status), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) break;
+        if (!s.send(zmq::buffer(status), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+          break;
         s.send(zmq::buffer(request), zmq::send_flags::none);
         ++sent;
       }
@@ -530,7 +566,8 @@ TEST(HostilePeers, APeerThatAsksAndNeverReadsIsNotQueuedForWithoutEnd) {
       send_frames(probe, {header(Command::kStatus), pack(wire::StatusRequest{3})});
       next_probe = now + 250ms;
     }
-    if (auto r = await_body<wire::Report>(probe, Command::kReport, 0ms); r && r->unsent > 0 && !filled) {
+    if (auto r = await_body<wire::Report>(probe, Command::kReport, 0ms);
+        r && r->unsent > 0 && !filled) {
       filled = true;
       end = std::min(end, now + 4s);
     }

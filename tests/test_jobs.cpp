@@ -21,8 +21,8 @@ constexpr auto kAnswer = 20s;
 /* Submits `count` tasks of `function` with arguments args(i) into `job`; waits for the broker
  * to hold each (a job task completes on ACCEPT). */
 template <class Args>
-void put(Client& client, const std::string& job, const std::string& function, std::uint64_t count, Args args,
-         std::uint64_t first = 0) {
+void put(Client& client, const std::string& job, const std::string& function, std::uint64_t count,
+         Args args, std::uint64_t first = 0) {
   std::vector<std::future<TaskResult>> accepted;
   for (std::uint64_t i = first; i < first + count; ++i) {
     auto promise = std::make_shared<std::promise<TaskResult>>();
@@ -30,7 +30,9 @@ void put(Client& client, const std::string& job, const std::string& function, st
     TaskOptions options;
     options.job = job;
     options.index = i;
-    client.submit(function, args(i), [promise](TaskResult&& r) { promise->set_value(std::move(r)); }, options);
+    client.submit(
+        function, args(i), [promise](TaskResult&& r) { promise->set_value(std::move(r)); },
+        options);
   }
   for (auto& a : accepted) {
     ASSERT_EQ(a.wait_for(kAnswer), std::future_status::ready);
@@ -41,9 +43,11 @@ void put(Client& client, const std::string& job, const std::string& function, st
 
 auto squares_of_index = [](std::uint64_t i) { return pack_args(static_cast<long long>(i)); };
 
-wire::JobInfo info(Client& client, const std::string& job, JobOp op = JobOp::kInfo, std::uint64_t total = 0) {
+wire::JobInfo info(Client& client, const std::string& job, JobOp op = JobOp::kInfo,
+                   std::uint64_t total = 0) {
   auto f = client.job(job, op, total);
-  if (f.wait_for(kAnswer) != std::future_status::ready) throw std::runtime_error("no JOB_INFO in time");
+  if (f.wait_for(kAnswer) != std::future_status::ready)
+    throw std::runtime_error("no JOB_INFO in time");
   return f.get();
 }
 
@@ -55,13 +59,15 @@ bool wait_done(Client& client, const std::string& job, std::chrono::milliseconds
 }
 
 /* Every result of a finished job, read page by page from the start. */
-std::vector<std::pair<wire::JobResult, std::string>> read_all(Client& client, const std::string& job,
+std::vector<std::pair<wire::JobResult, std::string>> read_all(Client& client,
+                                                              const std::string& job,
                                                               std::uint32_t page_size = 1000) {
   std::vector<std::pair<wire::JobResult, std::string>> out;
   std::uint64_t next = 0;
   for (;;) {
     auto f = client.fetch(job, next, page_size);
-    if (f.wait_for(kAnswer) != std::future_status::ready) throw std::runtime_error("no FETCHED in time");
+    if (f.wait_for(kAnswer) != std::future_status::ready)
+      throw std::runtime_error("no FETCHED in time");
     auto page = f.get();
     if (!page.meta.found) throw std::runtime_error("job not found");
     if (page.meta.results.empty()) return out;
@@ -131,7 +137,9 @@ TEST(Jobs, FailuresAreKeptPerPosition) {
   auto worker = start_worker(broker.endpoint, 1);
   Client client(client_config(broker.endpoint));
   put(client, "mixed", "square", 2, squares_of_index);
-  put(client, "mixed", "fail", 1, [](std::uint64_t) { return pack_args(std::string("no good")); }, 2);
+  put(
+      client, "mixed", "fail", 1, [](std::uint64_t) { return pack_args(std::string("no good")); },
+      2);
   (void)info(client, "mixed", JobOp::kSeal, 3);
   ASSERT_TRUE(wait_done(client, "mixed"));
   const auto i = info(client, "mixed");
@@ -153,7 +161,8 @@ TEST(Jobs, ASealedJobTakesNoMoreTasksAndBadIdsAreRefused) {
     TaskOptions options;
     options.job = job;
     options.index = index;
-    client.submit("square", pack_args(1LL), [&p](TaskResult&& r) { p.set_value(std::move(r)); }, options);
+    client.submit(
+        "square", pack_args(1LL), [&p](TaskResult&& r) { p.set_value(std::move(r)); }, options);
     EXPECT_EQ(f.wait_for(kAnswer), std::future_status::ready);
     return f.get();
   };
@@ -170,7 +179,8 @@ TEST(Jobs, CancelEndsQueuedAndRunningTasks) {
   auto broker = BrokerProcess::start();
   auto worker = start_worker(broker.endpoint, 1);
   Client client(client_config(broker.endpoint));
-  put(client, "long", "slow_square", 20, [](std::uint64_t i) { return pack_args(static_cast<long long>(i), 60000); });
+  put(client, "long", "slow_square", 20,
+      [](std::uint64_t i) { return pack_args(static_cast<long long>(i), 60000); });
   (void)info(client, "long", JobOp::kSeal, 20);
   ASSERT_TRUE(wait_for([&] { return info(client, "long").running > 0; }, 20s));
   const auto cancelled = info(client, "long", JobOp::kCancel);
@@ -178,7 +188,8 @@ TEST(Jobs, CancelEndsQueuedAndRunningTasks) {
   ASSERT_TRUE(wait_done(client, "long", 20s)) << "the running task's cancellation must come back";
   const auto i = info(client, "long");
   EXPECT_EQ(i.cancelled, 20u);
-  for (const auto& [r, value] : read_all(client, "long")) EXPECT_EQ(r.meta.status, Status::kCancelled);
+  for (const auto& [r, value] : read_all(client, "long"))
+    EXPECT_EQ(r.meta.status, Status::kCancelled);
 }
 
 TEST(Jobs, ASubmitterThatLeavesBeforeSealingEndsTheJobWithANote) {
@@ -206,7 +217,8 @@ TEST(Jobs, ForgetAndExpiry) {
   EXPECT_FALSE(info(client, "dropped", JobOp::kForget).found);
   EXPECT_FALSE(info(client, "dropped").found);
   ASSERT_TRUE(wait_done(client, "kept"));
-  EXPECT_TRUE(wait_for([&] { return !info(client, "kept").found; }, 20s)) << "a finished job expires after its TTL";
+  EXPECT_TRUE(wait_for([&] { return !info(client, "kept").found; }, 20s))
+      << "a finished job expires after its TTL";
 }
 
 TEST(Status, ReportsWorkersQueuesJobsAndRate) {
@@ -221,7 +233,8 @@ TEST(Status, ReportsWorkersQueuesJobsAndRate) {
   wire::Report r;
   ASSERT_TRUE(wait_for([&] {
     r = client.status().get();
-    return std::any_of(r.functions.begin(), r.functions.end(), [](auto& f) { return f.name == "nobody-offers-this"; });
+    return std::any_of(r.functions.begin(), r.functions.end(),
+                       [](auto& f) { return f.name == "nobody-offers-this"; });
   }, 20s));
   EXPECT_EQ(r.version, DPOOL_VERSION);
   EXPECT_GT(r.uptime_ms, 0u);
@@ -229,7 +242,8 @@ TEST(Status, ReportsWorkersQueuesJobsAndRate) {
   EXPECT_EQ(r.workers[0].processes, 2u);
   EXPECT_EQ(r.workers[0].done, 50u);
   EXPECT_EQ(r.workers[0].tags.at("zone"), "test");
-  EXPECT_NE(std::find(r.workers[0].functions.begin(), r.workers[0].functions.end(), "square"), r.workers[0].functions.end());
+  EXPECT_NE(std::find(r.workers[0].functions.begin(), r.workers[0].functions.end(), "square"),
+            r.workers[0].functions.end());
   for (const auto& f : r.functions) {
     if (f.name == "nobody-offers-this") {
       EXPECT_EQ(f.queued, 1u);

@@ -372,19 +372,23 @@ TEST(Ledger, SmallPayloadsAreCopiedIntoTheTaskAndLargeOnesShared) {
     auto [t, received_at] = add_sized(ledger, f, size);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->payload(), std::string(size, 'q'));
-    EXPECT_NE(static_cast<const void*>(t->payload().data()), received_at) << size << " octets: copied";
+    EXPECT_NE(static_cast<const void*>(t->payload().data()), received_at)
+        << size << " octets: copied";
     zmq::message_t frame = t->frame();
     EXPECT_EQ(view(frame), t->payload());
-    EXPECT_NE(frame.data(), static_cast<const void*>(t->payload().data())) << "each lease gets its own copy";
+    EXPECT_NE(frame.data(), static_cast<const void*>(t->payload().data()))
+        << "each lease gets its own copy";
   }
   auto [large, received_at] = add_sized(ledger, f, kInlinePayload + 1);
   ASSERT_NE(large, nullptr);
-  EXPECT_EQ(static_cast<const void*>(large->payload().data()), received_at) << "the received frame is kept";
+  EXPECT_EQ(static_cast<const void*>(large->payload().data()), received_at)
+      << "the received frame is kept";
   {
     zmq::message_t frame = large->frame();
     EXPECT_EQ(frame.data(), received_at) << "and shared with each lease, not copied";
   }
-  EXPECT_EQ(large->payload(), std::string(kInlinePayload + 1, 'q')) << "a sent frame leaves the task's payload";
+  EXPECT_EQ(large->payload(), std::string(kInlinePayload + 1, 'q'))
+      << "a sent frame leaves the task's payload";
   EXPECT_EQ(ledger.apply(*large, TaskEvent::kDrop), Transition::kRemoved);
 }
 
@@ -393,7 +397,8 @@ TEST(Ledger, TaskPointersStayValidWhileTheLedgerGrowsShrinksAndCompacts) {
   const auto f = ledger.function_id("f");
   Task* first = ledger.find(ledger.add(kClientA, 0, f, 3, bytes("first")));
   std::vector<TaskKey> others;
-  for (int i = 1; i <= 5000; ++i) others.push_back(ledger.add(kClientA, i, f, 3, bytes(std::to_string(i))));
+  for (int i = 1; i <= 5000; ++i)
+    others.push_back(ledger.add(kClientA, i, f, 3, bytes(std::to_string(i))));
   for (std::size_t i = 0; i < others.size(); ++i) {
     if (i % 10 != 0) ledger.apply(*ledger.find(others[i]), TaskEvent::kDrop);
   }

@@ -39,7 +39,8 @@ ClientConfig config_for(const std::string& endpoint, ClientConfig::OnFull on_ful
 
 wire::Report status_of(Client& client) {
   auto report = client.status();
-  if (report.wait_for(10s) != std::future_status::ready) throw std::runtime_error("no REPORT in time");
+  if (report.wait_for(10s) != std::future_status::ready)
+    throw std::runtime_error("no REPORT in time");
   return report.get();
 }
 
@@ -59,11 +60,13 @@ TEST(Limits, AClientFarPastTheTaskLimitWaitsAndGetsEveryResultExactlyOnce) {
   auto worker = start_worker(broker.endpoint, 2);
   Collector results(kMany);
   Client client(config_for(broker.endpoint, ClientConfig::OnFull::kWait));
-  for (std::size_t i = 0; i < kMany; ++i) client.submit("square", pack_args(static_cast<long long>(i)), results.slot(i));
+  for (std::size_t i = 0; i < kMany; ++i)
+    client.submit("square", pack_args(static_cast<long long>(i)), results.slot(i));
   ASSERT_TRUE(results.wait_all(120s)) << results.done() << " of " << kMany << " results arrived";
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < kMany; ++i) {
-    ASSERT_EQ(results.result(i).as<long long>("square"), static_cast<long long>(i * i)) << "task " << i;
+    ASSERT_EQ(results.result(i).as<long long>("square"), static_cast<long long>(i * i))
+        << "task " << i;
   }
   const auto report = status_of(client);
   EXPECT_EQ(report.max_tasks_per_client, 100u);
@@ -76,8 +79,10 @@ TEST(Limits, OnFullErrorFailsTheExcessAtOnceNamingTheLimit) {
   const std::size_t n = 300;
   Collector results(n);  // before the client, whose destructor completes what is left
   Client client(config_for(broker.endpoint, ClientConfig::OnFull::kError));
-  for (std::size_t i = 0; i < n; ++i) client.submit("square", pack_args(static_cast<long long>(i)), results.slot(i));
-  ASSERT_TRUE(wait_for([&] { return results.done() >= 200; }, 20s)) << results.done() << " failed at once";
+  for (std::size_t i = 0; i < n; ++i)
+    client.submit("square", pack_args(static_cast<long long>(i)), results.slot(i));
+  ASSERT_TRUE(wait_for([&] { return results.done() >= 200; }, 20s))
+      << results.done() << " failed at once";
   EXPECT_EQ(results.done(), 200u);
   const auto failed = failures(results, n);
   ASSERT_EQ(failed.size(), 200u);
@@ -86,7 +91,8 @@ TEST(Limits, OnFullErrorFailsTheExcessAtOnceNamingTheLimit) {
   EXPECT_EQ(r.meta.status, Status::kRejected);
   EXPECT_EQ(r.meta.error_type, kQueueFull);
   EXPECT_EQ(r.meta.error_message,
-            "queue full: the broker holds 100 tasks of this client (its limit per client is 100, max_tasks_per_client)");
+            "queue full: the broker holds 100 tasks of this client (its limit per client is 100, "
+            "max_tasks_per_client)");
   try {
     r.throw_if_failed("square");
     ADD_FAILURE() << "no error";
@@ -102,35 +108,42 @@ TEST(Limits, OnFullErrorFailsTheExcessAtOnceNamingTheLimit) {
 }
 
 TEST(Limits, TheByteLimitMakesAClientWaitAndEveryResultArrives) {
-  auto broker = BrokerProcess::start("tcp://127.0.0.1:0", 200ms, {"--max-bytes-per-client", "64KiB"});
+  auto broker =
+      BrokerProcess::start("tcp://127.0.0.1:0", 200ms, {"--max-bytes-per-client", "64KiB"});
   auto worker = start_worker(broker.endpoint, 2);
   const std::size_t n = 200;
   Collector results(n);
   Client client(config_for(broker.endpoint, ClientConfig::OnFull::kWait));
   for (std::size_t i = 0; i < n; ++i) {
-    client.submit("echo", pack_args(std::string(10000, static_cast<char>('a' + i % 26))), results.slot(i));
+    client.submit("echo", pack_args(std::string(10000, static_cast<char>('a' + i % 26))),
+                  results.slot(i));
   }
   ASSERT_TRUE(results.wait_all(60s)) << results.done() << " of " << n << " results arrived";
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < n; ++i) {
-    ASSERT_EQ(results.result(i).as<std::string>("echo"), std::string(10000, static_cast<char>('a' + i % 26)));
+    ASSERT_EQ(results.result(i).as<std::string>("echo"),
+              std::string(10000, static_cast<char>('a' + i % 26)));
   }
 }
 
 TEST(Limits, TheByteLimitFailsTheExcessInErrorModeAndTooLargeTasksAlways) {
-  auto broker = BrokerProcess::start("tcp://127.0.0.1:0", 200ms, {"--max-bytes-per-client", "64KiB"});
+  auto broker =
+      BrokerProcess::start("tcp://127.0.0.1:0", 200ms, {"--max-bytes-per-client", "64KiB"});
   // 10,004 bytes each once packed: six fit in 64 KiB, the other four do not.
   const std::size_t n = 10;
   Collector results(n + 1);  // before the client, whose destructor completes what is left
   Client client(config_for(broker.endpoint, ClientConfig::OnFull::kError));
-  for (std::size_t i = 0; i < n; ++i) client.submit("echo", pack_args(std::string(10000, 'x')), results.slot(i));
+  for (std::size_t i = 0; i < n; ++i)
+    client.submit("echo", pack_args(std::string(10000, 'x')), results.slot(i));
   client.submit("echo", pack_args(std::string(100000, 'x')), results.slot(n));
-  ASSERT_TRUE(wait_for([&] { return results.done() >= 5; }, 20s)) << results.done() << " failed at once";
+  ASSERT_TRUE(wait_for([&] { return results.done() >= 5; }, 20s))
+      << results.done() << " failed at once";
   const auto failed = failures(results, n);
   EXPECT_EQ(failed, (std::vector<std::size_t>{6, 7, 8, 9}));
   ASSERT_FALSE(failed.empty());
   EXPECT_EQ(results.result(failed.front()).meta.error_type, kQueueFull);
-  EXPECT_NE(results.result(failed.front()).meta.error_message.find("65,536 bytes per client"), std::string::npos)
+  EXPECT_NE(results.result(failed.front()).meta.error_message.find("65,536 bytes per client"),
+            std::string::npos)
       << results.result(failed.front()).meta.error_message;
   EXPECT_EQ(results.result(n).meta.error_type, kTaskTooLarge);
 
@@ -144,11 +157,18 @@ TEST(Limits, TheByteLimitFailsTheExcessInErrorModeAndTooLargeTasksAlways) {
 }
 
 TEST(Limits, StatusShowsTheLimitsAndEachClientsUse) {
-  auto broker = BrokerProcess::start("tcp://127.0.0.1:0", 200ms,
-                                     {"--max-tasks-per-client", "100", "--max-bytes-per-client", "1MiB"});
+  auto broker =
+      BrokerProcess::start("tcp://127.0.0.1:0", 200ms,
+                           {"--max-tasks-per-client", "100", "--max-bytes-per-client", "1MiB"});
   Client client(config_for(broker.endpoint, ClientConfig::OnFull::kWait));
-  for (std::size_t i = 0; i < 150; ++i) client.submit("square", pack_args(static_cast<long long>(i)), [](TaskResult&&) {});
-  ASSERT_TRUE(wait_for([&] { return !status_of(client).sessions.empty() && status_of(client).sessions.front().tasks == 100; }, 20s));
+  for (std::size_t i = 0; i < 150; ++i)
+    client.submit("square", pack_args(static_cast<long long>(i)), [](TaskResult&&) {});
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return !status_of(client).sessions.empty() &&
+               status_of(client).sessions.front().tasks == 100;
+      },
+      20s));
 
   const auto text = run_dpool({"status", "--broker", broker.endpoint});
   ASSERT_EQ(text.exit_code, 0) << text.err;

@@ -28,8 +28,10 @@ Process start_plugin_worker(const std::string& endpoint, const std::vector<std::
 TaskResult run_one(Client& client, const std::string& function, std::string args) {
   auto promise = std::make_shared<std::promise<TaskResult>>();
   auto future = promise->get_future();
-  client.submit(function, std::move(args), [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
-  if (future.wait_for(30s) != std::future_status::ready) throw std::runtime_error(function + ": no result in time");
+  client.submit(function, std::move(args),
+                [promise](TaskResult&& r) { promise->set_value(std::move(r)); });
+  if (future.wait_for(30s) != std::future_status::ready)
+    throw std::runtime_error(function + ": no result in time");
   return future.get();
 }
 
@@ -44,14 +46,16 @@ TEST(Plugins, PluginLinkingTheWorkerLibraryRegistersIntoTheWorkersRegistry) {
   auto worker = start_plugin_worker(broker.endpoint, {DPOOL_TEST_PLUGIN});
   Client client(client_config(broker.endpoint));
   EXPECT_EQ(run_one(client, "cube", pack_args(3)).as<long long>("cube"), 27);
-  auto names = run_one(client, "plugin_task_names", pack_args()).as<std::vector<std::string>>("plugin_task_names");
+  auto names = run_one(client, "plugin_task_names", pack_args())
+                   .as<std::vector<std::string>>("plugin_task_names");
   EXPECT_TRUE(contains(names, "cube"));
   EXPECT_TRUE(contains(names, "echo")) << "the plugin should see the host's built-ins";
   // Argument checking runs in the plugin's copy of the library code.
   auto wrong = run_one(client, "cube", pack_args(std::string("three")));
   ASSERT_EQ(wrong.meta.status, Status::kError);
   EXPECT_EQ(wrong.meta.error_type, "dpool::ArgumentError");
-  EXPECT_NE(wrong.meta.error_message.find("cube expects (long long)"), std::string::npos) << wrong.meta.error_message;
+  EXPECT_NE(wrong.meta.error_message.find("cube expects (long long)"), std::string::npos)
+      << wrong.meta.error_message;
 }
 
 TEST(Plugins, HeaderOnlyAndLinkingPluginsShareOneRegistry) {
@@ -61,7 +65,8 @@ TEST(Plugins, HeaderOnlyAndLinkingPluginsShareOneRegistry) {
   EXPECT_EQ(run_one(client, "square", pack_args(7)).as<long long>("square"), 49);
   EXPECT_EQ(run_one(client, "cube", pack_args(-2)).as<long long>("cube"), -8);
   EXPECT_EQ(run_one(client, "echo", pack_args(std::string("hi"))).as<std::string>("echo"), "hi");
-  auto names = run_one(client, "plugin_task_names", pack_args()).as<std::vector<std::string>>("plugin_task_names");
+  auto names = run_one(client, "plugin_task_names", pack_args())
+                   .as<std::vector<std::string>>("plugin_task_names");
   for (const char* name : {"square", "countdown", "cube", "plugin_task_names", "echo", "sleep"}) {
     EXPECT_TRUE(contains(names, name)) << name;
   }

@@ -136,7 +136,8 @@ TEST(Pool, ApplyAsyncRunsItsCallbackOrItsErrorCallback) {
   EXPECT_EQ(pool.apply(square, 12), 144);
   std::atomic<long long> got{0};
   std::atomic<bool> failed{false};
-  auto ok = pool.apply_async(Callbacks<long long>{[&](const long long& v) { got = v; }, {}}, square, 9);
+  auto ok =
+      pool.apply_async(Callbacks<long long>{[&](const long long& v) { got = v; }, {}}, square, 9);
   auto bad = pool.apply_async(
       Callbacks<long long>{{}, [&](const std::exception_ptr& e) {
                              try {
@@ -193,14 +194,16 @@ TEST(Pool, CancelStopsQueuedAndRunningTasks) {
   // One function for both, so that they run in the order submitted (FIFO within a function).
   auto running = pool.submit(nap_marked, marker, 5000LL);
   auto queued = pool.submit(nap_marked, second_marker, 5000LL);
-  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(marker); }, 30s)) << "the first task never started";
+  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(marker); }, 30s))
+      << "the first task never started";
   EXPECT_TRUE(queued.cancel());
   EXPECT_TRUE(queued.cancelled());
   EXPECT_FALSE(std::filesystem::exists(second_marker)) << "the queued task ran";
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(running.cancel());
   EXPECT_TRUE(running.cancelled());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s) << "a running task must be stopped, not awaited";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s)
+      << "a running task must be stopped, not awaited";
   EXPECT_THROW(running.result(), Error);
   // The pool goes on working.
   EXPECT_EQ(pool.apply(square, 3), 9);
@@ -211,7 +214,8 @@ TEST(Pool, CancelStopsQueuedAndRunningTasks) {
 
 TEST(Pool, AsCompletedYieldsFuturesAsTheyFinish) {
   Pool pool(3);
-  std::vector<Future<long long>> fs{pool.submit(nap, 600), pool.submit(nap, 10), pool.submit(nap, 300)};
+  std::vector<Future<long long>> fs{pool.submit(nap, 600), pool.submit(nap, 10),
+                                    pool.submit(nap, 300)};
   std::vector<long long> order;
   for (const auto& f : as_completed(fs)) order.push_back(f.result());
   EXPECT_EQ(order, (std::vector<long long>{10, 300, 600}));
@@ -219,16 +223,19 @@ TEST(Pool, AsCompletedYieldsFuturesAsTheyFinish) {
 
 TEST(Pool, WaitReturnsOnFirstCompletedFirstExceptionOrAll) {
   Pool pool(3);
-  std::vector<Future<long long>> fs{pool.submit(nap, 800), pool.submit(nap, 10), pool.submit(fail_on_five, 5)};
+  std::vector<Future<long long>> fs{pool.submit(nap, 800), pool.submit(nap, 10),
+                                    pool.submit(fail_on_five, 5)};
   auto first = wait(fs, ReturnWhen::kFirstCompleted);
   EXPECT_GE(first.done.size(), 1u);
   auto exception = wait(fs, ReturnWhen::kFirstException);
-  EXPECT_TRUE(std::any_of(exception.done.begin(), exception.done.end(), [](const auto& f) { return f.exception() != nullptr; }));
+  EXPECT_TRUE(std::any_of(exception.done.begin(), exception.done.end(),
+                          [](const auto& f) { return f.exception() != nullptr; }));
   EXPECT_FALSE(exception.not_done.empty());
   auto all = wait(fs);
   EXPECT_EQ(all.done.size(), 3u);
   EXPECT_TRUE(all.not_done.empty());
-  auto none = wait(std::vector<Future<long long>>{pool.submit(nap, 2000)}, ReturnWhen::kAllCompleted, 50ms);
+  auto none =
+      wait(std::vector<Future<long long>>{pool.submit(nap, 2000)}, ReturnWhen::kAllCompleted, 50ms);
   EXPECT_EQ(none.not_done.size(), 1u);
 }
 
@@ -263,7 +270,8 @@ TEST(Pool, ArgumentsThatDoNotFitAreRefusedBeforeSending) {
   Pool pool(1);
   EXPECT_THROW((void)pool.apply<long long>("square", std::string("seven")), ArgumentError);
   EXPECT_THROW((void)pool.apply<long long>("add", 1LL), ArgumentError);
-  EXPECT_THROW((void)pool.map<long long>("square", std::vector<std::string>{"a", "b"}), ArgumentError);
+  EXPECT_THROW((void)pool.map<long long>("square", std::vector<std::string>{"a", "b"}),
+               ArgumentError);
   try {
     (void)pool.map(not_registered, iota(3));
     FAIL() << "an unregistered function must be refused";
@@ -295,7 +303,8 @@ TEST(Pool, AWorkerProcessKilledMidMapCostsOneAttemptNotThePool) {
   TempDir dir;
   Pool pool(2);
   std::vector<std::tuple<std::string, long long>> args;
-  for (long long i = 0; i < 40; ++i) args.emplace_back(dir.path() + "/marker-" + std::to_string(i % 3), i);
+  for (long long i = 0; i < 40; ++i)
+    args.emplace_back(dir.path() + "/marker-" + std::to_string(i % 3), i);
   const auto ys = pool.starmap(die_once, args, 1);
   for (long long i = 0; i < 40; ++i) EXPECT_EQ(ys[static_cast<std::size_t>(i)], i);
   EXPECT_EQ(pool.apply(square, 5), 25);

@@ -79,7 +79,8 @@ TEST_F(PoolPolicy, AHardTimeLimitKillsTheTaskAndThePoolKeepsServing) {
     EXPECT_EQ(e.type(), "Timeout");
     EXPECT_EQ(e.attempts(), 1u);
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s) << "killed long before the task would end";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s)
+      << "killed long before the task would end";
   EXPECT_EQ(pool.apply(square, 7LL), 49) << "a new process serves after the kill";
 
   // With a time-out budget the task runs again, and fails for good when that is spent too.
@@ -113,7 +114,8 @@ TEST_F(PoolPolicy, RefusesOptionsOutOfRangeBeforeSending) {
   EXPECT_THROW((void)pool.with({.priority = 10}).apply_async(square, 1LL), Error);
   EXPECT_THROW((void)pool.with({.retry_backoff = 0.5}).apply_async(square, 1LL), Error);
   EXPECT_THROW((void)pool.with({.timeout = -1ms}).apply_async(square, 1LL), Error);
-  EXPECT_EQ(pool.with({.priority = 9}).map(square, std::vector<long long>{1, 2, 3}), (std::vector<long long>{1, 4, 9}));
+  EXPECT_EQ(pool.with({.priority = 9}).map(square, std::vector<long long>{1, 2, 3}),
+            (std::vector<long long>{1, 4, 9}));
 }
 
 }  // namespace

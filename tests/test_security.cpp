@@ -57,7 +57,9 @@ std::string public_of(const std::string& prefix) { return load_public_key(prefix
 /* A broker with CURVE on: alice may be a client, the keys in workers/ may be workers. */
 class Curve : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { log::init("broker", std::getenv("DPOOL_TEST_LOG") ? std::getenv("DPOOL_TEST_LOG") : "error"); }
+  static void SetUpTestSuite() {
+    log::init("broker", std::getenv("DPOOL_TEST_LOG") ? std::getenv("DPOOL_TEST_LOG") : "error");
+  }
 
   void SetUp() override {
     fs::create_directory(dir_.path() + "/workers");
@@ -101,14 +103,18 @@ class Curve : public ::testing::Test {
     zmq::socket_t monitor;
   };
   Peer peer(const std::string& prefix) {
-    Peer p{zmq::socket_t(context_, zmq::socket_type::dealer), zmq::socket_t(context_, zmq::socket_type::pair)};
+    Peer p{zmq::socket_t(context_, zmq::socket_type::dealer),
+           zmq::socket_t(context_, zmq::socket_type::pair)};
     p.socket.set(zmq::sockopt::linger, 0);
-    p.socket.set(zmq::sockopt::routing_id, (prefix.empty() ? std::string("w-nokey") : fs::path(prefix).filename().string()));
-    if (!prefix.empty()) apply_curve(p.socket, *load_curve(CurvePeerConfig{broker_key_ + ".pub", prefix + ".key"}));
+    p.socket.set(zmq::sockopt::routing_id,
+                 (prefix.empty() ? std::string("w-nokey") : fs::path(prefix).filename().string()));
+    if (!prefix.empty())
+      apply_curve(p.socket, *load_curve(CurvePeerConfig{broker_key_ + ".pub", prefix + ".key"}));
     const std::string address = "inproc://monitor-" + std::to_string(++monitors_);
-    EXPECT_EQ(zmq_socket_monitor(p.socket.handle(), address.c_str(),
-                                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL),
+    EXPECT_EQ(zmq_socket_monitor(
+                  p.socket.handle(), address.c_str(),
+                  ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL),
               0);
     p.monitor.connect(address);
     p.socket.connect(endpoint_);
@@ -152,12 +158,14 @@ wire::Ready ready() {
 
 TEST_F(Curve, AnAllowedClientAndWorkerRunAJob) {
   auto broker = BrokerProcess::start("tcp://127.0.0.1:0", 200ms,
-                                     {"--curve-key", broker_key_, "--client-key", alice_ + ".pub", "--worker-key",
-                                      dir_.path() + "/workers"});
-  auto worker = start_worker(broker.endpoint, 1, 200ms, {"--broker-key", broker_key_ + ".pub", "--curve-key", worker_});
-  const auto run = run_dpool({"--broker-key", broker_key_ + ".pub", "--curve-key", alice_, "call", "square", "7",
-                              "--broker", broker.endpoint});
-  EXPECT_EQ(run.exit_code, 0) << run.err << "\nbroker: " << broker.process.log() << "\nworker: " << worker.log();
+                                     {"--curve-key", broker_key_, "--client-key", alice_ + ".pub",
+                                      "--worker-key", dir_.path() + "/workers"});
+  auto worker = start_worker(broker.endpoint, 1, 200ms,
+                             {"--broker-key", broker_key_ + ".pub", "--curve-key", worker_});
+  const auto run = run_dpool({"--broker-key", broker_key_ + ".pub", "--curve-key", alice_, "call",
+                              "square", "7", "--broker", broker.endpoint});
+  EXPECT_EQ(run.exit_code, 0) << run.err << "\nbroker: " << broker.process.log()
+                              << "\nworker: " << worker.log();
   EXPECT_EQ(run.out, "49\n");
 }
 
@@ -192,7 +200,9 @@ TEST_F(Curve, AWorkerWithoutKeysOrWithAKeyInNoListIsRefused) {
   send_message(stranger.socket, {}, Command::kReady, ready());
   // Without keys the mechanisms differ: which side notices first decides how it is reported.
   const auto event = handshake(no_keys);
-  EXPECT_TRUE(event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) << event;
+  EXPECT_TRUE(event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+              event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+      << event;
   EXPECT_EQ(handshake(stranger), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
   EXPECT_TRUE(dropped_more_than(0));
   EXPECT_EQ(broker_->stats().workers, 0u);
@@ -241,23 +251,27 @@ TEST_F(Curve, ANonLoopbackBindIsRefusedWithoutCurveOrInsecure) {
   const auto status = broker.wait(10s);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(WEXITSTATUS(*status), 2);
-  EXPECT_NE(broker.log().find("refusing to listen on " + std::string(kRemote)), std::string::npos) << broker.log();
+  EXPECT_NE(broker.log().find("refusing to listen on " + std::string(kRemote)), std::string::npos)
+      << broker.log();
   EXPECT_NE(broker.log().find("CURVE"), std::string::npos) << broker.log();
 }
 
 TEST_F(Curve, ANonLoopbackBindIsAllowedWithCurve) {
-  Process broker({DPOOL_BROKER_BIN, "--bind", kRemote, "--curve-key", broker_key_, "--client-key", alice_ + ".pub"});
+  Process broker({DPOOL_BROKER_BIN, "--bind", kRemote, "--curve-key", broker_key_, "--client-key",
+                  alice_ + ".pub"});
   const auto status = broker.wait(10s);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(broker.log().find("refusing"), std::string::npos) << broker.log();
-  EXPECT_NE(broker.log().find("cannot listen on " + std::string(kRemote)), std::string::npos) << broker.log();
+  EXPECT_NE(broker.log().find("cannot listen on " + std::string(kRemote)), std::string::npos)
+      << broker.log();
 }
 
 TEST_F(Curve, InsecureAllowsANonLoopbackBindWithAWarning) {
   Process broker({DPOOL_BROKER_BIN, "--bind", kRemote, "--insecure"});
   ASSERT_TRUE(broker.wait(10s).has_value());
   EXPECT_NE(broker.log().find("without CURVE"), std::string::npos) << broker.log();
-  EXPECT_NE(broker.log().find("cannot listen on " + std::string(kRemote)), std::string::npos) << broker.log();
+  EXPECT_NE(broker.log().find("cannot listen on " + std::string(kRemote)), std::string::npos)
+      << broker.log();
 }
 
 // ---- Bad keys -------------------------------------------------------------------------------
@@ -274,23 +288,33 @@ TEST_F(Curve, BadKeysInAConfigFileNameTheFileLineAndCause) {
     };
   };
   auto file = dir_.write("a.yaml", "curve:\n  broker_key: " + short_key + "\n");
-  expect_config_error(load(file), file, 2, {"curve.broker_key", short_key, "not a CURVE key", "found 3 characters"});
+  expect_config_error(load(file), file, 2,
+                      {"curve.broker_key", short_key, "not a CURVE key", "found 3 characters"});
   file = dir_.write("b.yaml", "curve:\n  broker_key: " + not_z85 + "\n");
   expect_config_error(load(file), file, 2, {not_z85, "not a CURVE key"});
   file = dir_.write("c.yaml", "curve:\n  secret_key: missing.key\n");
   expect_config_error(load(file), file, 2, {"curve.secret_key", "missing.key", "no such file"});
   file = dir_.write("d.yaml", "curve:\n  secret_key: " + open_secret + ".key\n");
-  expect_config_error(load(file), file, 2, {open_secret + ".key", "read or changed by others", "mode 0644", "chmod 600"});
+  expect_config_error(
+      load(file), file, 2,
+      {open_secret + ".key", "read or changed by others", "mode 0644", "chmod 600"});
   file = dir_.write("e.yaml", "curve:\n  broker_key: " + broker_key_ + ".key\n");
   expect_config_error(load(file), file, 2, {"this is a secret key", ".pub"});
-  file = dir_.write("f.yaml", "broker:\n  curve:\n    client_keys: [" + alice_ + ".pub, nowhere/]\n");
-  expect_config_error([file] { BrokerConfig c; load_config_file(file, c); }, file, 3, {"curve.client_keys", "nowhere/"});
+  file =
+      dir_.write("f.yaml", "broker:\n  curve:\n    client_keys: [" + alice_ + ".pub, nowhere/]\n");
+  expect_config_error(
+      [file] {
+        BrokerConfig c;
+        load_config_file(file, c);
+      },
+      file, 3, {"curve.client_keys", "nowhere/"});
   file = dir_.write("g.yaml", "curve:\n  secret_kee: x\n");
   expect_config_error(load(file), file, 2, {"unknown key 'curve.secret_kee'"});
 }
 
 TEST_F(Curve, RelativeKeyPathsAreTakenFromTheConfigFilesFolder) {
-  const auto file = dir_.write("worker.yaml", "curve:\n  broker_key: broker.pub\n  secret_key: workers/w1\n");
+  const auto file =
+      dir_.write("worker.yaml", "curve:\n  broker_key: broker.pub\n  secret_key: workers/w1\n");
   WorkerConfig c;
   load_config_file(file, c);
   const auto keys = load_curve(c.curve);
@@ -314,16 +338,19 @@ TEST_F(Curve, HalfAConfigurationIsAnError) {
     Broker broker(c);
     ADD_FAILURE() << "a key in both lists was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("both client_keys and worker_keys"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("both client_keys and worker_keys"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST_F(Curve, ABadKeyFlagIsOneLineAndExitCodeTwo) {
-  Process worker({DPOOL_WORKER_BIN, "--broker-key", broker_key_ + ".pub", "--curve-key", dir_.path() + "/no_such_key"});
+  Process worker({DPOOL_WORKER_BIN, "--broker-key", broker_key_ + ".pub", "--curve-key",
+                  dir_.path() + "/no_such_key"});
   const auto status = worker.wait(10s);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(WEXITSTATUS(*status), 2);
-  EXPECT_NE(worker.log().find(dir_.path() + "/no_such_key: no such file"), std::string::npos) << worker.log();
+  EXPECT_NE(worker.log().find(dir_.path() + "/no_such_key: no such file"), std::string::npos)
+      << worker.log();
   const auto run = run_dpool({"--broker-key", "short", "--curve-key", alice_, "status"});
   EXPECT_EQ(run.exit_code, 2);
   expect_one_line(run.err);
@@ -331,7 +358,8 @@ TEST_F(Curve, ABadKeyFlagIsOneLineAndExitCodeTwo) {
 
 TEST_F(Curve, ASecretKeyIsNeverPrinted) {
   const std::string secret = load_secret_key(alice_);
-  const auto file = dir_.write("client.yaml", "curve:\n  broker_key: broker.pub\n  secret_key: \"" + secret + "\"\n");
+  const auto file = dir_.write(
+      "client.yaml", "curve:\n  broker_key: broker.pub\n  secret_key: \"" + secret + "\"\n");
   ::chmod(file.c_str(), 0600);
   const auto run = run_dpool({"--config", file, "--print-config"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
@@ -347,7 +375,8 @@ TEST_F(Curve, ASecretKeyIsNeverPrinted) {
     load_config_file(back, c);
     ADD_FAILURE() << "a redacted key was read back";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("redacted by --print-config"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("redacted by --print-config"), std::string::npos)
+        << e.what();
   }
 }
 

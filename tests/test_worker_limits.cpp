@@ -105,10 +105,12 @@ TEST(WorkerLimits, ATaskPastItsTimeLimitIsKilledAndTheWorkerKeepsServing) {
   }
   const auto& d = by_task[1];
   const auto late = std::chrono::duration_cast<std::chrono::milliseconds>(d.at - sent) - 300ms;
-  std::printf("time limit 300 ms: outcome %lld ms after it\n", static_cast<long long>(late.count()));
+  std::printf("time limit 300 ms: outcome %lld ms after it\n",
+              static_cast<long long>(late.count()));
   EXPECT_EQ(d.outcome.status, Status::kTimeout);
   EXPECT_EQ(d.outcome.error_type, "Timeout");
-  EXPECT_NE(d.outcome.error_message.find("over its 0.3 s time limit"), std::string::npos) << d.outcome.error_message;
+  EXPECT_NE(d.outcome.error_message.find("over its 0.3 s time limit"), std::string::npos)
+      << d.outcome.error_message;
   EXPECT_NE(d.outcome.pid, 0u);
   EXPECT_TRUE(d.payload.empty());
   EXPECT_LT(late, 5s * kSlow) << "the kill came far too late";
@@ -123,18 +125,22 @@ TEST(WorkerLimits, ATaskPastItsTimeLimitIsKilledAndTheWorkerKeepsServing) {
 TEST(WorkerLimits, TheLimitOfAChunkAppliesToEachItem) {
   Host host(1);
   // Three items of 400 ms each: 1.2 s in all, but each under its 1 s limit.
-  host.broker.send_task(lease(1, "nap_ms", 1000, 3), pack_chunk({pack_args(400), pack_args(400), pack_args(400)}));
+  host.broker.send_task(lease(1, "nap_ms", 1000, 3),
+                        pack_chunk({pack_args(400), pack_args(400), pack_args(400)}));
   auto ok = host.broker.next_outcome();
   ASSERT_TRUE(ok) << host.worker.log();
   EXPECT_EQ(ok->outcome.status, Status::kOk) << ok->outcome.error_message;
 
   // The second item hangs: the chunk is killed in it.
-  host.broker.send_task(lease(2, "nap_ms", 1000, 3), pack_chunk({pack_args(10), pack_args(60'000), pack_args(10)}));
+  host.broker.send_task(lease(2, "nap_ms", 1000, 3),
+                        pack_chunk({pack_args(10), pack_args(60'000), pack_args(10)}));
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
   EXPECT_EQ(d->outcome.status, Status::kTimeout);
-  EXPECT_NE(d->outcome.error_message.find("in item 2 of 3"), std::string::npos) << d->outcome.error_message;
-  EXPECT_NE(d->outcome.error_message.find("1 s time limit per item"), std::string::npos) << d->outcome.error_message;
+  EXPECT_NE(d->outcome.error_message.find("in item 2 of 3"), std::string::npos)
+      << d->outcome.error_message;
+  EXPECT_NE(d->outcome.error_message.find("1 s time limit per item"), std::string::npos)
+      << d->outcome.error_message;
 }
 
 // ---- Chunk items retried in place ----------------------------------------------------------
@@ -147,8 +153,9 @@ TEST(WorkerLimits, AChunkItemThatThrowsIsRunAgainInPlaceUpToTheRetries) {
   // Item 1 fails twice then succeeds; item 2 fails five times (more than 1 + 2 runs); item 3
   // never fails.
   const auto start = Clock::now();
-  host.broker.send_task(l, pack_chunk({pack_args(std::string("a"), 2), pack_args(std::string("b"), 5),
-                                       pack_args(std::string("c"), 0)}));
+  host.broker.send_task(l,
+                        pack_chunk({pack_args(std::string("a"), 2), pack_args(std::string("b"), 5),
+                                    pack_args(std::string("c"), 0)}));
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
   ASSERT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
@@ -160,7 +167,8 @@ TEST(WorkerLimits, AChunkItemThatThrowsIsRunAgainInPlaceUpToTheRetries) {
   EXPECT_EQ(array.ptr[0].via.array.ptr[0].as<int>(), 0);
   EXPECT_EQ(array.ptr[0].via.array.ptr[1].as<int>(), 3);  // the third call succeeded
   EXPECT_EQ(array.ptr[1].via.array.ptr[0].as<int>(), 1);
-  EXPECT_NE(array.ptr[1].via.array.ptr[2].as<std::string>().find("b failed on call 3"), std::string::npos);
+  EXPECT_NE(array.ptr[1].via.array.ptr[2].as<std::string>().find("b failed on call 3"),
+            std::string::npos);
   EXPECT_EQ(array.ptr[2].via.array.ptr[0].as<int>(), 0);
   EXPECT_EQ(array.ptr[2].via.array.ptr[1].as<int>(), 1);
 }
@@ -169,34 +177,42 @@ TEST(WorkerLimits, AChunkItemThatThrowsIsRunAgainInPlaceUpToTheRetries) {
 
 TEST(WorkerLimits, ACrashOutcomeCarriesTheLastLinesTheProcessWroteToStderr) {
   Host host(1);
-  host.broker.send_task(lease(1, "scream_and_abort"), pack_args(std::string("the-last-words-of-task-1")));
+  host.broker.send_task(lease(1, "scream_and_abort"),
+                        pack_args(std::string("the-last-words-of-task-1")));
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
   EXPECT_EQ(d->outcome.status, Status::kLost);
   EXPECT_EQ(d->outcome.error_type, "WorkerLost");
-  EXPECT_NE(d->outcome.error_message.find("SIGABRT"), std::string::npos) << d->outcome.error_message;
+  EXPECT_NE(d->outcome.error_message.find("SIGABRT"), std::string::npos)
+      << d->outcome.error_message;
   const auto& tail = d->outcome.stderr_tail;
   EXPECT_NE(tail.find("the-last-words-of-task-1\n"), std::string::npos) << tail;
   EXPECT_NE(tail.find("noise line 30\n"), std::string::npos) << tail;
-  EXPECT_EQ(tail.find("noise line 1\n"), std::string::npos) << "the tail keeps the last lines only:\n" << tail;
+  EXPECT_EQ(tail.find("noise line 1\n"), std::string::npos)
+      << "the tail keeps the last lines only:\n"
+      << tail;
   EXPECT_LE(tail.size(), 4096u);
   // The child's stderr still reaches the worker's own.
-  EXPECT_TRUE(wait_for([&] { return host.worker.log().find("the-last-words-of-task-1") != std::string::npos; }, 5s));
+  EXPECT_TRUE(wait_for(
+      [&] { return host.worker.log().find("the-last-words-of-task-1") != std::string::npos; }, 5s));
 }
 
 TEST(WorkerLimits, ATimedOutOutcomeCarriesTheStderrTailToo) {
   Host host(1);
-  host.broker.send_task(lease(1, "scream_and_nap", 500), pack_args(std::string("still-working-on-it"), 60'000));
+  host.broker.send_task(lease(1, "scream_and_nap", 500),
+                        pack_args(std::string("still-working-on-it"), 60'000));
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
   EXPECT_EQ(d->outcome.status, Status::kTimeout);
-  EXPECT_NE(d->outcome.stderr_tail.find("still-working-on-it\n"), std::string::npos) << d->outcome.stderr_tail;
+  EXPECT_NE(d->outcome.stderr_tail.find("still-working-on-it\n"), std::string::npos)
+      << d->outcome.stderr_tail;
   // What an earlier process of the same slot wrote is not this one's tail.
   host.broker.send_task(lease(2, "nap_ms", 300), pack_args(60'000));
   auto quiet = host.broker.next_outcome();
   ASSERT_TRUE(quiet) << host.worker.log();
   EXPECT_EQ(quiet->outcome.status, Status::kTimeout);
-  EXPECT_EQ(quiet->outcome.stderr_tail.find("still-working-on-it"), std::string::npos) << quiet->outcome.stderr_tail;
+  EXPECT_EQ(quiet->outcome.stderr_tail.find("still-working-on-it"), std::string::npos)
+      << quiet->outcome.stderr_tail;
 }
 
 TEST(WorkerLimits, ASigkillTheSupervisorDidNotSendIsReportedAsAPossibleOutOfMemoryKill) {
@@ -211,7 +227,8 @@ TEST(WorkerLimits, ASigkillTheSupervisorDidNotSendIsReportedAsAPossibleOutOfMemo
   EXPECT_EQ(d->outcome.status, Status::kLost);
   // No cgroup counted an out-of-memory kill, so it can only be a guess.
   EXPECT_EQ(d->outcome.error_type, "WorkerLost");
-  EXPECT_NE(d->outcome.error_message.find("killed by signal 9 (SIGKILL), possibly by the kernel's out-of-memory killer"),
+  EXPECT_NE(d->outcome.error_message.find(
+                "killed by signal 9 (SIGKILL), possibly by the kernel's out-of-memory killer"),
             std::string::npos)
       << d->outcome.error_message;
 }
@@ -230,21 +247,27 @@ class LimitedCgroup {
     for (std::string line; std::getline(self, line) && path_.empty();) {
       const bool v1 = line.find(":memory:") != std::string::npos, v2 = line.rfind("0::", 0) == 0;
       const auto base = v1 ? "/sys/fs/cgroup/memory" : "/sys/fs/cgroup";
-      const auto dir = base + line.substr(line.find(':', line.find(':') + 1) + 1) + "/dpool-test-" + std::to_string(::getpid());
+      const auto dir = base + line.substr(line.find(':', line.find(':') + 1) + 1) + "/dpool-test-" +
+                       std::to_string(::getpid());
       if ((!v1 && !v2) || !std::filesystem::create_directory(dir, error_)) continue;
       path_ = dir;
-      const bool limited = write(v1 ? "memory.limit_in_bytes" : "memory.max", std::to_string(bytes));
+      const bool limited =
+          write(v1 ? "memory.limit_in_bytes" : "memory.max", std::to_string(bytes));
       if (!v1) write("memory.swap.max", "0");
       if (!limited) path_.clear(), std::filesystem::remove(dir, error_);
     }
   }
   ~LimitedCgroup() {  // a cgroup goes once its last process has
-    if (!path_.empty()) wait_for([&] { return std::filesystem::remove(path_, error_) || error_.value() != EBUSY; }, 10s);
+    if (!path_.empty())
+      wait_for([&] { return std::filesystem::remove(path_, error_) || error_.value() != EBUSY; },
+               10s);
   }
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:
-  bool write(const std::string& file, const std::string& value) { return bool(std::ofstream(path_ + "/" + file) << value << std::flush); }
+  bool write(const std::string& file, const std::string& value) {
+    return bool(std::ofstream(path_ + "/" + file) << value << std::flush);
+  }
   std::string path_;
   std::error_code error_;
 };
@@ -256,8 +279,9 @@ TEST(WorkerLimits, AProcessTheKernelKillsForMemoryIsReportedAsOutOfMemory) {
   if (cgroup.path().empty()) GTEST_SKIP() << "no memory cgroup of our own on this host";
   FakeBroker broker;
   // The whole worker host in the cgroup from its start: the shell moves itself, then execs.
-  Process worker({"/bin/sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup.path(), DPOOL_WORKER_BIN,
-                  "--broker", broker.endpoint(), "--processes", "1", "--plugin", DPOOL_TEST_PLUGIN});
+  Process worker({"/bin/sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cgroup.path(),
+                  DPOOL_WORKER_BIN, "--broker", broker.endpoint(), "--processes", "1", "--plugin",
+                  DPOOL_TEST_PLUGIN});
   ASSERT_TRUE(broker.wait_ready()) << worker.log();
   broker.send_task(lease(1, "hold_memory"), pack_args(2048));
   auto d = broker.next_outcome();
@@ -275,18 +299,21 @@ TEST(WorkerLimits, AProcessPastMaxMemoryPerChildIsReplacedAfterItsRunningTask) {
   // the successor): a loaded machine decides which. Either way nothing is killed or lost, and
   // the three tasks queued last run on the successor, which stays (under the limit).
   Host host(1, {"--max-memory-per-child", kSlow > 1 ? "400MiB" : "150MiB", "--prefetch", "4"});
-  host.broker.send_tasks({lease(1, "hold_memory"), lease(2, "nap_ms"), lease(3, "nap_ms"), lease(4, "nap_ms"),
-                          lease(5, "nap_ms")},
-                         {pack_args(kSlow > 1 ? 600 : 300), pack_args(1000 * kSlow), pack_args(1), pack_args(2), pack_args(3)});
+  host.broker.send_tasks({lease(1, "hold_memory"), lease(2, "nap_ms"), lease(3, "nap_ms"),
+                          lease(4, "nap_ms"), lease(5, "nap_ms")},
+                         {pack_args(kSlow > 1 ? 600 : 300), pack_args(1000 * kSlow), pack_args(1),
+                          pack_args(2), pack_args(3)});
   std::map<std::uint64_t, int> pid_of;
   for (int i = 0; i < 5; ++i) {
     auto d = host.broker.next_outcome();
     ASSERT_TRUE(d) << host.worker.log();
-    ASSERT_EQ(d->outcome.status, Status::kOk) << d->outcome.task << ": " << d->outcome.error_message;
+    ASSERT_EQ(d->outcome.status, Status::kOk)
+        << d->outcome.task << ": " << d->outcome.error_message;
     pid_of[d->outcome.task] = unpack_as<int>(d->payload);
   }
   for (std::uint64_t t : {3, 4, 5}) EXPECT_NE(pid_of[t], pid_of[1]) << t;
-  EXPECT_NE(host.worker.log().find("over max_memory_per_child"), std::string::npos) << host.worker.log();
+  EXPECT_NE(host.worker.log().find("over max_memory_per_child"), std::string::npos)
+      << host.worker.log();
   host.broker.send_task(lease(6, "nap_ms"), pack_args(1));
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
@@ -302,11 +329,13 @@ TEST(WorkerLimits, SigtermDrainsHandsBackUnstartedTasksAndFinishesTheRunningOne)
   host.broker.send_tasks({lease(1, "slow_once"), lease(2, "nap_ms"), lease(3, "nap_ms")},
                          {pack_args(started, 1500 * kSlow), pack_args(1), pack_args(2)});
   // Task 1 runs, 2 and 3 wait behind it.
-  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(started); }, 20s * kSlow)) << host.worker.log();
+  ASSERT_TRUE(wait_for([&] { return std::filesystem::exists(started); }, 20s * kSlow))
+      << host.worker.log();
   host.worker.signal(SIGTERM);
   auto hb = host.broker.next_draining_heartbeat();
   ASSERT_TRUE(hb) << host.worker.log();
-  EXPECT_EQ(std::set<std::uint64_t>(hb->held.begin(), hb->held.end()), (std::set<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(std::set<std::uint64_t>(hb->held.begin(), hb->held.end()),
+            (std::set<std::uint64_t>{1, 2, 3}));
   // A TASK the broker sent before it heard goes straight back.
   host.broker.send_task(lease(4, "nap_ms"), pack_args(1));
   std::map<std::uint64_t, wire::Outcome> by_task;
@@ -337,7 +366,8 @@ TEST(WorkerLimits, PastTheDrainTimeoutTheRunningTasksAreKilled) {
   EXPECT_EQ(exit_code(host.worker.wait(10s * kSlow)), 0) << host.worker.log();
   EXPECT_GE(Clock::now() - start, 400ms);
   EXPECT_LT(Clock::now() - start, 10s * kSlow);
-  EXPECT_NE(host.worker.log().find("drain timeout (500ms) passed"), std::string::npos) << host.worker.log();
+  EXPECT_NE(host.worker.log().find("drain timeout (500ms) passed"), std::string::npos)
+      << host.worker.log();
 }
 
 TEST(WorkerLimits, ADrainTimeoutOfZeroStopsAtOnce) {
@@ -387,17 +417,21 @@ TEST(WorkerLimitsEndToEnd, TimeOutsAndCrashesReachTheClientWithTheStderrTail) {
   auto worker = start_limits_worker(broker.endpoint, 1);
   Client client(client_config(broker.endpoint));
   Collector results(3);
-  client.submit("scream_and_nap", pack_args(std::string("still-busy"), 60'000), results.slot(0), with_timeout(300ms));
-  client.submit("scream_and_abort", pack_args(std::string("famous-last-words")), results.slot(1), one_attempt());
+  client.submit("scream_and_nap", pack_args(std::string("still-busy"), 60'000), results.slot(0),
+                with_timeout(300ms));
+  client.submit("scream_and_abort", pack_args(std::string("famous-last-words")), results.slot(1),
+                one_attempt());
   client.submit("nap_ms", pack_args(1), results.slot(2), with_timeout(10s));
   ASSERT_TRUE(results.wait_all(30s * kSlow)) << worker.log();
   EXPECT_EQ(results.not_exactly_once(), 0u);
-  const std::pair<Status, const char*> expected[] = {{Status::kTimeout, "still-busy"}, {Status::kLost, "famous-last-words"}};
+  const std::pair<Status, const char*> expected[] = {{Status::kTimeout, "still-busy"},
+                                                     {Status::kLost, "famous-last-words"}};
   for (std::size_t i = 0; i < 2; ++i) {
     const auto& meta = results.result(i).meta;
     EXPECT_EQ(meta.status, expected[i].first) << meta.error_message;
     ASSERT_FALSE(meta.history.empty()) << "no attempt record";
-    EXPECT_NE(meta.history.back().stderr_tail.find(expected[i].second), std::string::npos) << meta.history.back().stderr_tail;
+    EXPECT_NE(meta.history.back().stderr_tail.find(expected[i].second), std::string::npos)
+        << meta.history.back().stderr_tail;
   }
   EXPECT_EQ(results.result(2).meta.status, Status::kOk) << results.result(2).meta.error_message;
 }
@@ -409,7 +443,8 @@ TEST(WorkerLimitsEndToEnd, AWorkerDrainingMidJobLosesNothing) {
   Collector results(n);
   Client client(client_config(broker.endpoint));
   for (std::size_t i = 0; i < n; ++i) {
-    client.submit("slow_echo", pack_args(static_cast<long long>(i), 100), results.slot(i), one_attempt());
+    client.submit("slow_echo", pack_args(static_cast<long long>(i), 100), results.slot(i),
+                  one_attempt());
   }
   ASSERT_TRUE(wait_for([&] { return results.done() >= 6; }, 60s * kSlow));
   first.signal(SIGTERM);
@@ -417,7 +452,8 @@ TEST(WorkerLimitsEndToEnd, AWorkerDrainingMidJobLosesNothing) {
   EXPECT_NE(first.log().find("handed back"), std::string::npos) << first.log();
   // A restarted worker takes what the first one handed back or never got.
   auto second = start_limits_worker(broker.endpoint, 2);
-  ASSERT_TRUE(results.wait_all(120s * kSlow)) << results.done() << " of " << n << "\n" << broker.process.log();
+  ASSERT_TRUE(results.wait_all(120s * kSlow)) << results.done() << " of " << n << "\n"
+                                              << broker.process.log();
   EXPECT_EQ(results.not_exactly_once(), 0u);
   for (std::size_t i = 0; i < n; ++i) {
     ASSERT_TRUE(results.result(i).ok()) << i << ": " << results.result(i).meta.error_message;
@@ -454,7 +490,8 @@ TEST(WorkerLimitsEndToEnd, ASecondSigtermStopsAtOnceAndTheTaskCompletesElsewhere
   ASSERT_TRUE(submit_long_task(client, results, dir)) << draining.log();
   auto other = start_limits_worker(broker.endpoint, 1);
   draining.signal(SIGTERM);
-  ASSERT_TRUE(wait_for([&] { return draining.log().find("draining:") != std::string::npos; }, 10s * kSlow));
+  ASSERT_TRUE(
+      wait_for([&] { return draining.log().find("draining:") != std::string::npos; }, 10s * kSlow));
   std::this_thread::sleep_for(200ms);
   EXPECT_TRUE(draining.running()) << "the first SIGTERM waits for the running task";
   const auto second = Clock::now();

@@ -61,7 +61,9 @@ std::vector<Message> pump(Link& from, Link& to, std::size_t want) {
   return got;
 }
 
-zmq::message_t frame(const std::string& bytes) { return zmq::message_t(bytes.data(), bytes.size()); }
+zmq::message_t frame(const std::string& bytes) {
+  return zmq::message_t(bytes.data(), bytes.size());
+}
 
 std::string pattern(std::size_t size) {
   std::string s(size, '\0');
@@ -70,8 +72,9 @@ std::string pattern(std::size_t size) {
 }
 
 /* A message's first octets as a hostile child might write them: the prefix and payload sizes. */
-std::string prefix(std::uint8_t command, std::uint32_t body, const std::vector<std::uint64_t>& sizes,
-                   std::string signature = "DP", std::uint8_t version = kProtocolVersion) {
+std::string prefix(std::uint8_t command, std::uint32_t body,
+                   const std::vector<std::uint64_t>& sizes, std::string signature = "DP",
+                   std::uint8_t version = kProtocolVersion) {
   std::string s = signature + static_cast<char>(version) + static_cast<char>(command);
   const auto count = static_cast<std::uint32_t>(sizes.size());
   s.append(reinterpret_cast<const char*>(&body), sizeof body);
@@ -82,7 +85,8 @@ std::string prefix(std::uint8_t command, std::uint32_t body, const std::vector<s
 
 /* Writes raw octets into the end of a link that `link`'s peer reads. */
 void write_raw(int fd, const std::string& bytes) {
-  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bytes.size()));
 }
 
 }  // namespace
@@ -93,7 +97,8 @@ TEST(WorkerLink, CarriesMessagesOfEveryShape) {
   LinkPair link;
   link.a->send(Command::kReady, wire::Ready{});
   std::vector<zmq::message_t> payloads;
-  for (const auto& p : {std::string(), std::string("hello"), pattern(100'000)}) payloads.push_back(frame(p));
+  for (const auto& p : {std::string(), std::string("hello"), pattern(100'000)})
+    payloads.push_back(frame(p));
   wire::TaskBatch batch{0, {{1, 1, "f", 0, 0}, {2, 1, "g", 0, 0}, {3, 1, "h", 0, 0}}};
   link.a->send(Command::kTask, batch, std::move(payloads));
   link.a->send(Command::kDisconnect, wire::Disconnect{"bye"});
@@ -141,7 +146,8 @@ TEST(WorkerLink, AMessageArrivingOneOctetAtATimeIsPutBackTogether) {
   std::vector<zmq::message_t> payloads;
   payloads.push_back(frame("payload"));
   payloads.push_back(frame(""));
-  writer.send(Command::kDone, wire::DoneBatch{{wire::Outcome{}, wire::Outcome{}}}, std::move(payloads));
+  writer.send(Command::kDone, wire::DoneBatch{{wire::Outcome{}, wire::Outcome{}}},
+              std::move(payloads));
   ASSERT_TRUE(writer.flush(true));
   std::string bytes(4096, '\0');
   const auto n = ::recv(theirs.get(), bytes.data(), bytes.size(), 0);
@@ -174,7 +180,8 @@ TEST(WorkerLink, AMessageOverTheCapsOrWithABadHeaderBreaksTheLink) {
       {prefix(done, 10, std::vector<std::uint64_t>(9, 1)), "9 payloads"},
       {prefix(done, 10, {1, (1u << 20) + 1}), "a payload of 1048577 octets"},
       {prefix(done, 10, {1u << 20, 1u << 20, 1}), "payloads of 2097153 octets"},
-      {prefix(done, 10, {std::uint64_t{1} << 40}), "a payload of 1099511627776"},  // nothing that size is allocated
+      {prefix(done, 10, {std::uint64_t{1} << 40}),
+       "a payload of 1099511627776"},  // nothing that size is allocated
   };
   for (const auto& [bytes, why] : cases) {
     LinkPair link(small);
@@ -255,7 +262,8 @@ void expect_serving(LinkHost& host, std::uint64_t key) {
 }
 
 /* Runs task 1, which abuses the link, and checks that its process was killed for it. */
-void expect_lost_for(LinkHost& host, const std::string& function, const std::string& args, const std::string& why) {
+void expect_lost_for(LinkHost& host, const std::string& function, const std::string& args,
+                     const std::string& why) {
   host.broker.send_task(lease(1, function), args);
   auto d = host.broker.next_outcome();
   ASSERT_TRUE(d) << host.worker.log();
@@ -269,8 +277,8 @@ void expect_lost_for(LinkHost& host, const std::string& function, const std::str
 std::size_t open_descriptors(pid_t pid) {
   std::error_code ec;
   std::size_t n = 0;
-  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec), end;
+       !ec && it != end; it.increment(ec)) {
     ++n;
   }
   return n;
@@ -289,7 +297,8 @@ TEST(WorkerLinkHost, AProcessThatWritesGarbageToItsLinkIsKilledAndItsTaskLost) {
 TEST(WorkerLinkHost, AProcessThatAnnouncesAnOversizedPayloadIsKilledAndItsTaskLost) {
   LinkHost host(1);
   const auto huge = prefix(static_cast<std::uint8_t>(Command::kDone), 16, {std::uint64_t{2} << 30});
-  expect_lost_for(host, "link_write", pack_args(huge, 60'000), "a payload of 2147483648 octets, over the link's cap of 1");
+  expect_lost_for(host, "link_write", pack_args(huge, 60'000),
+                  "a payload of 2147483648 octets, over the link's cap of 1");
   expect_serving(host, 2);
 }
 
@@ -303,7 +312,8 @@ TEST(WorkerLinkHost, LargePayloadsCrossBothWaysIntact) {
   LinkHost host(2);
   const std::size_t size = (std::size_t{32} << 20) / kSlow;
   const auto data = pattern(size);
-  for (std::uint64_t key = 1; key <= 4; ++key) host.broker.send_task(lease(key, "sized"), pack_args(std::uint64_t{size}, data));
+  for (std::uint64_t key = 1; key <= 4; ++key)
+    host.broker.send_task(lease(key, "sized"), pack_args(std::uint64_t{size}, data));
   const std::string reversed(data.rbegin(), data.rend());
   for (int i = 0; i < 4; ++i) {
     auto d = host.broker.next_outcome(60s * kSlow);
@@ -326,7 +336,8 @@ TEST(WorkerLinkHost, ResultsOfOneFunctionMayGrowAndShrink) {
     auto d = host.broker.next_outcome(60s * kSlow);
     ASSERT_TRUE(d) << host.worker.log();
     ASSERT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
-    EXPECT_TRUE(unpack_as<std::string>(d->payload) == std::string(data.rbegin(), data.rend())) << "size " << size;
+    EXPECT_TRUE(unpack_as<std::string>(d->payload) == std::string(data.rbegin(), data.rend()))
+        << "size " << size;
   }
 }
 
@@ -351,8 +362,9 @@ TEST(WorkerLinkHost, ReplacingProcessesManyTimesLeaksNoDescriptor) {
   // supervisor and the zygote then count one link and one pipe fewer than they hold at rest.
   const auto settled = [&] {
     const auto now = task_processes(host.worker.pid());
-    return now.size() == 2 &&
-           std::none_of(now.begin(), now.end(), [&](pid_t p) { return pids.count(static_cast<std::uint32_t>(p)) > 0; });
+    return now.size() == 2 && std::none_of(now.begin(), now.end(), [&](pid_t p) {
+             return pids.count(static_cast<std::uint32_t>(p)) > 0;
+           });
   };
   run(4);
   ASSERT_TRUE(wait_for(settled, 20s * kSlow));
@@ -364,8 +376,13 @@ TEST(WorkerLinkHost, ReplacingProcessesManyTimesLeaksNoDescriptor) {
   // Replacements may still be on their way: the counts come back, or something leaked. A count
   // taken while a spawn was under way holds that spawn's link for a moment, so "back" means no
   // more than before; a leak would show as one more per replacement, a hundred here.
-  EXPECT_TRUE(wait_for([&] { return settled() && open_descriptors(host.worker.pid()) <= supervisor_before; }, 10s * kSlow))
-      << open_descriptors(host.worker.pid()) << " descriptors open in the supervisor, " << supervisor_before << " before";
-  EXPECT_TRUE(wait_for([&] { return settled() && open_descriptors(zygote()) <= zygote_before; }, 10s * kSlow))
-      << open_descriptors(zygote()) << " descriptors open in the zygote, " << zygote_before << " before";
+  EXPECT_TRUE(wait_for(
+      [&] { return settled() && open_descriptors(host.worker.pid()) <= supervisor_before; },
+      10s * kSlow))
+      << open_descriptors(host.worker.pid()) << " descriptors open in the supervisor, "
+      << supervisor_before << " before";
+  EXPECT_TRUE(wait_for([&] { return settled() && open_descriptors(zygote()) <= zygote_before; },
+                       10s * kSlow))
+      << open_descriptors(zygote()) << " descriptors open in the zygote, " << zygote_before
+      << " before";
 }

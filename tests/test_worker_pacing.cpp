@@ -111,7 +111,8 @@ std::vector<FakeBroker::Done> run_batch(FakeBroker& broker, std::uint64_t first,
 TEST(WorkerPacing, TheCreditFollowsHowLongTasksRun) {
   Host host(2);
   ASSERT_TRUE(host.broker.ready().has_value());
-  EXPECT_EQ(host.broker.ready()->credit, 6u) << "2 processes x (1 + prefetch 2) before any task ran";
+  EXPECT_EQ(host.broker.ready()->credit, 6u)
+      << "2 processes x (1 + prefetch 2) before any task ran";
 
   // Short tasks: each outcome says how long it ran, and the host soon asks for far more.
   // How far it rises depends on this machine (2 ms / the mean run time, per process): under a
@@ -135,11 +136,13 @@ TEST(WorkerPacing, TheCreditFollowsHowLongTasksRun) {
       std::cerr << "cube took " << median << " µs (median) here: the rise is not checked\n";
       break;
     }
-    more = host.broker.next_heartbeat([](const wire::Heartbeat& hb) { return hb.credit >= 12; }, 3s);
+    more =
+        host.broker.next_heartbeat([](const wire::Heartbeat& hb) { return hb.credit >= 12; }, 3s);
   }
   if (median < 300) {
-    ASSERT_TRUE(more.has_value()) << "no heartbeat asking for twice the initial credit after batches of 200 "
-                                  << "tasks of " << median << " µs (median)";
+    ASSERT_TRUE(more.has_value())
+        << "no heartbeat asking for twice the initial credit after batches of 200 "
+        << "tasks of " << median << " µs (median)";
   }
 
   // Tasks of 5 ms: 2 ms of work is less than 1 + prefetch of them, so back to 6.

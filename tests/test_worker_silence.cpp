@@ -21,7 +21,8 @@ int heartbeats_within(FakeBroker& broker, std::chrono::milliseconds span) {
   const auto end = Clock::now() + span;
   while (Clock::now() < end) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
-    if (broker.next_heartbeat([](const wire::Heartbeat&) { return true; }, std::max(left, 1ms))) ++n;
+    if (broker.next_heartbeat([](const wire::Heartbeat&) { return true; }, std::max(left, 1ms)))
+      ++n;
   }
   return n;
 }
@@ -40,12 +41,15 @@ TEST(WorkerSilence, HeartbeatsToASilentBrokerAreSpacedOutAndARestartedOneHearsOn
 
   // Just after a spaced-out heartbeat (the next is 6.4 s away), the broker restarts on the
   // same address: the new connection's handshake brings that heartbeat forward.
-  ASSERT_TRUE(broker->next_heartbeat([](const wire::Heartbeat&) { return true; }, 10s * kSlow)) << worker.log();
+  ASSERT_TRUE(broker->next_heartbeat([](const wire::Heartbeat&) { return true; }, 10s * kSlow))
+      << worker.log();
   broker.reset();
   broker = std::make_unique<FakeBroker>(endpoint);
   const auto restarted = Clock::now();
-  ASSERT_TRUE(broker->next_heartbeat([](const wire::Heartbeat&) { return true; }, 10s * kSlow)) << worker.log();
-  EXPECT_LT(Clock::now() - restarted, 3s) << "the heartbeat waited for its spaced-out turn\n" << worker.log();
+  ASSERT_TRUE(broker->next_heartbeat([](const wire::Heartbeat&) { return true; }, 10s * kSlow))
+      << worker.log();
+  EXPECT_LT(Clock::now() - restarted, 3s) << "the heartbeat waited for its spaced-out turn\n"
+                                          << worker.log();
 }
 
 }  // namespace

@@ -95,7 +95,8 @@ void send_naps(FakeBroker& broker, const std::string& log, std::uint64_t first,
 void warm_up(Host& host, const std::string& log, std::size_t processes, int millis = 2) {
   std::set<int> seen;
   for (std::uint64_t round = 0; seen.size() < processes; ++round) {
-    ASSERT_LT(round, 50u) << "only " << seen.size() << " processes ran tasks\n" << host.worker.log();
+    ASSERT_LT(round, 50u) << "only " << seen.size() << " processes ran tasks\n"
+                          << host.worker.log();
     // Keys apart from the tests'.
     send_naps(host.broker, log, 1'000'000 + 20 * round, std::vector<int>(20, millis));
     for (int i = 0; i < 20; ++i) {
@@ -180,7 +181,8 @@ void expect_late_starter_loses_queue(int quick) {
     order.push_back(d->outcome.task);
   }
   ASSERT_EQ(::kill(first, SIGCONT), 0);
-  EXPECT_EQ(std::set<std::uint64_t>(order.begin(), order.end()), (std::set<std::uint64_t>{2, 4, 6}));
+  EXPECT_EQ(std::set<std::uint64_t>(order.begin(), order.end()),
+            (std::set<std::uint64_t>{2, 4, 6}));
   for (int i = 0; i < 3; ++i) {
     auto d = host.broker.next_outcome();
     ASSERT_TRUE(d.has_value()) << host.worker.log();

@@ -22,7 +22,9 @@ constexpr std::size_t kMaxAcceptsPerMessage = 10000;
 constexpr auto kAcceptDelay = std::chrono::milliseconds(2);  // longest an ACCEPT waits
 constexpr std::size_t kResultsWorthAMessage = 64;              // ... unless this many wait
 
-bool past(Clock::time_point due, Clock::time_point now) { return due != Clock::time_point{} && now >= due; }
+bool past(Clock::time_point due, Clock::time_point now) {
+  return due != Clock::time_point{} && now >= due;
+}
 
 }  // namespace
 
@@ -52,8 +54,9 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
   auto submit = body<wire::Submit>(m);
   if (!submit) return;
   if (submit->tasks.size() != m.payloads.size()) {
-    drops_.drop(DropReason::kPayloads, who_, "SUBMIT with " + std::to_string(submit->tasks.size()) +
-                                                 " tasks but " + std::to_string(m.payloads.size()) + " payloads");
+    drops_.drop(DropReason::kPayloads, who_,
+                "SUBMIT with " + std::to_string(submit->tasks.size()) + " tasks but " +
+                    std::to_string(m.payloads.size()) + " payloads");
     return;
   }
   for (std::size_t i = 0; i < submit->tasks.size(); ++i) {
@@ -94,8 +97,10 @@ void BrokerCore::on_submit(Message& m, ClientSession& c) {
     }
     const auto key = admit(c.handle, spec.id, spec, std::move(m.payloads[i]), attempts);
     c.live[spec.id] = key;
-    if (journal_) journal_->task(false, c.identity, spec.id, attempts, spec, ledger_.find(key)->payload());
-    if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName) join_named_queue(*ledger_.find(key), spec.queue);
+    if (journal_)
+      journal_->task(false, c.identity, spec.id, attempts, spec, ledger_.find(key)->payload());
+    if (!spec.queue.empty() && spec.queue.size() <= kMaxFunctionName)
+      join_named_queue(*ledger_.find(key), spec.queue);
   }
   mark_dirty(c);
 }
@@ -216,8 +221,8 @@ void BrokerCore::finish(Task& task, wire::Result meta, zmq::message_t payload) {
   report(owner, id, std::move(meta), std::move(payload), items);
 }
 
-void BrokerCore::report(PeerHandle owner, std::uint64_t id, wire::Result meta, zmq::message_t payload,
-                        std::uint32_t items) {
+void BrokerCore::report(PeerHandle owner, std::uint64_t id, wire::Result meta,
+                        zmq::message_t payload, std::uint32_t items) {
   if (auto* c = clients_.find(owner)) {
     c->live.erase(id);
     deliver(*c, id, std::move(meta), std::move(payload));
@@ -273,15 +278,18 @@ void BrokerCore::mark_dirty(ClientSession& c) {
  * along, an ACCEPT that is due takes the RESULTs, and refusals take both. */
 bool BrokerCore::hold(ClientSession& c) {
   if (!c.refusals.empty() || (c.accepts.empty() && c.results.empty())) return false;
-  const bool accepts_wait =
-      c.accepts.empty() || (c.accepts.size() < kMaxAcceptsPerMessage && !past(c.accepts_due, turn_));
-  const bool results_wait = c.results.empty() ||
-                            (config_.result_delay.count() > 0 && c.results.size() < kResultsWorthAMessage &&
-                             !past(c.results_due, turn_) && c.live.size() >= 2 && ledger_.queued_total() > 0);
+  const bool accepts_wait = c.accepts.empty() || (c.accepts.size() < kMaxAcceptsPerMessage &&
+                                                  !past(c.accepts_due, turn_));
+  const bool results_wait =
+      c.results.empty() ||
+      (config_.result_delay.count() > 0 && c.results.size() < kResultsWorthAMessage &&
+       !past(c.results_due, turn_) && c.live.size() >= 2 && ledger_.queued_total() > 0);
   if (!accepts_wait || !results_wait) return false;
   const bool listed = c.accepts_due != Clock::time_point{} || c.results_due != Clock::time_point{};
-  if (!c.accepts.empty() && c.accepts_due == Clock::time_point{}) c.accepts_due = turn_ + kAcceptDelay;
-  if (!c.results.empty() && c.results_due == Clock::time_point{}) c.results_due = turn_ + config_.result_delay;
+  if (!c.accepts.empty() && c.accepts_due == Clock::time_point{})
+    c.accepts_due = turn_ + kAcceptDelay;
+  if (!c.results.empty() && c.results_due == Clock::time_point{})
+    c.results_due = turn_ + config_.result_delay;
   if (!listed) held_clients_.push_back(c.handle);
   const auto due = held_until(c);
   if (next_held_due_ == Clock::time_point{} || due < next_held_due_) next_held_due_ = due;

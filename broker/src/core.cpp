@@ -54,7 +54,8 @@ BrokerCore::BrokerCore(BrokerConfig config, bool insecure)
                      config_.decode_max_depth},
       context_(1), socket_(context_, zmq::socket_type::router),
       instance_(random_u64()), ledger_(config_.priority_aging) {
-  const bool known_scheme = config_.bind.rfind("tcp://", 0) == 0 || config_.bind.rfind("ipc://", 0) == 0 ||
+  const bool known_scheme = config_.bind.rfind("tcp://", 0) == 0 ||
+                            config_.bind.rfind("ipc://", 0) == 0 ||
                             config_.bind.rfind("inproc://", 0) == 0;
   if (!known_scheme) {
     throw Error(Errc::kUsage, "cannot listen on '" + config_.bind +
@@ -132,10 +133,13 @@ void BrokerCore::stop() noexcept {
 
 void BrokerCore::run() {
   log::info("listening on {} (instance {:016x})", endpoint_, instance_);
-  if (gate_) log::info("CURVE on: {} client keys, {} worker keys allowed", gate_->clients(), gate_->workers());
+  if (gate_)
+    log::info("CURVE on: {} client keys, {} worker keys allowed", gate_->clients(),
+              gate_->workers());
   const auto interval = config_.heartbeat.interval;
   next_tick_ = Clock::now() + interval;
-  std::vector<zmq::pollitem_t> items{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  std::vector<zmq::pollitem_t> items{{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                     {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
   if (gate_) items.push_back({gate_->socket().handle(), 0, ZMQ_POLLIN, 0});
   while (!stopping_.load()) {
     // Wake for the next heartbeat tick, or sooner for a retry whose delay ends or a deadline.
@@ -226,7 +230,8 @@ void BrokerCore::handle(Message& m) {
     case Command::kJobInfo:
     case Command::kFetched:
     case Command::kReport:
-      drops_.drop(DropReason::kCommand, who_, std::string(to_string(m.command)) + " sent to the broker");
+      drops_.drop(DropReason::kCommand, who_,
+                  std::string(to_string(m.command)) + " sent to the broker");
       break;
   }
 }
@@ -270,7 +275,8 @@ bool BrokerCore::role_fits(const Message& m) {
   const auto role = Gatekeeper::role_of(m.body);
   if (role == need) return true;
   drops_.drop(DropReason::kRole, who_,
-              std::string(to_string(m.command)) + " needs a " + std::string(to_string(*need)) + " key, sent with " +
+              std::string(to_string(m.command)) + " needs a " + std::string(to_string(*need)) +
+                  " key, sent with " +
                   (role ? "a " + std::string(to_string(*role)) + " key" : std::string("no role")));
   return false;
 }
@@ -288,7 +294,8 @@ void BrokerCore::on_heartbeat(Message& m) {
   }
 }
 
-bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t processes, bool to_client) {
+bool BrokerCore::send_heartbeat(const std::string& identity, std::uint32_t processes,
+                                bool to_client) {
   wire::Heartbeat hb;
   hb.instance = instance_;
   hb.processes = processes;
@@ -317,7 +324,8 @@ void BrokerCore::disown(const std::string& identity, std::string_view reason) {
 void BrokerCore::on_tick(Clock::time_point now) {
   for (auto h : workers_.expired(now)) {
     if (auto* w = workers_.find(h)) {
-      remove_worker(*w, "no heartbeat for " + std::to_string(config_.heartbeat.expiry().count()) + " ms");
+      remove_worker(
+          *w, "no heartbeat for " + std::to_string(config_.heartbeat.expiry().count()) + " ms");
     }
   }
   std::vector<PeerHandle> silent;
@@ -400,7 +408,8 @@ void BrokerCore::publish_stats() {
   s.queued = ledger_.queued_total();
   s.dropped = drops_.total();
   for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
-    if (ledger_.queued(f) > 0 || ledger_.needs(f).empty()) s.functions[ledger_.function_name(f)].queued += ledger_.queued(f);
+    if (ledger_.queued(f) > 0 || ledger_.needs(f).empty())
+      s.functions[ledger_.function_name(f)].queued += ledger_.queued(f);
   }
   for (auto& [h, w] : workers_) {
     for (auto f : w.functions) ++s.functions[ledger_.function_name(f)].workers;

@@ -81,14 +81,16 @@ class BrokerCore {
    * are sent again, a TASK's leases go back to the queue, an unanswered SUBMIT, JOIN or
    * request is sent again by its client, and a lost HEARTBEAT or CANCEL is only late news. */
   template <class T>
-  bool send(std::string_view identity, Command command, const T& body, std::vector<zmq::message_t> payloads = {}) {
+  bool send(std::string_view identity, Command command, const T& body,
+            std::vector<zmq::message_t> payloads = {}) {
     if (send_message(socket_, identity, command, body, std::move(payloads), true)) return true;
     if (zmq_errno() == EAGAIN) not_sent(identity, command);
     return false;
   }
   void not_sent(std::string_view identity, Command command);
   /* A HEARTBEAT; one to a client also carries its limits and `processes`. */
-  bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0, bool to_client = false);
+  bool send_heartbeat(const std::string& identity, std::uint32_t processes = 0,
+                      bool to_client = false);
   void disown(const std::string& identity, std::string_view reason);
 
   // clients.cpp
@@ -108,7 +110,8 @@ class BrokerCore {
   void report(PeerHandle owner, std::uint64_t id, wire::Result meta, zmq::message_t payload,
               std::uint32_t items);
   void count_result(const wire::Result& meta);
-  void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta, zmq::message_t payload);
+  void deliver(ClientSession& c, std::uint64_t client_id, wire::Result meta,
+               zmq::message_t payload);
   /* Lists `c` for this turn's flush, once however many results and accepts it gets. */
   void mark_dirty(ClientSession& c);
   void flush_client(ClientSession& c);
@@ -142,8 +145,8 @@ class BrokerCore {
 
   // jobs.cpp
   /* A job task from SUBMIT: nullopt when held (or already known), else the refusal. */
-  std::optional<wire::Result> add_job_task(ClientSession& c, wire::TaskSpec& spec, zmq::message_t& payload,
-                                           std::uint32_t attempts);
+  std::optional<wire::Result> add_job_task(ClientSession& c, wire::TaskSpec& spec,
+                                           zmq::message_t& payload, std::uint32_t attempts);
   void job_result(Job& job, std::uint64_t index, wire::Result meta, zmq::message_t payload,
                   std::uint32_t items);
   void job_done(Job& job);
@@ -186,8 +189,8 @@ class BrokerCore {
   void on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w);
   /* The worker running `task` died (charge) or the lease never arrived (not charged). `o`
    * is the worker's report of the death, when there was one. */
-  void worker_lost(Task& task, const std::string& why, bool charge, const wire::Outcome* o = nullptr,
-                   const WorkerRecord* w = nullptr);
+  void worker_lost(Task& task, const std::string& why, bool charge,
+                   const wire::Outcome* o = nullptr, const WorkerRecord* w = nullptr);
   void remove_worker(WorkerRecord& w, std::string_view why, bool charge = true);
   void dispatch();
   void dispatch_to(WorkerRecord& w);
@@ -214,7 +217,7 @@ class BrokerCore {
   std::vector<PeerHandle> dirty_clients_;  // sessions with outgoing batches
   std::vector<PeerHandle> held_clients_;  // sessions whose ACCEPTs or RESULTs wait (hold)
   Clock::time_point next_held_due_;       // the first of their waits to end, zero when none
-  Clock::time_point turn_;                 // when this loop turn began (per-result bookkeeping reads it)
+  Clock::time_point turn_;  // when this loop turn began (per-result bookkeeping reads it)
   std::uint64_t frames_this_tick_ = 0;     // frames read since the last heartbeat tick
   std::uint64_t frames_since_trim_ = 0;    // ... and since memory was last handed back
   std::uint64_t bytes_this_tick_ = 0;      // payload bytes read, likewise

@@ -24,7 +24,8 @@ constexpr std::size_t kMaxFetchBytes = 64u << 20;  // a page, unless one result 
 bool valid_job_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxJobId) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
@@ -57,7 +58,8 @@ void JobTable::remove(PeerHandle handle) {
 /* ---- SUBMIT of a job task ----------------------------------------------------------------- */
 
 std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::TaskSpec& spec,
-                                                     zmq::message_t& payload, std::uint32_t attempts) {
+                                                     zmq::message_t& payload,
+                                                     std::uint32_t attempts) {
   auto refuse = [](std::string type, std::string message) {
     wire::Result r;
     r.status = Status::kRejected;
@@ -82,22 +84,27 @@ std::optional<wire::Result> BrokerCore::add_job_task(ClientSession& c, wire::Tas
     job->submitter = c.handle;
     job->function = spec.function;
     if (journal_) journal_->job(job->id, c.identity, job->function);
-    log::info("job {} started by {}", job->id, log::printable(c.hello.host));  // the client's own text
+    log::info("job {} started by {}", job->id,
+              log::printable(c.hello.host));  // the client's own text
   }
-  if (job->live.contains(spec.index) || job->results.contains(spec.index)) return std::nullopt;  // sent again
+  if (job->live.contains(spec.index) || job->results.contains(spec.index))
+    return std::nullopt;  // sent again
   if (job->sealed) {
-    return refuse("JobSealed", "job " + job->id + " is complete or cancelled: it takes no more tasks");
+    return refuse("JobSealed",
+                  "job " + job->id + " is complete or cancelled: it takes no more tasks");
   }
   // A job keeps its results until it is forgotten, so room never frees up: the refusal is final.
-  if (auto full = over_limit(*job, payload.size())) return refuse(std::move(full->type), std::move(full->message));
+  if (auto full = over_limit(*job, payload.size()))
+    return refuse(std::move(full->type), std::move(full->message));
   const auto key = admit(job->handle, spec.index, spec, std::move(payload), attempts);
   job->live[spec.index] = key;
-  if (journal_) journal_->task(true, job->id, spec.index, attempts, spec, ledger_.find(key)->payload());
+  if (journal_)
+    journal_->task(true, job->id, spec.index, attempts, spec, ledger_.find(key)->payload());
   return std::nullopt;
 }
 
-void BrokerCore::job_result(Job& job, std::uint64_t index, wire::Result meta, zmq::message_t payload,
-                            std::uint32_t items) {
+void BrokerCore::job_result(Job& job, std::uint64_t index, wire::Result meta,
+                            zmq::message_t payload, std::uint32_t items) {
   job.live.erase(index);
   if (meta.status != Status::kOk) ++job.failed;
   if (meta.status == Status::kCancelled) ++job.cancelled;
@@ -131,7 +138,8 @@ void BrokerCore::expire_jobs(Clock::time_point now) {
     if (job.done() && now - job.done_at >= config_.job_ttl) expired.push_back(h);
   }
   for (auto h : expired) {
-    log::info("job {} expired: its results were kept for {} ms", jobs_.find(h)->id, config_.job_ttl.count());
+    log::info("job {} expired: its results were kept for {} ms", jobs_.find(h)->id,
+              config_.job_ttl.count());
     if (journal_) journal_->forget(jobs_.find(h)->id);
     jobs_.remove(h);
   }
@@ -178,8 +186,8 @@ void BrokerCore::seal_job(Job& job, std::uint64_t total) {
   job.submitter = 0;
   if (total != job.total()) {
     // The broker restarted while tasks were being submitted: the earlier ones are gone.
-    job.note = "the broker has " + std::to_string(job.total()) + " of the " + std::to_string(total) +
-               " tasks submitted (it restarted during the submission)";
+    job.note = "the broker has " + std::to_string(job.total()) + " of the " +
+               std::to_string(total) + " tasks submitted (it restarted during the submission)";
     log::warn("job {}: {}", job.id, job.note);
   }
   if (journal_) journal_->seal(job.id, job.note);
@@ -210,7 +218,8 @@ void BrokerCore::cancel_job(Job& job) {
       items = t->items;
       apply(*t, TaskEvent::kDrop);
     }
-    job_result(job, index, cancelled_result("cancelled before it started"), zmq::message_t(), items);
+    job_result(job, index, cancelled_result("cancelled before it started"), zmq::message_t(),
+               items);
   }
   for (auto& [handle, msg] : to_workers) {
     if (auto* w = workers_.find(handle)) send(w->identity, Command::kCancel, msg);
@@ -259,9 +268,11 @@ void BrokerCore::on_fetch(Message& m, ClientSession& c) {
     reply.found = true;
     const auto max = std::clamp<std::uint32_t>(fetch->max, 1, kMaxFetch);
     std::size_t bytes = 0;
-    for (auto it = job->results.find(fetch->from); it != job->results.end() && it->first == reply.next;
-         ++it, ++reply.next) {
-      if (reply.results.size() == max || (bytes > 0 && bytes + it->second.payload.size() > kMaxFetchBytes)) break;
+    for (auto it = job->results.find(fetch->from);
+         it != job->results.end() && it->first == reply.next; ++it, ++reply.next) {
+      if (reply.results.size() == max ||
+          (bytes > 0 && bytes + it->second.payload.size() > kMaxFetchBytes))
+        break;
       bytes += it->second.payload.size();
       reply.results.push_back(wire::JobResult{it->first, it->second.meta, it->second.items});
       payloads.push_back(share(it->second.payload));

@@ -37,7 +37,15 @@ constexpr std::size_t kHeader = 8;
 constexpr std::size_t kFrame = 8;                    // length + CRC
 constexpr std::uint32_t kMaxRecord = 1u << 31;       // a larger length is corruption
 
-enum Record : std::uint8_t { kTask = 1, kResult = 2, kAck = 3, kPurge = 4, kJob = 5, kSeal = 6, kForget = 7 };
+enum Record : std::uint8_t {
+  kTask = 1,
+  kResult = 2,
+  kAck = 3,
+  kPurge = 4,
+  kJob = 5,
+  kSeal = 6,
+  kForget = 7
+};
 
 constexpr std::array<std::uint32_t, 256> crc_table() {
   std::array<std::uint32_t, 256> t{};
@@ -63,7 +71,8 @@ void put_u32(std::string& out, std::uint32_t v) {
 
 std::uint32_t get_u32(std::string_view in, std::size_t at) {
   std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[at + static_cast<std::size_t>(i)]);
+  for (int i = 3; i >= 0; --i)
+    v = (v << 8) | static_cast<unsigned char>(in[at + static_cast<std::size_t>(i)]);
   return v;
 }
 
@@ -99,7 +108,8 @@ std::string errno_text() { return std::strerror(errno); }
 void fold_record(JournalState& s, std::string_view body) {
   auto handle = msgpack::unpack(body.data(), body.size());
   const auto& o = handle.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) throw std::runtime_error("not a record");
+  if (o.type != msgpack::type::ARRAY || o.via.array.size == 0)
+    throw std::runtime_error("not a record");
   auto at = [&o](std::uint32_t i) -> const msgpack::object& {
     if (i >= o.via.array.size) throw std::runtime_error("a field is missing");
     return o.via.array.ptr[i];
@@ -120,7 +130,8 @@ void fold_record(JournalState& s, std::string_view body) {
       auto& w = owner(at(1).as<bool>(), at(2).as<std::string>());
       const auto id = at(3).as<std::uint64_t>();
       w.tasks.erase(id);
-      w.results[id] = JournalResult{at(4).as<wire::Result>(), bytes(at(5)), at(6).as<std::uint32_t>()};
+      w.results[id] =
+          JournalResult{at(4).as<wire::Result>(), bytes(at(5)), at(6).as<std::uint32_t>()};
       return;
     }
     case kAck: {
@@ -157,8 +168,10 @@ void fold_record(JournalState& s, std::string_view body) {
 std::string snapshot(const JournalState& s) {
   std::string out = header();
   auto owner = [&out](bool job, const std::string& name, const JournalState::Owner& w) {
-    for (const auto& [id, t] : w.tasks) out += record(kTask, job, name, id, t.attempts, t.spec, bin(t.payload));
-    for (const auto& [id, r] : w.results) out += record(kResult, job, name, id, r.meta, bin(r.payload), r.items);
+    for (const auto& [id, t] : w.tasks)
+      out += record(kTask, job, name, id, t.attempts, t.spec, bin(t.payload));
+    for (const auto& [id, r] : w.results)
+      out += record(kResult, job, name, id, r.meta, bin(r.payload), r.items);
   };
   for (const auto& [name, w] : s.sessions) owner(false, name, w);
   for (const auto& [id, j] : s.jobs) {
@@ -206,19 +219,24 @@ JournalState read_journal(const std::string& path) {
     const std::uint32_t len = left >= kFrame ? get_u32(data, at) : 0;
     const bool whole = left >= kFrame && len <= kMaxRecord && len <= left - kFrame;
     const bool last = whole && at + kFrame + len == data.size();
-    if (!whole || (last && crc32(std::string_view(data).substr(at + kFrame, len)) != get_u32(data, at + 4))) {
-      log::warn("{}: ignoring {} bytes of a record torn at offset {} (the broker was stopped while writing it)",
-                path, left, at);
+    if (!whole ||
+        (last && crc32(std::string_view(data).substr(at + kFrame, len)) != get_u32(data, at + 4))) {
+      log::warn(
+          "{}: ignoring {} bytes of a record torn at offset {} (the broker was stopped while "
+          "writing it)",
+          path, left, at);
       break;
     }
     const auto body = std::string_view(data).substr(at + kFrame, len);
     if (crc32(body) != get_u32(data, at + 4)) {
-      throw Error(Errc::kConfig, path + ": corrupt record at offset " + std::to_string(at) + " (CRC mismatch)");
+      throw Error(Errc::kConfig,
+                  path + ": corrupt record at offset " + std::to_string(at) + " (CRC mismatch)");
     }
     try {
       fold_record(state, body);
     } catch (const std::exception& e) {
-      throw Error(Errc::kConfig, path + ": corrupt record at offset " + std::to_string(at) + " (" + e.what() + ")");
+      throw Error(Errc::kConfig, path + ": corrupt record at offset " + std::to_string(at) + " (" +
+                                     e.what() + ")");
     }
     at += kFrame + len;
   }
@@ -304,11 +322,14 @@ void Journal::ack(const std::string& session, const std::vector<std::uint64_t>& 
 
 void Journal::purge(const std::string& session) { append(record(kPurge, session), false); }
 
-void Journal::job(const std::string& id, const std::string& submitter, const std::string& function) {
+void Journal::job(const std::string& id, const std::string& submitter,
+                  const std::string& function) {
   append(record(kJob, id, submitter, function), true);
 }
 
-void Journal::seal(const std::string& id, const std::string& note) { append(record(kSeal, id, note), true); }
+void Journal::seal(const std::string& id, const std::string& note) {
+  append(record(kSeal, id, note), true);
+}
 
 void Journal::forget(const std::string& id) { append(record(kForget, id), false); }
 
@@ -322,7 +343,8 @@ void Journal::write_all(std::string_view bytes) {
 }
 
 void Journal::sync() {
-  if (::fdatasync(fd_) != 0) throw Error(Errc::kInternal, "cannot sync journal " + path_ + ": " + errno_text());
+  if (::fdatasync(fd_) != 0)
+    throw Error(Errc::kInternal, "cannot sync journal " + path_ + ": " + errno_text());
 }
 
 void Journal::commit(bool sync_now) {
@@ -338,7 +360,8 @@ void Journal::commit(bool sync_now) {
     dirty_ = false;
     must_sync_ = false;
   }
-  if (file_bytes_ > std::max(options_.min_compact_bytes, options_.growth * snapshot_bytes_)) compact();
+  if (file_bytes_ > std::max(options_.min_compact_bytes, options_.growth * snapshot_bytes_))
+    compact();
 }
 
 void Journal::compact() {

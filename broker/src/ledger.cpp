@@ -36,8 +36,9 @@ FunctionId Ledger::route_id(const std::string& name, const Tags& needs) {
   return it->second;
 }
 
-TaskKey Ledger::add(PeerHandle client, std::uint64_t client_id, FunctionId route, std::uint32_t max_attempts,
-                    zmq::message_t payload, std::uint32_t items, std::uint8_t priority, std::int64_t expires_at) {
+TaskKey Ledger::add(PeerHandle client, std::uint64_t client_id, FunctionId route,
+                    std::uint32_t max_attempts, zmq::message_t payload, std::uint32_t items,
+                    std::uint8_t priority, std::int64_t expires_at) {
   const TaskKey key = next_key_++;
   TaskPtr record = Task::make(std::move(payload));
   Task& t = *record;
@@ -107,7 +108,8 @@ double Ledger::urgency(FunctionId route) const {
   const Route& r = routes_[route];
   const int p = best_level(r);
   if (p < 0) return -1;
-  const auto waited = std::max<std::int64_t>(0, now_ms_ - r.levels[static_cast<std::size_t>(p)].since);
+  const auto waited =
+      std::max<std::int64_t>(0, now_ms_ - r.levels[static_cast<std::size_t>(p)].since);
   return p + static_cast<double>(waited) / static_cast<double>(aging_ms_);
 }
 
@@ -226,7 +228,8 @@ std::vector<TaskKey> Ledger::advance(std::int64_t now_ms) {
 std::int64_t Ledger::next_due() const {
   std::int64_t due = 0;
   if (!retry_at_.empty()) due = retry_at_.top().first;
-  if (!expires_at_.empty() && (due == 0 || expires_at_.top().first < due)) due = expires_at_.top().first;
+  if (!expires_at_.empty() && (due == 0 || expires_at_.top().first < due))
+    due = expires_at_.top().first;
   return due;
 }
 

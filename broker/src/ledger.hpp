@@ -8,7 +8,7 @@
  *   leased  --finish-->         (removed; result to client)
  *   leased  --worker_lost-->    queued      (lost + 1, at the front) | removed when lost == max
  *   leased  --lost_in_transit-> queued      (not charged: the lease never reached the worker)
- *   leased  --retry-->          delayed     (until its retry delay passes, then queued at the front)
+ *   leased  --retry-->          delayed     (queued at the front once its retry delay passes)
  *   any     --drop-->           (removed: its client is gone, it was cancelled or it expired)
  *
  * Queues are per route: a function together with the tags a worker must have to run it
@@ -80,9 +80,9 @@ class Ledger {
   /* Adds a queued task and returns its key. `payload` is copied into the task's record when
    * small and kept when large (task.hpp). `expires_at` (steady-clock ms, 0: never) is when it
    * fails unless leased by then. */
-  TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId route, std::uint32_t max_attempts,
-              zmq::message_t payload, std::uint32_t items = 0, std::uint8_t priority = kDefaultPriority,
-              std::int64_t expires_at = 0);
+  TaskKey add(PeerHandle client, std::uint64_t client_id, FunctionId route,
+              std::uint32_t max_attempts, zmq::message_t payload, std::uint32_t items = 0,
+              std::uint8_t priority = kDefaultPriority, std::int64_t expires_at = 0);
 
   [[nodiscard]] Task* find(TaskKey key);
 

@@ -40,8 +40,9 @@ QuotaUse BrokerCore::use_of(const Job& job) {
 
 void BrokerCore::charge(PeerHandle owner, std::int64_t bytes) {
   auto apply_to = [bytes](auto& counter) {
-    counter = bytes < 0 ? counter - std::min<std::uint64_t>(counter, static_cast<std::uint64_t>(-bytes))
-                        : counter + static_cast<std::uint64_t>(bytes);
+    counter = bytes < 0
+                  ? counter - std::min<std::uint64_t>(counter, static_cast<std::uint64_t>(-bytes))
+                  : counter + static_cast<std::uint64_t>(bytes);
   };
   if (auto* c = clients_.find(owner)) {
     apply_to(c->bytes);
@@ -57,8 +58,8 @@ std::optional<QuotaRefusal> BrokerCore::over_limit(ClientSession& c, std::uint64
   ++counters_.limited;
   if (turn_ >= next_limit_log_) {
     next_limit_log_ = turn_ + kRefusalLogEvery;
-    log::warn("client {} ({}): tasks refused: {} [{} refused so far]", log::printable(c.identity), log::printable(c.hello.host),
-              refusal->message, counters_.limited);
+    log::warn("client {} ({}): tasks refused: {} [{} refused so far]", log::printable(c.identity),
+              log::printable(c.hello.host), refusal->message, counters_.limited);
   }
   return refusal;
 }
@@ -83,8 +84,9 @@ void BrokerCore::flush_refusals(ClientSession& c) {
   for (std::size_t start = 0; start < c.refusals.size(); start += kMaxRefusalsPerMessage) {
     const auto end = std::min(c.refusals.size(), start + kMaxRefusalsPerMessage);
     wire::ResultBatch batch;
-    batch.results.assign(std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(start)),
-                         std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(end)));
+    batch.results.assign(
+        std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(start)),
+        std::make_move_iterator(c.refusals.begin() + static_cast<std::ptrdiff_t>(end)));
     std::vector<zmq::message_t> payloads(batch.results.size());
     send(c.identity, Command::kResult, batch, std::move(payloads));
   }
@@ -107,7 +109,8 @@ void BrokerCore::report_sessions(wire::Report& r) {
     return a.tasks != b.tasks ? a.tasks > b.tasks : a.bytes > b.bytes;
   };
   if (r.sessions.size() > kMaxSessionsReported) {
-    std::partial_sort(r.sessions.begin(), r.sessions.begin() + kMaxSessionsReported, r.sessions.end(), fuller);
+    std::partial_sort(r.sessions.begin(), r.sessions.begin() + kMaxSessionsReported,
+                      r.sessions.end(), fuller);
     r.sessions.resize(kMaxSessionsReported);
   } else {
     std::sort(r.sessions.begin(), r.sessions.end(), fuller);

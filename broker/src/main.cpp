@@ -46,23 +46,34 @@ struct Flags {
 void add_flags(CLI::App& app, Flags& f) {
   namespace limits = dpool::limits;
   app.add_option("--config", f.config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
-  app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
+  app.add_flag("--print-config", f.print_config,
+               "print the effective configuration as YAML and exit");
   app.add_option("--bind", f.bind, "address to listen on (default tcp://127.0.0.1:5555)");
   app.add_flag("--insecure", f.insecure, "allow listening on non-loopback addresses without CURVE");
-  app.add_option("--curve-key", f.curve_key, "CURVE: the broker's secret key (PREFIX.key from dpool keygen --out PREFIX)");
-  app.add_option("--client-key", f.client_keys, "CURVE: a client public key, .pub file or folder of them (repeatable)");
-  app.add_option("--worker-key", f.worker_keys, "CURVE: a worker public key, .pub file or folder of them (repeatable)");
-  app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
+  app.add_option("--curve-key", f.curve_key,
+                 "CURVE: the broker's secret key (PREFIX.key from dpool keygen --out PREFIX)");
+  app.add_option("--client-key", f.client_keys,
+                 "CURVE: a client public key, .pub file or folder of them (repeatable)");
+  app.add_option("--worker-key", f.worker_keys,
+                 "CURVE: a worker public key, .pub file or folder of them (repeatable)");
+  app.add_option("--heartbeat-interval", f.heartbeat_ms,
+                 "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kHeartbeatMs, true), "DURATION"));
-  app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before a peer is dead (default 3)")
+  app.add_option("--heartbeat-liveness", f.liveness,
+                 "heartbeats missed before a peer is dead (default 3)")
       ->transform(count_validator(limits::kLiveness));
-  app.add_option("--max-attempts", f.max_attempts, "worker deaths a task may cause before it fails (default 3)")
+  app.add_option("--max-attempts", f.max_attempts,
+                 "worker deaths a task may cause before it fails (default 3)")
       ->transform(count_validator(limits::kMaxAttempts));
-  app.add_option("--client-timeout", f.client_timeout_ms, "drop a silent client's tasks after this (default 60s)")
+  app.add_option("--client-timeout", f.client_timeout_ms,
+                 "drop a silent client's tasks after this (default 60s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kTimeoutMs), "DURATION"));
-  app.add_option("--job-ttl", f.job_ttl_ms, "keep a finished detached job's results this long (default 24h)")
+  app.add_option("--job-ttl", f.job_ttl_ms,
+                 "keep a finished detached job's results this long (default 24h)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kJobTtlMs), "DURATION"));
-  app.add_option("--priority-aging", f.aging_ms, "a waiting priority level counts one higher per this much time unserved (default 10s)")
+  app.add_option(
+         "--priority-aging", f.aging_ms,
+         "a waiting priority level counts one higher per this much time unserved (default 10s)")
       ->transform(CLI::Validator(dpool::duration_flag(limits::kAgingMs), "DURATION"));
   app.add_option("--result-delay", f.result_delay_ms,
                  "longest a result waits for others to share its message, 0 to 1m (default 50ms)")
@@ -79,9 +90,11 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--max-message-size", f.max_message_size,
                  "largest frame a peer may send; a larger one disconnects it (default 1GiB)")
       ->transform(CLI::Validator(dpool::size_flag(limits::kMessageSize), "SIZE"));
-  app.add_option("--data-dir", f.data_dir, "journal accepted tasks and kept results in DIR, so that they survive a restart")
+  app.add_option("--data-dir", f.data_dir,
+                 "journal accepted tasks and kept results in DIR, so that they survive a restart")
       ->type_name("DIR");
-  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
+  app.add_option("--log-level", f.log_level,
+                 "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember(dpool::log_levels()));
 }
 
@@ -151,7 +164,8 @@ int serve(const dpool::BrokerConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  dpool::keep_payload_memory();  // this process only: an embedded broker leaves its host's malloc alone
+  // This process only: an embedded broker leaves its host's malloc alone.
+  dpool::keep_payload_memory();
   CLI::App app{"dpool-broker: routes tasks from dpool clients to dpool workers"};
   Flags flags;
   add_flags(app, flags);

@@ -28,13 +28,18 @@ constexpr std::size_t kMaxHistory = 20;      // attempts kept per task (the late
 constexpr std::size_t kMaxFailuresKept = 20; // for `dpool status`
 
 std::optional<std::string> invalid(const wire::TaskSpec& spec) {
-  if (spec.priority > kMaxPriority) return "priority " + std::to_string(spec.priority) + " is not 0 to 9";
-  if (spec.needs.size() > kMaxNeeds) return "more than " + std::to_string(kMaxNeeds) + " required tags";
+  if (spec.priority > kMaxPriority)
+    return "priority " + std::to_string(spec.priority) + " is not 0 to 9";
+  if (spec.needs.size() > kMaxNeeds)
+    return "more than " + std::to_string(kMaxNeeds) + " required tags";
   for (const auto& [k, v] : spec.needs) {
-    if (k.empty() || k.size() > kMaxTagText || v.size() > kMaxTagText) return "a required tag is empty or too long";
+    if (k.empty() || k.size() > kMaxTagText || v.size() > kMaxTagText)
+      return "a required tag is empty or too long";
   }
-  if (!(spec.retry_backoff >= kMinRetryBackoff && spec.retry_backoff <= kMaxRetryBackoff)) return "retry backoff is not a factor from 1 to 100";
-  if (spec.retries > kMaxRetries || spec.timeout_retries > kMaxRetries) return "more than 1000 retries";
+  if (!(spec.retry_backoff >= kMinRetryBackoff && spec.retry_backoff <= kMaxRetryBackoff))
+    return "retry backoff is not a factor from 1 to 100";
+  if (spec.retries > kMaxRetries || spec.timeout_retries > kMaxRetries)
+    return "more than 1000 retries";
   if (spec.retry_delay_ms > kMaxDelayMs) return "retry delay longer than 24h";
   return std::nullopt;
 }
@@ -57,13 +62,17 @@ std::optional<wire::Result> BrokerCore::check_policy(const wire::TaskSpec& spec)
   return r;
 }
 
-TaskKey BrokerCore::admit(PeerHandle owner, std::uint64_t id, wire::TaskSpec& spec, zmq::message_t payload,
-                          std::uint32_t attempts) {
+TaskKey BrokerCore::admit(PeerHandle owner, std::uint64_t id, wire::TaskSpec& spec,
+                          zmq::message_t payload, std::uint32_t attempts) {
   const auto route = ledger_.route_id(spec.function, spec.needs);
   if (route + 1 > routes_known_) add_routes();
-  const std::int64_t expires = spec.expires_ms ? now_ms() + static_cast<std::int64_t>(std::min(spec.expires_ms, kMaxDelayMs * 365)) : 0;
+  const std::int64_t expires =
+      spec.expires_ms
+          ? now_ms() + static_cast<std::int64_t>(std::min(spec.expires_ms, kMaxDelayMs * 365))
+          : 0;
   charge(owner, static_cast<std::int64_t>(payload.size()));
-  const auto key = ledger_.add(owner, id, route, attempts, std::move(payload), spec.items, spec.priority, expires);
+  const auto key = ledger_.add(owner, id, route, attempts, std::move(payload), spec.items,
+                               spec.priority, expires);
   if (spec.timeout_ms || spec.retries || spec.timeout_retries || spec.retry_delay_ms) {
     TaskExtra& x = ledger_.find(key)->more();
     x.timeout_ms = spec.timeout_ms;
@@ -91,15 +100,16 @@ void BrokerCore::refresh_routes(WorkerRecord& w, FunctionId from) {
       auto it = w.tags.find(kv.first);
       return it != w.tags.end() && it->second == kv.second;
     });
-    if (fits && std::find(w.routes.begin(), w.routes.end(), r) == w.routes.end()) w.routes.push_back(r);
+    if (fits && std::find(w.routes.begin(), w.routes.end(), r) == w.routes.end())
+      w.routes.push_back(r);
   }
 }
 
 void BrokerCore::record_attempt(Task& task, const wire::Outcome& o, const WorkerRecord* w) {
   auto& history = task.more().history;
   if (history.size() >= kMaxHistory) history.erase(history.begin());
-  history.push_back(wire::Attempt{o.attempt, o.status, o.error_type, o.error_message, w ? w->host : std::string(),
-                                  o.pid, o.stderr_tail});
+  history.push_back(wire::Attempt{o.attempt, o.status, o.error_type, o.error_message,
+                                  w ? w->host : std::string(), o.pid, o.stderr_tail});
 }
 
 /* A kError or kTimeout outcome: run again if its budget allows, else the final result. */
@@ -115,8 +125,8 @@ void BrokerCore::failed_attempt(Task& task, wire::Outcome& o, const WorkerRecord
     const auto delay = static_cast<std::int64_t>(
         std::min(static_cast<double>(x.retry_delay_ms) * factor, static_cast<double>(kMaxDelayMs)));
     log::debug("task {} of '{}' {} on attempt {}: retry {} of {} in {} ms", task.key,
-               ledger_.function_name(task.function), timed_out ? "timed out" : "threw", task.attempt, used, budget,
-               delay);
+               ledger_.function_name(task.function), timed_out ? "timed out" : "threw",
+               task.attempt, used, budget, delay);
     apply(task, TaskEvent::kRetry, delay);
     ++counters_.retried;
     return;
@@ -131,7 +141,8 @@ void BrokerCore::expire_tasks(Clock::time_point now) {
     wire::Result r;
     r.status = Status::kTimeout;
     r.error_type = "Expired";
-    r.error_message = "'" + ledger_.function_name(t->function) + "' was not started by its deadline";
+    r.error_message =
+        "'" + ledger_.function_name(t->function) + "' was not started by its deadline";
     if (const auto why = waiting_reason(t->function); !why.empty()) r.error_message += ": " + why;
     ++counters_.expired;
     const auto owner = t->client;
@@ -156,7 +167,9 @@ std::string BrokerCore::waiting_reason(FunctionId route) {
   }
   const auto& name = ledger_.function_name(route);
   if (offering == 0) return "no connected worker offers '" + name + "'";
-  if (fitting == 0) return "no connected worker offering '" + name + "' has tags " + tags_text(ledger_.needs(route));
+  if (fitting == 0)
+    return "no connected worker offering '" + name + "' has tags " +
+           tags_text(ledger_.needs(route));
   if (fitting == draining) return "every worker that can run them is draining";
   return {};
 }

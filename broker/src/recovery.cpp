@@ -17,7 +17,9 @@
 namespace dpool::detail {
 namespace {
 
-zmq::message_t frame_of(const std::string& bytes) { return zmq::message_t(bytes.data(), bytes.size()); }
+zmq::message_t frame_of(const std::string& bytes) {
+  return zmq::message_t(bytes.data(), bytes.size());
+}
 
 }  // namespace
 
@@ -33,8 +35,8 @@ void BrokerCore::restore(JournalState state) {
     results += saved.results.size();
     restore_job(id, saved);
   }
-  log::info("restored from {}: {} tasks, {} results, {} client sessions, {} jobs", config_.data_dir, tasks,
-            results, state.sessions.size(), state.jobs.size());
+  log::info("restored from {}: {} tasks, {} results, {} client sessions, {} jobs", config_.data_dir,
+            tasks, results, state.sessions.size(), state.jobs.size());
 }
 
 void BrokerCore::restore_session(const std::string& identity, JournalState::Owner& saved) {
@@ -42,7 +44,8 @@ void BrokerCore::restore_session(const std::string& identity, JournalState::Owne
   for (auto& [id, t] : saved.tasks) {
     const auto key = admit(c.handle, id, t.spec, frame_of(t.payload), t.attempts);
     c.live[id] = key;
-    if (!t.spec.queue.empty() && t.spec.queue.size() <= 256) join_named_queue(*ledger_.find(key), t.spec.queue);
+    if (!t.spec.queue.empty() && t.spec.queue.size() <= 256)
+      join_named_queue(*ledger_.find(key), t.spec.queue);
   }
   for (auto& [id, r] : saved.results) {
     r.meta.id = id;
@@ -58,8 +61,10 @@ void BrokerCore::restore_job(const std::string& id, JournalState::Owner& saved) 
   job.function = saved.function;
   job.sealed = saved.sealed;
   job.note = saved.note;
-  if (!saved.sealed && !saved.submitter.empty()) job.submitter = client_session(saved.submitter).handle;
-  for (auto& [index, t] : saved.tasks) job.live[index] = admit(job.handle, index, t.spec, frame_of(t.payload), t.attempts);
+  if (!saved.sealed && !saved.submitter.empty())
+    job.submitter = client_session(saved.submitter).handle;
+  for (auto& [index, t] : saved.tasks)
+    job.live[index] = admit(job.handle, index, t.spec, frame_of(t.payload), t.attempts);
   for (auto& [index, r] : saved.results) {
     if (r.meta.status != Status::kOk) ++job.failed;
     if (r.meta.status == Status::kCancelled) ++job.cancelled;

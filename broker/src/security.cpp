@@ -22,7 +22,8 @@ constexpr std::size_t kKeyBytes = 32;
 
 std::string binary_of(const std::string& z85) {
   std::array<std::uint8_t, kKeyBytes> bytes{};
-  if (!zmq_z85_decode(bytes.data(), z85.c_str())) throw Error(Errc::kConfig, "curve: a key is not valid Z85");
+  if (!zmq_z85_decode(bytes.data(), z85.c_str()))
+    throw Error(Errc::kConfig, "curve: a key is not valid Z85");
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
@@ -45,7 +46,8 @@ Gatekeeper::Gatekeeper(zmq::context_t& context, const CurveBrokerKeys& keys, Dro
   for (const auto& k : keys.workers) {
     const auto [it, added] = allowed_.emplace(binary_of(k), Role::kWorker);
     if (!added && it->second != Role::kWorker) {
-      throw Error(Errc::kConfig, "curve: key " + k + " is in both client_keys and worker_keys; a key has one role");
+      throw Error(Errc::kConfig, "curve: key " + k +
+                                     " is in both client_keys and worker_keys; a key has one role");
     }
   }
   zap_.set(zmq::sockopt::linger, 0);
@@ -89,12 +91,14 @@ void Gatekeeper::answer(std::vector<zmq::message_t>& request) {
       log::debug("admitted {} key {} from {}", user, z85_of(key), address);
     } else {
       status = "400", text = "key not allowed";
-      drops_.drop(DropReason::kAuth, address, "CURVE key " + z85_of(key) + " is in neither allowlist");
+      drops_.drop(DropReason::kAuth, address,
+                  "CURVE key " + z85_of(key) + " is in neither allowlist");
     }
   }
   const std::array<std::string, 6> reply{"1.0", request_id, status, text, user, ""};
   for (std::size_t i = 0; i < reply.size(); ++i) {
-    zap_.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    zap_.send(zmq::buffer(reply[i]),
+              i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
 }
 

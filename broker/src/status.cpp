@@ -20,8 +20,10 @@ std::int64_t second_of(Clock::time_point t) {
 
 void RateWindow::advance(std::int64_t second) {
   if (second <= second_) return;
-  const auto gap = std::min<std::int64_t>(second - second_, static_cast<std::int64_t>(buckets_.size()));
-  for (std::int64_t s = second - gap + 1; s <= second; ++s) buckets_[static_cast<std::size_t>(s) % buckets_.size()] = 0;
+  const auto gap =
+      std::min<std::int64_t>(second - second_, static_cast<std::int64_t>(buckets_.size()));
+  for (std::int64_t s = second - gap + 1; s <= second; ++s)
+    buckets_[static_cast<std::size_t>(s) % buckets_.size()] = 0;
   second_ = second;
 }
 
@@ -52,8 +54,10 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   std::vector<std::uint64_t> running(ledger_.function_count(), 0);
   std::unordered_map<PeerHandle, std::uint64_t> running_by_owner;
   for (auto& [h, w] : workers_) {
-    wire::WorkerStatus ws{w.host, w.pid, w.processes, w.credit, {}, w.tags, w.leases.size(), w.done, w.failed,
-                          millis(now - w.last_heard), w.draining};
+    wire::WorkerStatus ws{
+        w.host,    w.pid,           w.processes, w.credit, {},
+        w.tags,    w.leases.size(), w.done,      w.failed, millis(now - w.last_heard),
+        w.draining};
     for (auto f : w.functions) ws.functions.push_back(ledger_.function_name(f));
     for (const auto& lease : w.leases) {
       if (const Task* t = ledger_.find(lease.first)) {
@@ -69,8 +73,11 @@ void BrokerCore::on_status(Message& m, ClientSession& c) {
   }
   for (FunctionId f = 0; f < ledger_.function_count(); ++f) {
     const bool tagged = !ledger_.needs(f).empty();
-    if (ledger_.queued(f) == 0 && ledger_.delayed(f) == 0 && running[f] == 0 && (tagged || offered[f] == 0)) continue;
-    wire::FunctionStatus fs{ledger_.function_name(f), ledger_.queued(f), running[f], offered[f], ledger_.needs(f)};
+    if (ledger_.queued(f) == 0 && ledger_.delayed(f) == 0 && running[f] == 0 &&
+        (tagged || offered[f] == 0))
+      continue;
+    wire::FunctionStatus fs{ledger_.function_name(f), ledger_.queued(f), running[f], offered[f],
+                            ledger_.needs(f)};
     fs.delayed = ledger_.delayed(f);
     fs.oldest_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, ledger_.unserved_ms(f)));
     if (fs.queued > 0) fs.waiting = waiting_reason(f);

@@ -37,7 +37,9 @@ void TaskFree::operator()(Task* task) const noexcept {
   ::operator delete(task);
 }
 
-zmq::message_t& Task::shared() noexcept { return *std::launder(reinterpret_cast<zmq::message_t*>(tail())); }
+zmq::message_t& Task::shared() noexcept {
+  return *std::launder(reinterpret_cast<zmq::message_t*>(tail()));
+}
 
 const zmq::message_t& Task::shared() const noexcept {
   return *std::launder(reinterpret_cast<const zmq::message_t*>(tail()));

@@ -99,7 +99,9 @@ class Task {
   friend struct TaskFree;
   Task() = default;
   ~Task() = default;
-  [[nodiscard]] std::byte* tail() noexcept { return reinterpret_cast<std::byte*>(this) + sizeof(Task); }
+  [[nodiscard]] std::byte* tail() noexcept {
+    return reinterpret_cast<std::byte*>(this) + sizeof(Task);
+  }
   [[nodiscard]] const std::byte* tail() const noexcept {
     return reinterpret_cast<const std::byte*>(this) + sizeof(Task);
   }

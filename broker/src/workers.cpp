@@ -23,7 +23,8 @@ constexpr std::size_t kOutcomeSlack = 64;
 
 /* The end of a worker line that follows others left out by BrokerCore::worker_lines_. */
 std::string unlogged(std::uint64_t skipped) {
-  return skipped ? " [" + std::to_string(skipped) + " worker lines before this one not logged]" : std::string();
+  return skipped ? " [" + std::to_string(skipped) + " worker lines before this one not logged]"
+                 : std::string();
 }
 
 }  // namespace
@@ -32,7 +33,8 @@ void BrokerCore::on_ready(Message& m) {
   auto ready = body<wire::Ready>(m);
   if (!ready) return;
   if (ready->functions.size() > kMaxFunctions) {
-    drops_.drop(DropReason::kBody, who_, "READY with " + std::to_string(ready->functions.size()) + " functions");
+    drops_.drop(DropReason::kBody, who_,
+                "READY with " + std::to_string(ready->functions.size()) + " functions");
     return;
   }
   // Out-of-range credit is clamped, not refused: a refusal would only make it register again.
@@ -51,7 +53,8 @@ void BrokerCore::on_ready(Message& m) {
     if (f.empty() || f.size() > 256) continue;
     const auto id = ledger_.function_id(f);
     // A name listed twice would get twice the share of this worker's credit.
-    if (std::find(w->functions.begin(), w->functions.end(), id) == w->functions.end()) w->functions.push_back(id);
+    if (std::find(w->functions.begin(), w->functions.end(), id) == w->functions.end())
+      w->functions.push_back(id);
   }
   add_routes();
   w->routes.clear();
@@ -61,11 +64,11 @@ void BrokerCore::on_ready(Message& m) {
   // The host is the peer's own text, and a peer may register and leave in a loop. A known
   // worker's READY is news to nobody (a host sends several in a row after a broker restart).
   if (!fresh) {
-    log::debug("worker {} pid {} registered again: {} functions, credit {}", log::printable(w->host), w->pid,
-               w->functions.size(), w->credit);
+    log::debug("worker {} pid {} registered again: {} functions, credit {}",
+               log::printable(w->host), w->pid, w->functions.size(), w->credit);
   } else if (std::uint64_t skipped = 0; worker_lines_.allow(skipped)) {
-    log::info("worker {} pid {} registered: {} functions, credit {}{}", log::printable(w->host), w->pid,
-              w->functions.size(), w->credit, unlogged(skipped));
+    log::info("worker {} pid {} registered: {} functions, credit {}{}", log::printable(w->host),
+              w->pid, w->functions.size(), w->credit, unlogged(skipped));
   }
 }
 
@@ -86,8 +89,9 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
   // time from the workers it shares the broker with (tests/test_hostile.cpp).
   if (m.payloads.size() > 2 * w.leases.size() + kOutcomeSlack) {
     drops_.drop(DropReason::kStale, who_,
-                "DONE with " + std::to_string(m.payloads.size()) + " outcomes from a worker holding " +
-                    std::to_string(w.leases.size()) + " leases");
+                "DONE with " + std::to_string(m.payloads.size()) +
+                    " outcomes from a worker holding " + std::to_string(w.leases.size()) +
+                    " leases");
     return;
   }
   auto done = body<wire::DoneBatch>(m);
@@ -100,9 +104,11 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
   for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
     auto& o = done->outcomes[i];
     if (o.status != Status::kOk && o.status != Status::kError && o.status != Status::kLost &&
-        o.status != Status::kTimeout && o.status != Status::kCancelled && o.status != Status::kReturned) {
+        o.status != Status::kTimeout && o.status != Status::kCancelled &&
+        o.status != Status::kReturned) {
       // Left leased: the next heartbeat shows the worker no longer holds it, and it is requeued.
-      drops_.drop(DropReason::kBody, who_, "outcome with status " + std::to_string(static_cast<int>(o.status)));
+      drops_.drop(DropReason::kBody, who_,
+                  "outcome with status " + std::to_string(static_cast<int>(o.status)));
       continue;
     }
     Task* t = ledger_.find(o.task);
@@ -113,9 +119,10 @@ void BrokerCore::on_done(Message& m, WorkerRecord& w) {
     }
     if (t->state != TaskState::kLeased || t->worker != w.handle || t->attempt != o.attempt) {
       drops_.drop(DropReason::kStale, who_,
-                  t->worker != w.handle ? "outcome for a task leased to another worker now"
-                                        : "outcome for attempt " + std::to_string(o.attempt) +
-                                              " of a task now at attempt " + std::to_string(t->attempt));
+                  t->worker != w.handle
+                      ? "outcome for a task leased to another worker now"
+                      : "outcome for attempt " + std::to_string(o.attempt) +
+                            " of a task now at attempt " + std::to_string(t->attempt));
       continue;
     }
     w.leases.erase(o.task);
@@ -149,25 +156,29 @@ void BrokerCore::on_worker_heartbeat(const wire::Heartbeat& hb, WorkerRecord& w)
   // A lease the worker does not hold although it has seen the batch that carried it (seq <=
   // last_seq), or has not seen that batch for a whole expiry period, is lost: the batch or the
   // outcome went down with a connection. It is requeued without charging the task.
-  const auto patience = std::chrono::duration_cast<std::chrono::milliseconds>(config_.heartbeat.expiry()).count();
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  const auto patience =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.heartbeat.expiry()).count();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::vector<TaskKey> missing;
   for (const auto& [key, lease] : w.leases) {
     if (held.contains(key)) continue;
-    if (lease.seq <= hb.last_seq || now_ms - lease.sent_ms > patience || !ledger_.find(key)) missing.push_back(key);
+    if (lease.seq <= hb.last_seq || now_ms - lease.sent_ms > patience || !ledger_.find(key))
+      missing.push_back(key);
   }
   for (auto key : missing) {
     w.leases.erase(key);
     Task* t = ledger_.find(key);
     if (t && t->state == TaskState::kLeased && t->worker == w.handle) {
-      log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key, log::printable(w.host));
+      log::debug("task {} never reached worker {} (or its outcome was lost): requeued", key,
+                 log::printable(w.host));
       worker_lost(*t, "lost in transit", false);
     }
   }
 }
 
-void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge, const wire::Outcome* o,
-                             const WorkerRecord* w) {
+void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge,
+                             const wire::Outcome* o, const WorkerRecord* w) {
   if (task.cancel_requested) {  // nobody wants it run again
     finish_cancelled(task);
     return;
@@ -220,16 +231,19 @@ void BrokerCore::worker_lost(Task& task, const std::string& why, bool charge, co
 void BrokerCore::remove_worker(WorkerRecord& w, std::string_view why, bool charge) {
   if (std::uint64_t skipped = 0; worker_lines_.allow(skipped)) {
     if (charge || !w.leases.empty()) {
-      log::warn("worker {} pid {} lost ({}): {} leases {}{}", log::printable(w.host), w.pid, why, w.leases.size(),
-                charge ? "requeued" : "returned", unlogged(skipped));
+      log::warn("worker {} pid {} lost ({}): {} leases {}{}", log::printable(w.host), w.pid, why,
+                w.leases.size(), charge ? "requeued" : "returned", unlogged(skipped));
     } else {
-      log::info("worker {} pid {} left ({}){}", log::printable(w.host), w.pid, why, unlogged(skipped));
+      log::info("worker {} pid {} left ({}){}", log::printable(w.host), w.pid, why,
+                unlogged(skipped));
     }
   }
-  const std::string what = "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
+  const std::string what =
+      "worker " + w.host + " pid " + std::to_string(w.pid) + " " + std::string(why);
   for (const auto& lease : w.leases) {
     Task* t = ledger_.find(lease.first);
-    if (t && t->state == TaskState::kLeased && t->worker == w.handle) worker_lost(*t, what, charge, nullptr, &w);
+    if (t && t->state == TaskState::kLeased && t->worker == w.handle)
+      worker_lost(*t, what, charge, nullptr, &w);
   }
   workers_.remove(w.handle);
 }

@@ -27,9 +27,11 @@ void Client::Impl::take_limits(const wire::Heartbeat& hb) {
 }
 
 Room Client::Impl::room_for(Pending& p) {
-  const auto refusal = check_quota(quota, QuotaUse{outstanding, outstanding_bytes}, p.payload.size(), "this client");
+  const auto refusal =
+      check_quota(quota, QuotaUse{outstanding, outstanding_bytes}, p.payload.size(), "this client");
   if (!refusal) return Room::kFits;
-  if (refusal->type == kQueueFull && config.on_full == ClientConfig::OnFull::kWait) return Room::kWait;
+  if (refusal->type == kQueueFull && config.on_full == ClientConfig::OnFull::kWait)
+    return Room::kWait;
   complete_locally(p, Status::kRejected, refusal->type, refusal->message);
   return Room::kFailed;
 }
@@ -42,7 +44,8 @@ void Client::Impl::count_out(const Pending& p) {
 void Client::Impl::count_back(const Pending& p) {
   if (p.stage == Stage::kWaiting) return;
   --outstanding;
-  if (p.spec.job.empty()) outstanding_bytes -= std::min<std::uint64_t>(outstanding_bytes, p.payload.size());
+  if (p.spec.job.empty())
+    outstanding_bytes -= std::min<std::uint64_t>(outstanding_bytes, p.payload.size());
 }
 
 bool Client::Impl::refused(const wire::Result& r) {

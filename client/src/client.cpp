@@ -97,11 +97,13 @@ void Client::Impl::loop() {
   for (auto& [id, p] : tasks) ids.push_back(id);
   for (auto id : ids) {
     if (auto it = tasks.find(id); it != tasks.end()) {
-      complete_locally(it->second, Status::kCancelled, "Cancelled", "the client was closed before the task finished");
+      complete_locally(it->second, Status::kCancelled, "Cancelled",
+                       "the client was closed before the task finished");
     }
   }
   for (auto& [request, j] : joins) {
-    j.second->set_exception(std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed during join")));
+    j.second->set_exception(
+        std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed during join")));
   }
   cancel_requests();
   send_acks();
@@ -199,7 +201,8 @@ void Client::Impl::on_message(Message& m) {
     case Command::kDisconnect:
       // The broker does not know us (it expired this session): introduce ourselves again.
       log::info("broker disowned this client: resubmitting {} tasks", outstanding);
-      send_message(socket, {}, Command::kHello, wire::Hello{host_name(), static_cast<std::uint32_t>(::getpid()), "client"});
+      send_message(socket, {}, Command::kHello,
+                   wire::Hello{host_name(), static_cast<std::uint32_t>(::getpid()), "client"});
       resubmit_all();
       break;
     case Command::kHello:
@@ -213,7 +216,8 @@ void Client::Impl::on_message(Message& m) {
     case Command::kJob:
     case Command::kFetch:
     case Command::kStatus:
-      drops.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a client");
+      drops.drop(DropReason::kCommand, "broker",
+                 std::string(to_string(m.command)) + " sent to a client");
       break;
   }
 }
@@ -285,7 +289,8 @@ void Client::Impl::resubmit_all() {
   }
   for (auto id : cancelled) {
     auto it = tasks.find(id);
-    complete_locally(it->second, Status::kCancelled, "Cancelled", "cancelled while the broker restarted");
+    complete_locally(it->second, Status::kCancelled, "Cancelled",
+                     "cancelled while the broker restarted");
   }
   send_again(std::move(ids));
 }
@@ -309,7 +314,8 @@ void Client::Impl::send_waiting() {
   while (!full && !waiting.empty() && outstanding < config.window) {
     wire::Submit submit;
     std::vector<zmq::message_t> payloads;
-    while (!waiting.empty() && outstanding < config.window && submit.tasks.size() < kMaxTasksPerSubmit) {
+    while (!waiting.empty() && outstanding < config.window &&
+           submit.tasks.size() < kMaxTasksPerSubmit) {
       const auto id = waiting.front();
       auto it = tasks.find(id);
       if (it == tasks.end() || it->second.stage != Stage::kWaiting) {  // stale entry
@@ -362,7 +368,8 @@ void Client::Impl::fail_unreachable(Clock::time_point now) {
   const auto heard = ever ? last_heard : started;
   if (now - heard <= limit) return;
   const std::string why = "no broker answered at " + config.broker + " for " +
-                          std::to_string(limit.count()) + " ms" + (ever ? "" : unreachable_hint(config.curve));
+                          std::to_string(limit.count()) + " ms" +
+                          (ever ? "" : unreachable_hint(config.curve));
   fail_requests(now, heard, limit, why);
   std::vector<std::uint64_t> expired;
   for (auto& [id, p] : tasks) {
@@ -370,7 +377,8 @@ void Client::Impl::fail_unreachable(Clock::time_point now) {
   }
   for (auto id : expired) {
     auto it = tasks.find(id);
-    if (it != tasks.end()) complete_locally(it->second, Status::kUnreachable, "BrokerUnreachable", why);
+    if (it != tasks.end())
+      complete_locally(it->second, Status::kUnreachable, "BrokerUnreachable", why);
   }
 }
 
@@ -388,7 +396,8 @@ void Client::Impl::complete(std::uint64_t id, TaskResult&& result) {
   }
 }
 
-void Client::Impl::complete_locally(Pending& p, Status status, std::string type, std::string message) {
+void Client::Impl::complete_locally(Pending& p, Status status, std::string type,
+                                    std::string message) {
   TaskResult r;
   r.meta.id = p.spec.id;
   r.meta.status = status;
@@ -401,7 +410,8 @@ wire::TaskSpec task_spec(std::uint64_t id, std::string function, TaskOptions opt
   if (options.priority > kMaxPriority) {
     throw Error(Errc::kUsage, "a task priority is 0 to 9, got " + std::to_string(options.priority));
   }
-  if (options.timeout.count() < 0 || options.retry_delay.count() < 0 || options.expires.count() < 0) {
+  if (options.timeout.count() < 0 || options.retry_delay.count() < 0 ||
+      options.expires.count() < 0) {
     throw Error(Errc::kUsage, "a task's timeout, retry delay and expiry cannot be negative");
   }
   if (!(options.retry_backoff >= kMinRetryBackoff && options.retry_backoff <= kMaxRetryBackoff)) {
@@ -441,8 +451,8 @@ std::uint64_t Client::submit(std::string function, std::string args, Completion 
   {
     std::lock_guard lock(impl_->inbox_mutex);
     id = impl_->next_id++;
-    impl_->inbox.push_back(NewTask{task_spec(id, std::move(function), std::move(options)), std::move(args),
-                                   std::move(done)});
+    impl_->inbox.push_back(NewTask{task_spec(id, std::move(function), std::move(options)),
+                                   std::move(args), std::move(done)});
     impl_->pending_count.fetch_add(1);
     wake = impl_->wake_locked();
   }
@@ -466,7 +476,8 @@ std::shared_future<void> Client::join_queue(std::string queue) {
   bool wake = false;
   {
     std::lock_guard lock(impl_->inbox_mutex);
-    impl_->new_joins.emplace_back(wire::Join{impl_->next_join++, std::move(queue)}, std::move(promise));
+    impl_->new_joins.emplace_back(wire::Join{impl_->next_join++, std::move(queue)},
+                                  std::move(promise));
     wake = impl_->wake_locked();
   }
   if (wake) impl_->notify();
@@ -494,9 +505,11 @@ void TaskResult::throw_if_failed(const std::string& function) const {
     case Status::kError:
     case Status::kLost:
     case Status::kTimeout: {
-      RemoteError::Info info{meta.error_type, meta.error_message, function, meta.host, meta.pid, meta.attempts, {}};
+      RemoteError::Info info{meta.error_type, meta.error_message, function, meta.host,
+                             meta.pid,        meta.attempts,      {}};
       for (const auto& a : meta.history) {
-        info.history.push_back({a.attempt, a.error_type, a.error_message, a.host, a.pid, a.stderr_tail});
+        info.history.push_back(
+            {a.attempt, a.error_type, a.error_message, a.host, a.pid, a.stderr_tail});
       }
       const auto code = meta.status == Status::kLost    ? Errc::kWorkerLost
                         : meta.status == Status::kTimeout ? Errc::kTimeout

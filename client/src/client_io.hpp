@@ -97,8 +97,8 @@ struct Client::Impl {
   void take_new_requests();
   void on_reply(Message& m);
   void resend_requests(Clock::time_point now, bool all);
-  void fail_requests(Clock::time_point now, Clock::time_point heard, std::chrono::milliseconds limit,
-                     const std::string& why);
+  void fail_requests(Clock::time_point now, Clock::time_point heard,
+                     std::chrono::milliseconds limit, const std::string& why);
   void cancel_requests();
   /* Wakes the I/O thread unless a wake-up is already on its way; call with inbox_mutex held,
    * then notify() after unlocking if it returned true. */
@@ -126,7 +126,8 @@ struct Client::Impl {
   std::vector<std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> new_joins;
   std::uint64_t next_join = 1;  // guarded by inbox_mutex
   std::uint64_t next_id = 1;  // guarded by inbox_mutex
-  std::vector<std::pair<std::uint64_t, detail::PendingRequest>> new_requests;  // guarded by inbox_mutex
+  std::vector<std::pair<std::uint64_t, detail::PendingRequest>>
+      new_requests;                // guarded by inbox_mutex
   std::uint64_t next_request = 1;  // guarded by inbox_mutex
   // Guarded by inbox_mutex: the I/O thread has been woken and not yet taken the inbox, so
   // another submit need not wake it again (one eventfd write per burst, not per task).
@@ -136,7 +137,8 @@ struct Client::Impl {
   // I/O thread only:
   std::unordered_map<std::uint64_t, detail::Pending> tasks;
   std::deque<std::uint64_t> waiting;  // ids to send, oldest first (may hold stale ids)
-  std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>> joins;
+  std::unordered_map<std::uint64_t, std::pair<wire::Join, std::shared_ptr<std::promise<void>>>>
+      joins;
   std::unordered_map<std::uint64_t, detail::PendingRequest> requests;
   detail::Linger lingering;
   std::size_t outstanding = 0;        // sent or accepted

@@ -20,7 +20,8 @@
 namespace dpool::detail {
 namespace {
 
-[[noreturn]] void run_host(const WorkerConfig& config, const std::function<void()>& initializer, pid_t parent) {
+[[noreturn]] void run_host(const WorkerConfig& config, const std::function<void()>& initializer,
+                           pid_t parent) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the program that embeds the cluster
   if (::getppid() != parent) std::_Exit(0);
   int rc = 3;
@@ -39,7 +40,8 @@ EmbeddedCluster::EmbeddedCluster(const EmbeddedOptions& options) {
   char id[40];
   std::snprintf(id, sizeof id, "%d-%016" PRIx64, static_cast<int>(::getpid()), random_u64());
   endpoint_ = std::string("ipc://@dpool-embedded-") + id;
-  processes_ = options.processes ? options.processes : std::max(1u, std::thread::hardware_concurrency());
+  processes_ =
+      options.processes ? options.processes : std::max(1u, std::thread::hardware_concurrency());
   WorkerConfig worker;
   worker.broker = endpoint_;
   worker.processes = static_cast<std::uint32_t>(processes_);

@@ -32,14 +32,16 @@ class Linger {
   /* New tasks arrived from the caller now. */
   void submitted(Clock::time_point now) {
     if (completed_at_ == Clock::time_point{}) return;
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - completed_at_).count();
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now - completed_at_).count();
     // Capped so that one long pause is forgotten after a few quick submits.
     recent_us_ = (3 * recent_us_ + std::min<std::int64_t>(us, kForget)) / 4;
     completed_at_ = {};
   }
   /* How long to linger now (zero: block at once); once per completion. */
   [[nodiscard]] std::chrono::microseconds take_budget() {
-    if (!std::exchange(armed_, false) || recent_us_ >= kMaxLinger.count()) return std::chrono::microseconds(0);
+    if (!std::exchange(armed_, false) || recent_us_ >= kMaxLinger.count())
+      return std::chrono::microseconds(0);
     return std::min(kMaxLinger, std::chrono::microseconds(2 * recent_us_ + 20));
   }
 

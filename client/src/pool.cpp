@@ -29,9 +29,12 @@ PoolCore::PoolCore(Options options) : options_(std::move(options)) {
     // These shape the worker processes an embedded cluster starts; remote workers are started
     // by their own hosts (dpool-worker flags, or a worker program's own initialisation).
     if (options_.initializer || options_.processes || options_.max_tasks_per_child) {
-      throw Error(Errc::kUsage, "initializer, processes and max_tasks_per_child apply to the embedded "
-                                "cluster only; on " + broker + " set them where the workers start "
-                                "(dpool-worker --processes, --max-tasks-per-child, or your worker program)");
+      throw Error(Errc::kUsage,
+                  "initializer, processes and max_tasks_per_child apply to the embedded "
+                  "cluster only; on " +
+                      broker +
+                      " set them where the workers start "
+                      "(dpool-worker --processes, --max-tasks-per-child, or your worker program)");
     }
     config.broker = broker;
     if (!options_.broker_key.empty()) config.curve.broker_key = options_.broker_key;
@@ -48,8 +51,8 @@ PoolCore::~PoolCore() {
   cluster_.reset();
 }
 
-std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint32_t items, Completion done,
-                               std::string queue, const TaskPolicy* policy) {
+std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint32_t items,
+                               Completion done, std::string queue, const TaskPolicy* policy) {
   std::lock_guard lock(mutex_);
   if (closed_) throw Error(Errc::kUsage, "the pool is closed: no new tasks");
   // A plain pointer, not a shared one: completions run on the client's I/O thread, and the
@@ -79,7 +82,9 @@ std::uint64_t PoolCore::submit(std::string function, std::string args, std::uint
 
 void PoolCore::cancel(std::uint64_t task_id) { client_->cancel({task_id}); }
 
-std::shared_future<void> PoolCore::join_queue(std::string queue) { return client_->join_queue(std::move(queue)); }
+std::shared_future<void> PoolCore::join_queue(std::string queue) {
+  return client_->join_queue(std::move(queue));
+}
 
 void PoolCore::close() {
   std::lock_guard lock(mutex_);
@@ -88,7 +93,8 @@ void PoolCore::close() {
 
 void PoolCore::join() {
   std::unique_lock lock(mutex_);
-  if (!closed_) throw Error(Errc::kUsage, "join() on an open pool: close() or terminate() it first");
+  if (!closed_)
+    throw Error(Errc::kUsage, "join() on an open pool: close() or terminate() it first");
   idle_.wait(lock, [&] { return outstanding_.empty(); });
 }
 
@@ -135,9 +141,11 @@ std::exception_ptr failure_of(const TaskResult& r, const std::string& function) 
   return nullptr;
 }
 
-std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item, const std::string& function) {
+std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item,
+                                const std::string& function) {
   if (item.type != msgpack::type::ARRAY || item.via.array.size < 2) {
-    return std::make_exception_ptr(Error(Errc::kInternal, function + ": a chunk item is malformed"));
+    return std::make_exception_ptr(
+        Error(Errc::kInternal, function + ": a chunk item is malformed"));
   }
   if (item.via.array.ptr[0].as<int>() == 0) return nullptr;
   RemoteError::Info info;

@@ -34,7 +34,8 @@ JobPage make_page(wire::Fetched&& fetched, Message& m) {
 }  // namespace
 
 template <class Answer, class Result, class Body>
-std::future<Result> Client::Impl::add_request(Command command, Body body, Result (*make)(Answer&&, Message&)) {
+std::future<Result> Client::Impl::add_request(Command command, Body body,
+                                              Result (*make)(Answer&&, Message&)) {
   auto promise = std::make_shared<std::promise<Result>>();
   auto future = promise->get_future();
   bool wake = false;
@@ -81,7 +82,8 @@ void Client::Impl::take_new_requests() {
 void Client::Impl::on_reply(Message& m) {
   const auto number = request_number(m);
   if (!number) {
-    drops.drop(DropReason::kBody, "broker", std::string(to_string(m.command)) + " without a request number");
+    drops.drop(DropReason::kBody, "broker",
+               std::string(to_string(m.command)) + " without a request number");
     return;
   }
   auto it = requests.find(*number);
@@ -97,8 +99,8 @@ void Client::Impl::resend_requests(Clock::time_point now, bool all) {
   }
 }
 
-void Client::Impl::fail_requests(Clock::time_point now, Clock::time_point heard, std::chrono::milliseconds limit,
-                                 const std::string& why) {
+void Client::Impl::fail_requests(Clock::time_point now, Clock::time_point heard,
+                                 std::chrono::milliseconds limit, const std::string& why) {
   for (auto it = requests.begin(); it != requests.end();) {
     if (now - std::max(it->second.created, heard) > limit) {
       it->second.fail(std::make_exception_ptr(Error(Errc::kUnreachable, why)));
@@ -112,13 +114,15 @@ void Client::Impl::fail_requests(Clock::time_point now, Clock::time_point heard,
 void Client::Impl::cancel_requests() {
   take_new_requests();
   for (auto& [number, r] : requests) {
-    r.fail(std::make_exception_ptr(Error(Errc::kCancelled, "the client was closed before the broker answered")));
+    r.fail(std::make_exception_ptr(
+        Error(Errc::kCancelled, "the client was closed before the broker answered")));
   }
   requests.clear();
 }
 
 std::future<wire::JobInfo> Client::job(std::string job, JobOp op, std::uint64_t total) {
-  return impl_->add_request(Command::kJob, wire::JobRequest{0, std::move(job), op, total}, &keep_info);
+  return impl_->add_request(Command::kJob, wire::JobRequest{0, std::move(job), op, total},
+                            &keep_info);
 }
 
 std::future<JobPage> Client::fetch(std::string job, std::uint64_t from, std::uint32_t max) {

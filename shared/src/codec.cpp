@@ -102,7 +102,8 @@ std::optional<Message> read_message(zmq::socket_ref socket, bool routed, DropCou
 
 namespace detail {
 
-std::optional<Message> frame_message(std::vector<zmq::message_t>& frames, bool routed, DropCounters& drops) {
+std::optional<Message> frame_message(std::vector<zmq::message_t>& frames, bool routed,
+                                     DropCounters& drops) {
   Message m;
   if (routed && frames.empty()) {
     drops.drop(DropReason::kFraming, "", "no frames");
@@ -163,7 +164,8 @@ class BoundedVisitor : public msgpack::detail::create_object_visitor {
 
  private:
   void spend(std::uint64_t elements) {
-    if (elements > budget_) throw msgpack::array_size_overflow("more elements announced than the input holds");
+    if (elements > budget_)
+      throw msgpack::array_size_overflow("more elements announced than the input holds");
     budget_ -= elements;
   }
   std::uint64_t budget_;
@@ -207,20 +209,23 @@ bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
 }
 
 bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,
-                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads, bool dontwait) {
+                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads,
+                 bool dontwait) {
   const unsigned char header[4] = {static_cast<unsigned char>(kSignature[0]),
                                    static_cast<unsigned char>(kSignature[1]), kProtocolVersion,
                                    static_cast<unsigned char>(command)};
   try {
     // Only the first frame can find the socket unable to take the message; after it, ZeroMQ
     // takes the rest of a multipart message whole.
-    const auto first = dontwait ? zmq::send_flags::sndmore | zmq::send_flags::dontwait : zmq::send_flags::sndmore;
+    const auto first =
+        dontwait ? zmq::send_flags::sndmore | zmq::send_flags::dontwait : zmq::send_flags::sndmore;
     if (!identity.empty()) {
       if (!socket.send(zmq::buffer(identity), first)) return false;
     } else if (!socket.send(zmq::buffer(header, sizeof header), first)) {
       return false;
     }
-    if (!identity.empty()) socket.send(zmq::buffer(header, sizeof header), zmq::send_flags::sndmore);
+    if (!identity.empty())
+      socket.send(zmq::buffer(header, sizeof header), zmq::send_flags::sndmore);
     socket.send(zmq::const_buffer(body.data(), body.size()),
                 payloads.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
     for (std::size_t i = 0; i < payloads.size(); ++i) {

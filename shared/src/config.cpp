@@ -41,7 +41,8 @@ struct Where {
   const std::string& file;
   std::string key;
   [[noreturn]] void fail(const YAML::Node& node, const std::string& what) const {
-    throw Error(Errc::kConfig, at(file, node.Mark()) + ": " + (key.empty() ? "" : key + ": ") + what);
+    throw Error(Errc::kConfig,
+                at(file, node.Mark()) + ": " + (key.empty() ? "" : key + ": ") + what);
   }
 };
 
@@ -65,7 +66,8 @@ std::size_t typo_distance(std::string_view a, std::string_view b) {
     for (std::size_t j = 1; j <= b.size(); ++j) {
       const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.size()][b.size()];
@@ -73,7 +75,8 @@ std::size_t typo_distance(std::string_view a, std::string_view b) {
 
 /* "unknown key 'procesess' (did you mean 'processes'?)", or the known names when none is close.
  * Of equally close names the one with the same first letter wins: it is rarely the typo. */
-std::string unknown(const std::string& what, const std::string& name, const std::vector<std::string>& known) {
+std::string unknown(const std::string& what, const std::string& name,
+                    const std::vector<std::string>& known) {
   const std::size_t close = std::max<std::size_t>(2, name.size() / 3);
   const std::string* best = nullptr;
   std::size_t best_score = 0;
@@ -103,7 +106,10 @@ std::function<void(YAML::Emitter&)> writer(const std::string& name, const T& val
 }
 
 Field text(const std::string& name, std::string& v, const std::string& expected) {
-  return {name, [&v, expected](const YAML::Node& n, const Where& w) { v = scalar<std::string>(n, w, expected); },
+  return {name,
+          [&v, expected](const YAML::Node& n, const Where& w) {
+            v = scalar<std::string>(n, w, expected);
+          },
           writer(name, v)};
 }
 
@@ -120,7 +126,9 @@ Field level(const std::string& name, std::string& v) {
 }
 
 Field boolean(const std::string& name, bool& v) {
-  return {name, [&v](const YAML::Node& n, const Where& w) { v = scalar<bool>(n, w, "true or false"); }, writer(name, v)};
+  return {name,
+          [&v](const YAML::Node& n, const Where& w) { v = scalar<bool>(n, w, "true or false"); },
+          writer(name, v)};
 }
 
 Field count(const std::string& name, std::uint32_t& v, Limits limits) {
@@ -144,7 +152,9 @@ Field duration(const std::string& name, milliseconds& v, Limits limits) {
     if (auto wrong = out_of(value.count(), limits, show_ms); !wrong.empty()) w.fail(n, wrong);
     v = value;
   };
-  auto write = [name, &v](YAML::Emitter& out) { out << YAML::Key << name << YAML::Value << format_duration(v); };
+  auto write = [name, &v](YAML::Emitter& out) {
+    out << YAML::Key << name << YAML::Value << format_duration(v);
+  };
   return {name, read, write};
 }
 
@@ -157,10 +167,13 @@ Field size(const std::string& name, std::uint64_t& v, Limits limits) {
     } catch (const Error& e) {
       w.fail(n, e.what());
     }
-    if (auto wrong = out_of(static_cast<long long>(value), limits, show_size); !wrong.empty()) w.fail(n, wrong);
+    if (auto wrong = out_of(static_cast<long long>(value), limits, show_size); !wrong.empty())
+      w.fail(n, wrong);
     v = value;
   };
-  auto write = [name, &v](YAML::Emitter& out) { out << YAML::Key << name << YAML::Value << format_size(v); };
+  auto write = [name, &v](YAML::Emitter& out) {
+    out << YAML::Key << name << YAML::Value << format_size(v);
+  };
   return {name, read, write};
 }
 
@@ -184,7 +197,9 @@ Field dict(const std::string& name, std::map<std::string, std::string>& v) {
   auto read = [&v](const YAML::Node& n, const Where& w) {
     if (!n.IsMap()) w.fail(n, "expected a map of KEY: VALUE");
     v.clear();
-    for (const auto& kv : n) v[scalar<std::string>(kv.first, w, "a tag name")] = scalar<std::string>(kv.second, w, "a value");
+    for (const auto& kv : n)
+      v[scalar<std::string>(kv.first, w, "a tag name")] =
+          scalar<std::string>(kv.second, w, "a value");
   };
   auto write = [name, &v](YAML::Emitter& out) {
     out << YAML::Key << name << YAML::Value;
@@ -205,7 +220,8 @@ Field on_full(ClientConfig::OnFull& v) {
     else w.fail(n, "must be wait or error, got '" + text + "'");
   };
   auto write = [&v](YAML::Emitter& out) {
-    out << YAML::Key << "on_full" << YAML::Value << (v == ClientConfig::OnFull::kError ? "error" : "wait");
+    out << YAML::Key << "on_full" << YAML::Value
+        << (v == ClientConfig::OnFull::kError ? "error" : "wait");
   };
   return {"on_full", read, write};
 }
@@ -223,8 +239,9 @@ Field client_broker(std::string& v) {
     if (!v.empty()) {
       out << YAML::Key << "broker" << YAML::Value << v;
     } else {
-      out << YAML::Comment("broker: none named (flag, DPOOL_BROKER or file): dpool map and dpool::Pool "
-                           "start a local cluster");
+      out << YAML::Comment(
+          "broker: none named (flag, DPOOL_BROKER or file): dpool map and dpool::Pool "
+          "start a local cluster");
     }
   };
   return f;
@@ -303,7 +320,8 @@ std::vector<std::string> names_of(const Fields& fields) {
 
 YAML::Node read_yaml(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(Errc::kConfig, path + ": cannot read the file: it is a directory");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(Errc::kConfig, path + ": cannot read the file: it is a directory");
   std::ifstream in(path);
   if (!in) throw Error(Errc::kConfig, path + ": cannot read the file: " + std::strerror(errno));
   try {
@@ -331,7 +349,8 @@ YAML::Node settings_of(const YAML::Node& root, const std::string& path, std::str
     if (std::find(kSections.begin(), kSections.end(), name) == kSections.end()) {
       file.fail(kv.first, unknown("section", name, kSections));
     }
-    if (!kv.second.IsMap() && !kv.second.IsNull()) Where{path, name}.fail(kv.second, "expected a map of settings");
+    if (!kv.second.IsMap() && !kv.second.IsNull())
+      Where{path, name}.fail(kv.second, "expected a map of settings");
   }
   return root[std::string(section)];
 }
@@ -343,10 +362,13 @@ void apply(const std::string& path, std::string_view section, const Fields& fiel
   const YAML::Node settings = settings_of(root, path, section);
   if (!settings || settings.IsNull()) return;
   for (const auto& kv : settings) {
-    if (!kv.first.IsScalar()) Where{path, ""}.fail(kv.first, "a setting's name must be a plain word");
+    if (!kv.first.IsScalar())
+      Where{path, ""}.fail(kv.first, "a setting's name must be a plain word");
     const auto key = kv.first.Scalar();
-    const auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == key; });
-    if (field == fields.end()) Where{path, ""}.fail(kv.first, unknown("key", key, names_of(fields)));
+    const auto field =
+        std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == key; });
+    if (field == fields.end())
+      Where{path, ""}.fail(kv.first, unknown("key", key, names_of(fields)));
     field->read(kv.second, Where{path, key});
   }
 }

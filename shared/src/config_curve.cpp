@@ -22,7 +22,8 @@ using Reader = std::function<void(const YAML::Node&)>;
 
 [[noreturn]] void fail(const std::string& file, const YAML::Node& n, const std::string& what) {
   const auto line = n.Mark().line;
-  throw Error(Errc::kConfig, (line >= 0 ? file + ":" + std::to_string(line + 1) : file) + ": " + what);
+  throw Error(Errc::kConfig,
+              (line >= 0 ? file + ":" + std::to_string(line + 1) : file) + ": " + what);
 }
 
 /* A relative path names a file next to the config file when one is there: a cluster's keys and
@@ -35,7 +36,8 @@ std::string beside(const std::string& file, const std::string& source, const cha
 }
 
 std::string scalar_text(const std::string& file, const std::string& key, const YAML::Node& n) {
-  if (!n.IsScalar() && !n.IsNull()) fail(file, n, "curve." + key + ": expected a key or a file name");
+  if (!n.IsScalar() && !n.IsNull())
+    fail(file, n, "curve." + key + ": expected a key or a file name");
   return n.IsNull() ? std::string() : n.Scalar();
 }
 
@@ -53,7 +55,9 @@ Reader secret(const std::string& file, std::string& v) {
   return [&file, &v](const YAML::Node& n) {
     auto text = scalar_text(file, "secret_key", n);
     if (text == kRedactedSecret) {
-      fail(file, n, "curve.secret_key: this key was redacted by --print-config; write the key file's path here");
+      fail(file, n,
+           "curve.secret_key: this key was redacted by --print-config; write the key file's path "
+           "here");
     }
     text = beside(file, text, ".key");
     if (!text.empty()) checked(file, "secret_key", n, [&] { (void)load_secret_key(text); });
@@ -71,7 +75,8 @@ Reader broker_key(const std::string& file, std::string& v) {
 
 Reader allowlist(const std::string& file, const std::string& key, std::vector<std::string>& v) {
   return [&file, key, &v](const YAML::Node& n) {
-    if (!n.IsSequence() && !n.IsNull()) fail(file, n, "curve." + key + ": expected a list of public keys, .pub files or folders");
+    if (!n.IsSequence() && !n.IsNull())
+      fail(file, n, "curve." + key + ": expected a list of public keys, .pub files or folders");
     v.clear();
     for (const auto& item : n) {
       const auto text = beside(file, scalar_text(file, key, item), ".pub");
@@ -81,7 +86,8 @@ Reader allowlist(const std::string& file, const std::string& key, std::vector<st
   };
 }
 
-void read_section(const YAML::Node& node, const std::string& file, const std::map<std::string, Reader>& readers) {
+void read_section(const YAML::Node& node, const std::string& file,
+                  const std::map<std::string, Reader>& readers) {
   if (node.IsNull()) return;
   if (!node.IsMap()) fail(file, node, "curve: expected a map of settings");
   for (const auto& kv : node) {

@@ -57,7 +57,8 @@ milliseconds parse_duration(std::string_view text) {
   if (ms < 0) throw Error(Errc::kConfig, "a duration cannot be negative, got '" + s + "'");
   // Casting an infinite or huge double to an integer count is undefined: refuse it first.
   if (!std::isfinite(ms) || ms > static_cast<double>(limits::kLongestMs)) {
-    throw Error(Errc::kConfig, "must be at most " + show_ms(limits::kLongestMs) + ", got '" + s + "'");
+    throw Error(Errc::kConfig,
+                "must be at most " + show_ms(limits::kLongestMs) + ", got '" + s + "'");
   }
   return milliseconds(std::llround(ms));
 }
@@ -73,7 +74,8 @@ std::string format_duration(milliseconds d) {
 
 std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_ms) {
   return [limits, bare_ms](std::string& text) -> std::string {
-    const bool bare = !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+    const bool bare = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                   [](unsigned char c) { return std::isdigit(c); });
     try {
       const auto ms = parse_duration(bare && bare_ms ? text + "ms" : text);
       if (auto wrong = out_of(ms.count(), limits, show_ms); !wrong.empty()) return wrong;
@@ -108,19 +110,24 @@ std::uint64_t parse_size(std::string_view text) {
   const std::string s(text);
   // stod would take "inf", "nan" and hex; a size is digits with at most one point.
   std::size_t used = 0;
-  while (used < s.size() && (std::isdigit(static_cast<unsigned char>(s[used])) || s[used] == '.')) ++used;
+  while (used < s.size() && (std::isdigit(static_cast<unsigned char>(s[used])) || s[used] == '.'))
+    ++used;
   if (used == 0 || std::count(s.begin(), s.begin() + static_cast<long>(used), '.') > 1) {
-    if (!s.empty() && s[0] == '-') throw Error(Errc::kConfig, "a size cannot be negative, got '" + s + "'");
+    if (!s.empty() && s[0] == '-')
+      throw Error(Errc::kConfig, "a size cannot be negative, got '" + s + "'");
     throw Error(Errc::kConfig, std::string("expected ") + kSizeForm + ", got '" + s + "'");
   }
   const double value = std::strtod(s.substr(0, used).c_str(), nullptr);
   std::size_t unit_at = used;
   while (unit_at < s.size() && s[unit_at] == ' ') ++unit_at;
   const std::uint64_t unit = unit_bytes(s.substr(unit_at));
-  if (unit == 0) throw Error(Errc::kConfig, "unknown size unit in '" + s + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+  if (unit == 0)
+    throw Error(Errc::kConfig,
+                "unknown size unit in '" + s + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
   const double bytes = value * static_cast<double>(unit);
   if (!std::isfinite(bytes) || bytes > static_cast<double>(limits::kLargestSize)) {
-    throw Error(Errc::kConfig, "must be at most " + show_size(limits::kLargestSize) + ", got '" + s + "'");
+    throw Error(Errc::kConfig,
+                "must be at most " + show_size(limits::kLargestSize) + ", got '" + s + "'");
   }
   return static_cast<std::uint64_t>(std::llround(bytes));
 }
@@ -130,8 +137,10 @@ std::string format_size(std::uint64_t bytes) {
   // Binary units first: memory limits are mostly powers of two, and "2GiB" reads better than
   // "2147483648". Only units that parse_size() reads back.
   static const std::pair<std::uint64_t, const char*> kUnits[] = {
-      {1ULL << 40, "TiB"}, {1ULL << 30, "GiB"}, {1ULL << 20, "MiB"}, {1ULL << 10, "KiB"},
-      {1'000'000'000'000ULL, "TB"}, {1'000'000'000ULL, "GB"}, {1'000'000ULL, "MB"}, {1000ULL, "KB"}};
+      {1ULL << 40, "TiB"},          {1ULL << 30, "GiB"},
+      {1ULL << 20, "MiB"},          {1ULL << 10, "KiB"},
+      {1'000'000'000'000ULL, "TB"}, {1'000'000'000ULL, "GB"},
+      {1'000'000ULL, "MB"},         {1000ULL, "KB"}};
   for (const auto& [unit, name] : kUnits) {
     if (bytes % unit == 0) return std::to_string(bytes / unit) + name;
   }
@@ -142,7 +151,8 @@ std::function<std::string(std::string&)> size_flag(Limits limits) {
   return [limits](std::string& text) -> std::string {
     try {
       const auto bytes = parse_size(text);
-      if (auto wrong = out_of(static_cast<long long>(bytes), limits, show_size); !wrong.empty()) return wrong;
+      if (auto wrong = out_of(static_cast<long long>(bytes), limits, show_size); !wrong.empty())
+        return wrong;
       text = std::to_string(bytes);
       return "";
     } catch (const Error& e) {
@@ -171,7 +181,8 @@ std::function<std::string(std::string&)> count_flag(Limits limits) {
 
 std::function<std::string(std::string&)> seconds_flag(Limits limits) {
   return [limits](std::string& text) -> std::string {
-    const bool plain = !text.empty() && text.find_first_not_of("0123456789.eE+-") == std::string::npos;
+    const bool plain =
+        !text.empty() && text.find_first_not_of("0123456789.eE+-") == std::string::npos;
     char* end = nullptr;
     const double s = plain ? std::strtod(text.c_str(), &end) : 0;
     if (!plain || *end != '\0' || !std::isfinite(s)) {
@@ -182,8 +193,10 @@ std::function<std::string(std::string&)> seconds_flag(Limits limits) {
       std::snprintf(buf, sizeof buf, "%.10g s", static_cast<double>(ms) / 1000);
       return std::string(buf);
     };
-    if (s * 1000 < static_cast<double>(limits.min)) return "must be " + show(limits.min) + " or more, got " + text;
-    if (s * 1000 > static_cast<double>(limits.max)) return "must be at most " + show(limits.max) + ", got " + text;
+    if (s * 1000 < static_cast<double>(limits.min))
+      return "must be " + show(limits.min) + " or more, got " + text;
+    if (s * 1000 > static_cast<double>(limits.max))
+      return "must be at most " + show(limits.max) + ", got " + text;
     return "";
   };
 }

@@ -46,7 +46,8 @@ void check_private(const std::string& path) {
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    fail(path + ": the secret key can be read or changed by others (mode " + mode + "); chmod 600 " + path);
+    fail(path + ": the secret key can be read or changed by others (mode " + mode +
+         "); chmod 600 " + path);
   }
 }
 
@@ -63,7 +64,9 @@ std::string read_key_file(const std::string& path, Kind kind) {
     if (!line.empty()) break;
   }
   if (!is_z85_key(line)) {
-    fail(path + ": not a CURVE key (expected 40 Z85 characters on the first line, as dpool keygen writes; found " +
+    fail(path +
+         ": not a CURVE key (expected 40 Z85 characters on the first line, as dpool keygen writes; "
+         "found " +
          std::to_string(line.size()) + " characters)");
   }
   return line;
@@ -87,7 +90,9 @@ std::string load_key(const std::string& source, Kind kind) {
   if (is_z85_key(source)) return source;
   // Never echo a secret that is merely malformed: it may be a real key with a typo.
   const bool may_be_key = source.size() >= 30 && source.size() <= 50 &&
-                          std::all_of(source.begin(), source.end(), [](char c) { return kZ85Alphabet.find(c) != std::string_view::npos; });
+                          std::all_of(source.begin(), source.end(), [](char c) {
+                            return kZ85Alphabet.find(c) != std::string_view::npos;
+                          });
   const std::string shown = kind == Kind::kSecret && may_be_key ? "the secret key given" : source;
   fail(shown + ": no such file, and not a 40-character Z85 key");
 }
@@ -106,8 +111,9 @@ void add_folder(const std::string& folder, std::vector<std::string>& keys) {
 }  // namespace
 
 bool is_z85_key(std::string_view text) {
-  return text.size() == kZ85KeyLength &&
-         std::all_of(text.begin(), text.end(), [](char c) { return kZ85Alphabet.find(c) != std::string_view::npos; });
+  return text.size() == kZ85KeyLength && std::all_of(text.begin(), text.end(), [](char c) {
+           return kZ85Alphabet.find(c) != std::string_view::npos;
+         });
 }
 
 std::string load_secret_key(const std::string& source) { return load_key(source, Kind::kSecret); }
@@ -125,7 +131,8 @@ std::vector<std::string> load_public_keys(const std::vector<std::string>& source
 
 std::string public_key_of(const std::string& secret) {
   char out[kZ85KeyLength + 1] = {};
-  if (zmq_curve_public(out, secret.c_str()) != 0) fail("cannot derive a public key: " + std::string(zmq_strerror(zmq_errno())));
+  if (zmq_curve_public(out, secret.c_str()) != 0)
+    fail("cannot derive a public key: " + std::string(zmq_strerror(zmq_errno())));
   return out;
 }
 
@@ -135,8 +142,12 @@ std::string shown_secret(const std::string& source) {
 
 std::optional<CurvePeerKeys> load_curve(const CurvePeerConfig& config) {
   if (!config.enabled()) return std::nullopt;
-  if (config.broker_key.empty()) fail("curve: secret_key is set but broker_key is not: CURVE needs the broker's public key too");
-  if (config.secret_key.empty()) fail("curve: broker_key is set but secret_key is not: CURVE needs this host's own key pair too (dpool keygen --out PREFIX)");
+  if (config.broker_key.empty())
+    fail("curve: secret_key is set but broker_key is not: CURVE needs the broker's public key too");
+  if (config.secret_key.empty())
+    fail(
+        "curve: broker_key is set but secret_key is not: CURVE needs this host's own key pair too "
+        "(dpool keygen --out PREFIX)");
   if (!zmq_has("curve")) fail("curve: this libzmq was built without CURVE support");
   CurvePeerKeys keys;
   keys.server = load_public_key(config.broker_key);
@@ -153,7 +164,10 @@ void apply_curve(zmq::socket_ref socket, const CurvePeerKeys& keys) {
 
 std::optional<CurveBrokerKeys> load_curve(const CurveBrokerConfig& config) {
   if (!config.enabled()) return std::nullopt;
-  if (config.secret_key.empty()) fail("curve: client_keys or worker_keys are set but secret_key is not: the broker needs its own key pair (dpool keygen --out PREFIX)");
+  if (config.secret_key.empty())
+    fail(
+        "curve: client_keys or worker_keys are set but secret_key is not: the broker needs its own "
+        "key pair (dpool keygen --out PREFIX)");
   if (config.client_keys.empty() && config.worker_keys.empty()) {
     fail("curve: secret_key is set but neither client_keys nor worker_keys: no one could connect");
   }

@@ -21,7 +21,9 @@ namespace {
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  for (auto at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + needle.size()))
+    ++n;
   return n;
 }
 
@@ -79,12 +81,16 @@ std::string Cluster::endpoint() const { return "tcp://" + topology_->address("br
 
 void Cluster::start_broker(std::vector<std::string> extra) {
   broker_.reset();  // its destructor removes its log; a restarted broker's log starts afresh
-  std::vector<std::string> argv{DPOOL_BROKER_BIN, "--bind", endpoint(), "--insecure", "--heartbeat-interval",
+  std::vector<std::string> argv{DPOOL_BROKER_BIN,
+                                "--bind",
+                                endpoint(),
+                                "--insecure",
+                                "--heartbeat-interval",
                                 std::to_string(kHeartbeat.count())};
   argv.insert(argv.end(), extra.begin(), extra.end());
   broker_.emplace(in("broker", argv));
-  const bool up = test::wait_for([&] { return broker_->log().find("listening on") != std::string::npos; },
-                                 10s * kSlowdown);
+  const bool up = test::wait_for(
+      [&] { return broker_->log().find("listening on") != std::string::npos; }, 10s * kSlowdown);
   if (!up) throw std::runtime_error("the broker did not start:\n" + broker_->log());
 }
 
@@ -95,8 +101,9 @@ void Cluster::kill_broker() {
 void Cluster::start_workers() {
   workers_.clear();
   for (const auto& w : worker_names_) {
-    workers_.emplace_back(in(w, {DPOOL_WORKER_BIN, "--broker", endpoint(), "--processes", "2", "--plugin",
-                                 DPOOL_CLUSTER_PLUGIN, "--heartbeat-interval", std::to_string(kHeartbeat.count())}));
+    workers_.emplace_back(
+        in(w, {DPOOL_WORKER_BIN, "--broker", endpoint(), "--processes", "2", "--plugin",
+               DPOOL_CLUSTER_PLUGIN, "--heartbeat-interval", std::to_string(kHeartbeat.count())}));
   }
 }
 
@@ -106,14 +113,20 @@ std::size_t Cluster::worker_index(const std::string& worker) const {
   return static_cast<std::size_t>(it - worker_names_.begin());
 }
 
-pid_t Cluster::worker_pid(const std::string& worker) const { return workers_.at(worker_index(worker)).pid(); }
+pid_t Cluster::worker_pid(const std::string& worker) const {
+  return workers_.at(worker_index(worker)).pid();
+}
 
-std::size_t Cluster::broker_log_count(const std::string& needle) const { return count_of(broker_log(), needle); }
+std::size_t Cluster::broker_log_count(const std::string& needle) const {
+  return count_of(broker_log(), needle);
+}
 
-bool Cluster::wait_registered(const std::string& worker, int times, std::chrono::milliseconds limit) {
+bool Cluster::wait_registered(const std::string& worker, int times,
+                              std::chrono::milliseconds limit) {
   // Both "registered" and "registered again" (a host the broker still knew) count.
   const auto needle = "pid " + std::to_string(worker_pid(worker)) + " registered";
-  return test::wait_for([&] { return broker_log_count(needle) >= static_cast<std::size_t>(times); }, limit);
+  return test::wait_for([&] { return broker_log_count(needle) >= static_cast<std::size_t>(times); },
+                        limit);
 }
 
 bool Cluster::wait_lost(const std::string& worker, std::chrono::milliseconds limit) {
@@ -122,9 +135,10 @@ bool Cluster::wait_lost(const std::string& worker, std::chrono::milliseconds lim
 }
 
 Job Cluster::start_job(long tasks, int millis) {
-  return Job(test::Process(in("client", {DPOOL_CLUSTER_CLIENT_BIN, endpoint(), std::to_string(tasks),
-                                         std::to_string(millis), std::to_string(kHeartbeat.count()),
-                                         std::to_string(60 * kSlowdown)})));
+  return Job(
+      test::Process(in("client", {DPOOL_CLUSTER_CLIENT_BIN, endpoint(), std::to_string(tasks),
+                                  std::to_string(millis), std::to_string(kHeartbeat.count()),
+                                  std::to_string(60 * kSlowdown)})));
 }
 
 CommandResult Cluster::cli(std::vector<std::string> args, std::chrono::milliseconds limit) {
@@ -170,8 +184,8 @@ std::string Cluster::logs() const {
   return out;
 }
 
-std::map<std::string, std::size_t> check_deliveries(const Cluster& cluster, const std::vector<Delivery>& got,
-                                                    long tasks) {
+std::map<std::string, std::size_t> check_deliveries(const Cluster& cluster,
+                                                    const std::vector<Delivery>& got, long tasks) {
   std::vector<int> seen(static_cast<std::size_t>(tasks), 0);
   std::map<std::string, std::size_t> by_host;
   std::size_t bad = 0;
@@ -184,8 +198,9 @@ std::map<std::string, std::size_t> check_deliveries(const Cluster& cluster, cons
     const auto host = cluster.host_of(d.netns);
     const bool good = d.status == "ok" && d.square == d.index * d.index && !host.empty();
     if (!good && ++bad <= 5) {
-      ADD_FAILURE() << "task " << d.index << ": status " << d.status << ", square " << d.square << ", netns "
-                    << d.netns << " (" << (host.empty() ? "not a worker host" : host) << ")";
+      ADD_FAILURE() << "task " << d.index << ": status " << d.status << ", square " << d.square
+                    << ", netns " << d.netns << " (" << (host.empty() ? "not a worker host" : host)
+                    << ")";
     }
     if (good) ++by_host[host];
   }

@@ -108,7 +108,8 @@ class Cluster {
   [[nodiscard]] std::string logs() const;
 
  private:
-  [[nodiscard]] std::vector<std::string> in(const std::string& host, std::vector<std::string> argv) const;
+  [[nodiscard]] std::vector<std::string> in(const std::string& host,
+                                            std::vector<std::string> argv) const;
   [[nodiscard]] std::size_t worker_index(const std::string& worker) const;
   [[nodiscard]] std::size_t broker_log_count(const std::string& needle) const;
 
@@ -122,7 +123,7 @@ class Cluster {
 /* Checks one job's deliveries: every index 0..tasks-1 delivered exactly once, ok, with the
  * right square, from one of the cluster's worker hosts. Returns the number of tasks each
  * host ran (by host name), for the test to check the spread. Records gtest failures. */
-std::map<std::string, std::size_t> check_deliveries(const Cluster& cluster, const std::vector<Delivery>& got,
-                                                    long tasks);
+std::map<std::string, std::size_t> check_deliveries(const Cluster& cluster,
+                                                    const std::vector<Delivery>& got, long tasks);
 
 }  // namespace dpool::cluster

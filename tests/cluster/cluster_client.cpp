@@ -41,8 +41,9 @@ std::string line_for(long index, const dpool::TaskResult& r) {
       netns = std::to_string(value[1]);
     }
   }
-  return "result " + std::to_string(index) + " " + std::string(dpool::to_string(r.meta.status)) + " " + square +
-         " " + netns + " " + std::to_string(r.meta.pid) + " " + std::to_string(r.meta.attempts) + "\n";
+  return "result " + std::to_string(index) + " " + std::string(dpool::to_string(r.meta.status)) +
+         " " + square + " " + netns + " " + std::to_string(r.meta.pid) + " " +
+         std::to_string(r.meta.attempts) + "\n";
 }
 
 class Job {
@@ -80,10 +81,12 @@ int run(const Args& args) {
   Job job(args.tasks);
   dpool::Client client(config);
   for (long i = 0; i < args.tasks; ++i) {
-    client.submit("where_square", dpool::pack_args(static_cast<long long>(i), args.millis), job.completion(i));
+    client.submit("where_square", dpool::pack_args(static_cast<long long>(i), args.millis),
+                  job.completion(i));
   }
   if (job.wait(std::chrono::seconds(args.limit_s))) return 0;
-  std::fprintf(stderr, "dpool-cluster-client: the job did not complete within %ld s\n", args.limit_s);
+  std::fprintf(stderr, "dpool-cluster-client: the job did not complete within %ld s\n",
+               args.limit_s);
   std::fflush(stderr);
   return 1;  // ~Client completes the rest as cancelled, visible in the output
 }

@@ -19,7 +19,8 @@ namespace {
 std::vector<long long> where_square(long long x, int millis) {
   std::this_thread::sleep_for(std::chrono::milliseconds(millis));
   struct stat st {};
-  const long long netns = ::stat("/proc/self/ns/net", &st) == 0 ? static_cast<long long>(st.st_ino) : -1;
+  const long long netns =
+      ::stat("/proc/self/ns/net", &st) == 0 ? static_cast<long long>(st.st_ino) : -1;
   return {x * x, netns};
 }
 DPOOL_TASK(where_square);

@@ -167,14 +167,16 @@ void Topology::build() {
 
 void Topology::add_namespace(const std::string& name) {
   const auto r = ip({"netns", "add", name});
-  if (r.exit_code != 0) throw Unavailable("cannot create network namespace " + name + ": " + r.output);
+  if (r.exit_code != 0)
+    throw Unavailable("cannot create network namespace " + name + ": " + r.output);
   made_.push_back(name);
 }
 
 /* One veth pair: "p-<host>" on the bridge in the switch, "eth0" in the host. */
 void Topology::plug(std::size_t i) {
   const auto sw = stem_ + "switch", ns = stem_ + hosts_[i], port = "p-" + hosts_[i];
-  ip_or_throw<Unavailable>({"-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns});
+  ip_or_throw<Unavailable>(
+      {"-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns});
   ip_or_throw({"-n", sw, "link", "set", port, "master", "br0"});
   ip_or_throw({"-n", sw, "link", "set", port, "up"});
   ip_or_throw({"-n", ns, "addr", "add", address(hosts_[i]) + "/24", "dev", "eth0"});
@@ -199,7 +201,9 @@ std::size_t Topology::index_of(const std::string& host) const {
   throw std::invalid_argument("no host " + host + " in this topology");
 }
 
-std::string Topology::netns(const std::string& host) const { return stem_ + hosts_[index_of(host)]; }
+std::string Topology::netns(const std::string& host) const {
+  return stem_ + hosts_[index_of(host)];
+}
 
 std::string Topology::address(const std::string& host) const {
   return "10.213." + std::to_string(subnet_byte_) + "." + std::to_string(index_of(host) + 1);
@@ -219,7 +223,8 @@ std::vector<std::string> Topology::exec_prefix(const std::string& host) const {
 }
 
 void Topology::set_link(const std::string& host, bool up) {
-  ip_or_throw({"-n", stem_ + "switch", "link", "set", "p-" + hosts_[index_of(host)], up ? "up" : "down"});
+  ip_or_throw(
+      {"-n", stem_ + "switch", "link", "set", "p-" + hosts_[index_of(host)], up ? "up" : "down"});
 }
 
 }  // namespace dpool::cluster

@@ -42,7 +42,8 @@ class ClusterTest : public ::testing::Test {
     cluster().start_broker(std::move(broker_flags));
     cluster().start_workers();
     for (const auto& w : cluster().workers()) {
-      ASSERT_TRUE(cluster().wait_registered(w, 1, kNoticeLimit)) << w << " did not register\n" << cluster().logs();
+      ASSERT_TRUE(cluster().wait_registered(w, 1, kNoticeLimit)) << w << " did not register\n"
+                                                                 << cluster().logs();
     }
   }
 
@@ -81,15 +82,17 @@ TEST_F(ClusterTest, AJobFromTheClientHostRunsOnAllThreeWorkerHosts) {
   const long tasks = 300;
   auto job = cluster().start_job(tasks, 10);
   const auto by_host = finish(job, tasks);
-  for (const auto& w : cluster().workers()) EXPECT_GT(by_host.count(w) ? by_host.at(w) : 0, 0u) << w << " ran nothing";
+  for (const auto& w : cluster().workers())
+    EXPECT_GT(by_host.count(w) ? by_host.at(w) : 0, 0u) << w << " ran nothing";
 
   // The broker, asked from the client host, sees the same three hosts at work.
   const auto status = cluster().status();
   ASSERT_EQ(status["workers"].size(), 3u) << status.dump();
   for (const auto& w : cluster().workers()) {
     const auto pid = static_cast<unsigned>(cluster().worker_pid(w));
-    const auto it = std::find_if(status["workers"].begin(), status["workers"].end(),
-                                 [&](const auto& s) { return s["pid"].template get<unsigned>() == pid; });
+    const auto it =
+        std::find_if(status["workers"].begin(), status["workers"].end(),
+                     [&](const auto& s) { return s["pid"].template get<unsigned>() == pid; });
     ASSERT_NE(it, status["workers"].end()) << w << " missing from " << status.dump();
     EXPECT_GT((*it)["done"].get<unsigned long long>(), 0u) << w;
   }
@@ -168,11 +171,13 @@ bool broker_has_data_dir() {
 class BrokerRestartTest : public ClusterTest, public ::testing::WithParamInterface<bool> {
  protected:
   void SetUp() override {
-    if (GetParam() && !broker_has_data_dir()) GTEST_SKIP() << "dpool-broker has no --data-dir option yet";
+    if (GetParam() && !broker_has_data_dir())
+      GTEST_SKIP() << "dpool-broker has no --data-dir option yet";
     ClusterTest::SetUp();
   }
   [[nodiscard]] std::vector<std::string> broker_flags() const {
-    return GetParam() ? std::vector<std::string>{"--data-dir", data_.path()} : std::vector<std::string>{};
+    return GetParam() ? std::vector<std::string>{"--data-dir", data_.path()}
+                      : std::vector<std::string>{};
   }
 
  private:
@@ -190,7 +195,8 @@ TEST_P(BrokerRestartTest, TheJobCompletesWhenTheBrokerIsKilledAndStartedAgain) {
   cluster().start_broker(broker_flags());
 
   for (const auto& w : cluster().workers()) {
-    EXPECT_TRUE(cluster().wait_registered(w, 1, kRejoinLimit)) << w << " did not come back\n" << cluster().logs();
+    EXPECT_TRUE(cluster().wait_registered(w, 1, kRejoinLimit)) << w << " did not come back\n"
+                                                               << cluster().logs();
   }
   finish(job, tasks);
   EXPECT_EQ(cluster().status()["workers"].size(), 3u);
@@ -212,7 +218,8 @@ TEST_P(BrokerRestartTest, ADetachedJobOutlivesARestartOnlyWithTheDataDir) {
   cluster().kill_broker();
   cluster().start_broker(broker_flags());
 
-  const auto waited = cluster().cli({"wait", id, "--timeout", std::to_string(40 * kSlowdown)}, kJobLimit);
+  const auto waited =
+      cluster().cli({"wait", id, "--timeout", std::to_string(40 * kSlowdown)}, kJobLimit);
   if (!GetParam()) {
     EXPECT_NE(waited.exit_code, 0) << waited.output;
     EXPECT_NE(waited.output.find("no job " + id), std::string::npos) << waited.output;
@@ -224,11 +231,14 @@ TEST_P(BrokerRestartTest, ADetachedJobOutlivesARestartOnlyWithTheDataDir) {
   const auto values = dpool::test::lines_of(result.output);
   ASSERT_EQ(values.size(), static_cast<std::size_t>(tasks)) << result.output;
   for (long i = 0; i < tasks; ++i) {
-    EXPECT_EQ(values[static_cast<std::size_t>(i)].rfind("[" + std::to_string(i * i) + ",", 0), 0u) << values[static_cast<std::size_t>(i)];
+    EXPECT_EQ(values[static_cast<std::size_t>(i)].rfind("[" + std::to_string(i * i) + ",", 0), 0u)
+        << values[static_cast<std::size_t>(i)];
   }
 }
 
-std::string restart_name(const ::testing::TestParamInfo<bool>& p) { return p.param ? "WithDataDir" : "WithoutDataDir"; }
+std::string restart_name(const ::testing::TestParamInfo<bool>& p) {
+  return p.param ? "WithDataDir" : "WithoutDataDir";
+}
 
 INSTANTIATE_TEST_SUITE_P(Cluster, BrokerRestartTest, ::testing::Values(false, true), restart_name);
 

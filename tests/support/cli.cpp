@@ -64,7 +64,8 @@ int wait_dpool(pid_t pid, std::chrono::seconds limit) {
 Run run_dpool(const std::vector<std::string>& args, const std::string& input, const Env& env,
               std::chrono::seconds limit) {
   TempDir dir;
-  const auto in_path = dir.path() + "/stdin", out_path = dir.path() + "/stdout", err_path = dir.path() + "/stderr";
+  const auto in_path = dir.path() + "/stdin", out_path = dir.path() + "/stdout",
+             err_path = dir.path() + "/stderr";
   { std::ofstream(in_path, std::ios::binary) << input; }
   const int in = ::open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
   const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

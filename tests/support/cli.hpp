@@ -29,14 +29,15 @@ struct Run {
 
 /* Starts dpool with `args` and these descriptors as its stdin, stdout and stderr, in the
  * environment described above; -1 (and a test failure) if it cannot start. */
-pid_t spawn_dpool(const std::vector<std::string>& args, int in, int out, int err, const Env& env = {});
+pid_t spawn_dpool(const std::vector<std::string>& args, int in, int out, int err,
+                  const Env& env = {});
 
 /* Waits for `pid` to end, killing it after `limit`; its exit code, -1 if killed or signalled. */
 int wait_dpool(pid_t pid, std::chrono::seconds limit);
 
 /* Runs dpool with `args` and `input` on stdin; killed (and failed) after `limit`. */
-Run run_dpool(const std::vector<std::string>& args, const std::string& input = "", const Env& env = {},
-              std::chrono::seconds limit = std::chrono::seconds(60));
+Run run_dpool(const std::vector<std::string>& args, const std::string& input = "",
+              const Env& env = {}, std::chrono::seconds limit = std::chrono::seconds(60));
 
 [[nodiscard]] std::vector<std::string> lines_of(const std::string& text);
 

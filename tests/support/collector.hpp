@@ -47,7 +47,8 @@ class Collector {
 };
 
 /* A client config for tests: fast heartbeats, given broker. */
-inline ClientConfig client_config(const std::string& endpoint, std::chrono::milliseconds hb = 200ms) {
+inline ClientConfig client_config(const std::string& endpoint,
+                                  std::chrono::milliseconds hb = 200ms) {
   ClientConfig c;
   c.broker = endpoint;
   c.heartbeat.interval = hb;

@@ -38,8 +38,8 @@ class ScopedEnv {
 
 /* Runs `load`, which must throw dpool::Error(kConfig) whose message holds "<file>:<line>:" and
  * every one of `fragments`. */
-inline void expect_config_error(const std::function<void()>& load, const std::string& file, int line,
-                         std::initializer_list<std::string> fragments) {
+inline void expect_config_error(const std::function<void()>& load, const std::string& file,
+                                int line, std::initializer_list<std::string> fragments) {
   try {
     load();
     ADD_FAILURE() << "no error thrown";

@@ -31,9 +31,11 @@ constexpr auto kSlow = 1;
 /* dpool-worker with the test plugin's tasks, heartbeat 200 ms unless `extra` says otherwise.
  * (dpool-worker, not the test worker program: only the former exports the registry a plugin
  * registers into.) */
-inline Process start_limits_worker(const std::string& endpoint, int processes, std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{DPOOL_WORKER_BIN, "--broker", endpoint, "--processes", std::to_string(processes),
-                                "--plugin", DPOOL_TEST_PLUGIN};
+inline Process start_limits_worker(const std::string& endpoint, int processes,
+                                   std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{
+      DPOOL_WORKER_BIN,          "--broker", endpoint,         "--processes",
+      std::to_string(processes), "--plugin", DPOOL_TEST_PLUGIN};
   if (std::find(extra.begin(), extra.end(), "--heartbeat-interval") == extra.end()) {
     argv.insert(argv.end(), {"--heartbeat-interval", "200"});
   }
@@ -46,7 +48,8 @@ class FakeBroker {
  public:
   /* On `endpoint`; the default, a free port. Another FakeBroker on the endpoint of one that
    * is gone plays a restarted broker. */
-  explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:0") : socket_(context_, zmq::socket_type::router) {
+  explicit FakeBroker(const std::string& endpoint = "tcp://127.0.0.1:0")
+      : socket_(context_, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.bind(endpoint);
     endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
@@ -64,12 +67,16 @@ class FakeBroker {
   [[nodiscard]] const std::optional<wire::Ready>& ready() const { return ready_; }
 
   /* Sends one TASK with these leases (task keys as given) and payloads. */
-  void send_tasks(const std::vector<wire::Lease>& leases, const std::vector<std::string>& payloads) {
+  void send_tasks(const std::vector<wire::Lease>& leases,
+                  const std::vector<std::string>& payloads) {
     std::vector<zmq::message_t> frames;
     for (const auto& p : payloads) frames.emplace_back(p.data(), p.size());
-    ASSERT_TRUE(send_message(socket_, worker_, Command::kTask, wire::TaskBatch{++seq_, leases}, std::move(frames)));
+    ASSERT_TRUE(send_message(socket_, worker_, Command::kTask, wire::TaskBatch{++seq_, leases},
+                             std::move(frames)));
   }
-  void send_task(wire::Lease lease, const std::string& payload) { send_tasks({std::move(lease)}, {payload}); }
+  void send_task(wire::Lease lease, const std::string& payload) {
+    send_tasks({std::move(lease)}, {payload});
+  }
 
   /* Outcomes from DONE messages, with their payloads, in arrival order. */
   struct Done {
@@ -85,7 +92,8 @@ class FakeBroker {
       auto done = decode<wire::DoneBatch>(*m, drops_, "worker");
       if (!done) continue;
       for (std::size_t i = 0; i < done->outcomes.size(); ++i) {
-        outcomes_.push_back(Done{done->outcomes[i], std::string(view(m->payloads.at(i))), std::chrono::steady_clock::now()});
+        outcomes_.push_back(Done{done->outcomes[i], std::string(view(m->payloads.at(i))),
+                                 std::chrono::steady_clock::now()});
       }
     }
     auto d = std::move(outcomes_.front());
@@ -94,8 +102,9 @@ class FakeBroker {
   }
 
   /* The next HEARTBEAT for which `wanted` holds. */
-  std::optional<wire::Heartbeat> next_heartbeat(const std::function<bool(const wire::Heartbeat&)>& wanted,
-                                                std::chrono::milliseconds timeout = 10s * kSlow) {
+  std::optional<wire::Heartbeat> next_heartbeat(
+      const std::function<bool(const wire::Heartbeat&)>& wanted,
+      std::chrono::milliseconds timeout = 10s * kSlow) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       auto m = next(Command::kHeartbeat, left(deadline));
@@ -105,11 +114,14 @@ class FakeBroker {
     }
   }
   /* The next HEARTBEAT that says the worker drains. */
-  std::optional<wire::Heartbeat> next_draining_heartbeat(std::chrono::milliseconds timeout = 10s * kSlow) {
+  std::optional<wire::Heartbeat> next_draining_heartbeat(
+      std::chrono::milliseconds timeout = 10s * kSlow) {
     return next_heartbeat([](const wire::Heartbeat& hb) { return hb.draining; }, timeout);
   }
 
-  bool wait_disconnect(std::chrono::milliseconds timeout) { return next(Command::kDisconnect, timeout).has_value(); }
+  bool wait_disconnect(std::chrono::milliseconds timeout) {
+    return next(Command::kDisconnect, timeout).has_value();
+  }
 
   /* The oldest message with `command` received so far or within `timeout`; the others are
    * kept for later (heartbeats, which keep coming, are dropped unless asked for). */
@@ -135,7 +147,8 @@ class FakeBroker {
 
  private:
   static std::chrono::milliseconds left(std::chrono::steady_clock::time_point deadline) {
-    return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    return std::max(0ms, std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now()));
   }
 
   zmq::context_t context_{1};
@@ -156,7 +169,8 @@ T unpack_as(const std::string& bytes) {
   return handle.get().as<T>();
 }
 
-inline wire::Lease lease(std::uint64_t task, const std::string& function, std::uint64_t timeout_ms = 0, std::uint32_t items = 0) {
+inline wire::Lease lease(std::uint64_t task, const std::string& function,
+                         std::uint64_t timeout_ms = 0, std::uint32_t items = 0) {
   return wire::Lease{task, 1, function, items, timeout_ms};
 }
 

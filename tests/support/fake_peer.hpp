@@ -54,7 +54,8 @@ class FakePeer {
   /* `receive_queue` 0 lets ZeroMQ read ahead without bound; a small one, with a small kernel
    * buffer, makes a peer that stops reading (set_reading) push back on the broker at once. */
   FakePeer(zmq::context_t& context, const std::string& endpoint, std::string identity,
-           std::chrono::milliseconds heartbeat_interval, bool track_leases = false, int receive_queue = 0)
+           std::chrono::milliseconds heartbeat_interval, bool track_leases = false,
+           int receive_queue = 0)
       : identity_(std::move(identity)),
         interval_(heartbeat_interval),
         track_leases_(track_leases),
@@ -139,8 +140,9 @@ class FakePeer {
   /* How many messages with `command` are waiting in the inbox now. */
   [[nodiscard]] std::size_t waiting(Command command) {
     std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(
-        inbox_.begin(), inbox_.end(), [command](const Message& m) { return m.command == command; }));
+    return static_cast<std::size_t>(
+        std::count_if(inbox_.begin(), inbox_.end(),
+                      [command](const Message& m) { return m.command == command; }));
   }
 
   /* Forgets every waiting message with `command`. */
@@ -272,7 +274,8 @@ class FakeWorker : public FakePeer {
   [[nodiscard]] const std::string& host() const { return host_; }
 
   /* Registers with `credit` and `functions`, then heartbeats every interval. */
-  void ready(std::uint32_t credit, std::vector<std::string> functions, std::map<std::string, std::string> tags = {}) {
+  void ready(std::uint32_t credit, std::vector<std::string> functions,
+             std::map<std::string, std::string> tags = {}) {
     wire::Ready r;
     r.host = host_;
     r.pid = 4242;
@@ -294,7 +297,8 @@ class FakeWorker : public FakePeer {
     std::vector<std::pair<wire::Lease, std::string>> out;
     const auto deadline = Clock::now() + timeout;
     while (out.size() < n) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) break;
       auto batch = expect_task(left);
       if (!batch) break;
@@ -409,13 +413,15 @@ class FakeClient : public FakePeer {
   void ack(std::vector<std::uint64_t> ids) { send(Command::kAck, wire::Ack{std::move(ids)}); }
 
   /* Waits for ACCEPTs until every id in `ids` was listed; returns the ids seen, in order. */
-  std::vector<std::uint64_t> expect_accepted(const std::set<std::uint64_t>& ids,
-                                             std::chrono::milliseconds timeout = std::chrono::seconds(2)) {
+  std::vector<std::uint64_t> expect_accepted(
+      const std::set<std::uint64_t>& ids,
+      std::chrono::milliseconds timeout = std::chrono::seconds(2)) {
     std::vector<std::uint64_t> seen;
     std::set<std::uint64_t> missing = ids;
     const auto deadline = Clock::now() + timeout;
     while (!missing.empty()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) break;
       auto a = expect<wire::Accept>(Command::kAccept, left);
       if (!a) break;
@@ -434,13 +440,14 @@ class FakeClient : public FakePeer {
 
   /* Waits for RESULTs until one for each id in `ids` arrived (the first copy of each is kept;
    * `extra` counts results for other ids and repeated copies). */
-  std::map<std::uint64_t, Outcome> expect_results(const std::set<std::uint64_t>& ids,
-                                                  std::chrono::milliseconds timeout = std::chrono::seconds(2),
-                                                  std::size_t* extra = nullptr) {
+  std::map<std::uint64_t, Outcome> expect_results(
+      const std::set<std::uint64_t>& ids,
+      std::chrono::milliseconds timeout = std::chrono::seconds(2), std::size_t* extra = nullptr) {
     std::map<std::uint64_t, Outcome> out;
     const auto deadline = Clock::now() + timeout;
     while (out.size() < ids.size()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) break;
       auto r = expect<wire::ResultBatch>(Command::kResult, left);
       if (!r) break;

@@ -39,7 +39,8 @@ namespace dpool::test::hostile {
 
 /* A 4-octet header frame; any version or command byte, valid or not. */
 inline std::string header(std::uint8_t command, std::uint8_t version = kProtocolVersion) {
-  return std::string{kSignature[0], kSignature[1], static_cast<char>(version), static_cast<char>(command)};
+  return std::string{kSignature[0], kSignature[1], static_cast<char>(version),
+                     static_cast<char>(command)};
 }
 inline std::string header(Command command) { return header(static_cast<std::uint8_t>(command)); }
 
@@ -53,7 +54,8 @@ std::string pack(const T& value) {
 
 /* A DEALER with this routing id, connected, that never blocks on a send and drops what is
  * unsent when closed (unless `linger` says to wait). */
-inline zmq::socket_t dealer(zmq::context_t& context, const std::string& endpoint, const std::string& identity,
+inline zmq::socket_t dealer(zmq::context_t& context, const std::string& endpoint,
+                            const std::string& identity,
                             std::chrono::milliseconds linger = std::chrono::milliseconds(0)) {
   zmq::socket_t s(context, zmq::socket_type::dealer);
   s.set(zmq::sockopt::routing_id, identity);
@@ -68,8 +70,8 @@ inline zmq::socket_t dealer(zmq::context_t& context, const std::string& endpoint
  * than queued here, and a send never blocks. With `reads` false it is also a peer that stops
  * reading: a one-message receive queue and a 4 KiB kernel buffer fill at once, and then what
  * the broker sends it waits in the broker. */
-inline zmq::socket_t flooder(zmq::context_t& context, const std::string& endpoint, const std::string& identity,
-                             bool reads = true) {
+inline zmq::socket_t flooder(zmq::context_t& context, const std::string& endpoint,
+                             const std::string& identity, bool reads = true) {
   zmq::socket_t s(context, zmq::socket_type::dealer);
   s.set(zmq::sockopt::routing_id, identity);
   s.set(zmq::sockopt::linger, 0);
@@ -90,7 +92,8 @@ inline void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames
     return;
   }
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    s.send(zmq::buffer(frames[i]), i + 1 == frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+    s.send(zmq::buffer(frames[i]),
+           i + 1 == frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
   }
 }
 
@@ -107,7 +110,8 @@ inline bool await_command(zmq::socket_t& s, Command command, std::chrono::millis
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const auto wanted = header(command);
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     s.set(zmq::sockopt::rcvtimeo, static_cast<int>(left.count()));
     zmq::message_t first;
@@ -143,12 +147,12 @@ inline std::vector<std::pair<std::string, std::vector<std::string>>> malformed_m
   std::string deep(12, '\x91');  // arrays nested past the depth limit
   deep += '\x00';
   return {
-      {"framing", {}},                                          // one empty frame
-      {"framing", {"garbage"}},                                 // one frame
-      {"framing", {"", ""}},                                    // empty header
-      {"framing", {"DP\x01", hello}},                           // truncated header
-      {"framing", {"XX\x01\x01", hello}},                       // bad signature
-      {"framing", {header(Command::kHello) + "x", hello}},      // header too long
+      {"framing", {}},                                      // one empty frame
+      {"framing", {"garbage"}},                             // one frame
+      {"framing", {"", ""}},                                // empty header
+      {"framing", {"DP\x01", hello}},                       // truncated header
+      {"framing", {"XX\x01\x01", hello}},                   // bad signature
+      {"framing", {header(Command::kHello) + "x", hello}},  // header too long
       {"version", {header(1, 2), hello}},
       {"version", {header(1, 0), hello}},
       {"command", {header(0), hello}},
@@ -158,15 +162,18 @@ inline std::vector<std::pair<std::string, std::vector<std::string>>> malformed_m
       {"command", {header(Command::kTask), pack(wire::TaskBatch{})}},
       {"body", {header(Command::kHello), hello.substr(0, hello.size() - 3)}},  // truncated msgpack
       {"body", {header(Command::kHello), hello + "trailing"}},
-      {"body", {header(Command::kHello), pack(42)}},                           // not an array
+      {"body", {header(Command::kHello), pack(42)}},  // not an array
       {"body", {header(Command::kHello), pack(std::map<std::string, int>{{"host", 1}})}},
       {"body", {header(Command::kHello), pack(std::make_tuple(7, "pid", 3))}},  // wrong field types
       {"body", {header(Command::kSubmit), pack(std::make_tuple("tasks"))}},
-      {"body", {header(Command::kHello), std::string("\xdd\xff\xff\xff\xff", 5)}},  // 2^32-1 elements
-      {"body", {header(Command::kHello), std::string("\x91\xdb\xff\xff\xff\xf0xyz", 9)}},  // 4 GiB str
-      {"body", {header(Command::kHello), std::string("\x91\xdf\xff\xff\xff\xff", 6)}},  // 2^32-1 pairs
+      {"body",
+       {header(Command::kHello), std::string("\xdd\xff\xff\xff\xff", 5)}},  // 2^32-1 elements
+      {"body",
+       {header(Command::kHello), std::string("\x91\xdb\xff\xff\xff\xf0xyz", 9)}},  // 4 GiB str
+      {"body",
+       {header(Command::kHello), std::string("\x91\xdf\xff\xff\xff\xff", 6)}},  // 2^32-1 pairs
       {"body", {header(Command::kHello), deep}},
-      {"body", {header(Command::kStatus), ""}},                                   // empty body
+      {"body", {header(Command::kStatus), ""}},  // empty body
       {"payloads", {header(Command::kSubmit), pack(two), "only one payload"}},
       {"payloads", {header(Command::kSubmit), pack(wire::Submit{}), "a", "b", "c"}},
   };
@@ -268,10 +275,13 @@ inline std::string zmtp_ready(const std::string& identity) {
     std::string p(1, static_cast<char>(name.size()));
     p += name;
     const auto n = static_cast<std::uint32_t>(value.size());
-    p += {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n)};
+    p += {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+          static_cast<char>(n)};
     return p + value;
   };
-  return zmtp_frame("\x05READY" + property("Socket-Type", "DEALER") + property("Identity", identity), false, true);
+  return zmtp_frame(
+      "\x05READY" + property("Socket-Type", "DEALER") + property("Identity", identity), false,
+      true);
 }
 
 // ---- What a broker process shows from outside ---------------------------------------------
@@ -285,7 +295,8 @@ struct LoggedDrops {
 inline LoggedDrops logged_drops(const std::string& log) {
   LoggedDrops out;
   static const std::regex line(R"(\[(\d+) ([a-z-]+) drops so far\])");
-  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator();
+       ++it) {
     const std::uint64_t n = std::stoull((*it)[1]);
     const auto reason = (*it)[2].str();
     out.count[reason] = std::max(out.count[reason], n);

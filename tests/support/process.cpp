@@ -29,7 +29,8 @@ bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds 
   return true;
 }
 
-pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err, const std::vector<std::string>& env) {
+pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err,
+            const std::vector<std::string>& env) {
   std::vector<std::string> args = argv, vars = env;  // posix_spawn wants char*, not const
   std::vector<char*> cargv, cenv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -72,7 +73,9 @@ Process::Process(std::vector<std::string> argv) {
 }
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), log_path_(std::exchange(o.log_path_, {})), status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)),
+      log_path_(std::exchange(o.log_path_, {})),
+      status_(o.status_) {}
 
 /* Replacing a process (a broker started again) ends the old one and its log file, as the
  * destructor would: otherwise every restart in a test leaves a file behind. */

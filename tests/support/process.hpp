@@ -21,7 +21,8 @@ using namespace std::chrono_literals;
 
 /* Starts `argv` (argv[0] is a path) with these descriptors as stdin, stdout and stderr and
  * `env` as its environment (each "NAME=value"); throws std::runtime_error if it cannot. */
-pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err, const std::vector<std::string>& env);
+pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err,
+            const std::vector<std::string>& env);
 
 /* This process's environment as "NAME=value" strings. */
 std::vector<std::string> current_environment();

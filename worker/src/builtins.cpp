@@ -50,12 +50,14 @@ constexpr std::size_t kMaxCapture = 64u << 20;
 
 void echo(const msgpack::object& args, msgpack::sbuffer& out) {
   // One argument comes back as itself, several as the array.
-  if (args.type == msgpack::type::ARRAY && args.via.array.size == 1) msgpack::pack(out, args.via.array.ptr[0]);
+  if (args.type == msgpack::type::ARRAY && args.via.array.size == 1)
+    msgpack::pack(out, args.via.array.ptr[0]);
   else msgpack::pack(out, args);
 }
 
 double sleep_for(double seconds) {
-  if (!(seconds >= 0) || seconds > 7 * 86400) throw ArgumentError("sleep takes 0 to 604800 seconds");
+  if (!(seconds >= 0) || seconds > 7 * 86400)
+    throw ArgumentError("sleep takes 0 to 604800 seconds");
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   return seconds;
 }
@@ -90,17 +92,20 @@ void read_options(const msgpack::object& map, ExecRequest& r) {
   for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
     const auto& [key, value] = map.via.map.ptr[i];
     const auto name = key.type == msgpack::type::STR ? key.as<std::string>() : std::string("?");
-    if (name != "timeout") throw ArgumentError("exec: unknown option '" + name + "' (known: timeout)");
+    if (name != "timeout")
+      throw ArgumentError("exec: unknown option '" + name + "' (known: timeout)");
     if (value.is_nil()) continue;
     const double seconds = number_of(value, "the timeout");
-    if (!(seconds > 0 && seconds <= kMaxTimeout)) throw ArgumentError("exec: the timeout must be above 0 and at most 1e7 seconds");
+    if (!(seconds > 0 && seconds <= kMaxTimeout))
+      throw ArgumentError("exec: the timeout must be above 0 and at most 1e7 seconds");
     r.timeout = std::chrono::duration<double>(seconds);
   }
 }
 
 /* [options?, command, arg...]: an args array whose first element is a string is the plain form. */
 ExecRequest parse_request(const msgpack::object& args) {
-  if (args.type != msgpack::type::ARRAY) throw ArgumentError("exec takes the command and its arguments as strings");
+  if (args.type != msgpack::type::ARRAY)
+    throw ArgumentError("exec takes the command and its arguments as strings");
   ExecRequest r;
   std::uint32_t first = 0;
   if (args.via.array.size > 0 && args.via.array.ptr[0].type == msgpack::type::MAP) {
@@ -109,13 +114,15 @@ ExecRequest parse_request(const msgpack::object& args) {
   }
   for (std::uint32_t i = first; i < args.via.array.size; ++i) {
     const auto& a = args.via.array.ptr[i];
-    if (a.type != msgpack::type::STR && a.type != msgpack::type::BIN) throw ArgumentError("exec takes the command and its arguments as strings");
+    if (a.type != msgpack::type::STR && a.type != msgpack::type::BIN)
+      throw ArgumentError("exec takes the command and its arguments as strings");
     r.argv.push_back(a.as<std::string>());
     // execvp would end the word at the NUL and run the command on what came before it.
     if (r.argv.back().find('\0') != std::string::npos) {
-      throw ArgumentError(r.argv.size() == 1 ? "exec: the command holds a NUL byte, which no command name can carry"
-                                             : "exec: argument " + std::to_string(r.argv.size() - 1) +
-                                                   " holds a NUL byte, which no command argument can carry");
+      throw ArgumentError(
+          r.argv.size() == 1 ? "exec: the command holds a NUL byte, which no command name can carry"
+                             : "exec: argument " + std::to_string(r.argv.size() - 1) +
+                                   " holds a NUL byte, which no command argument can carry");
     }
   }
   if (r.argv.empty() || r.argv[0].empty()) throw ArgumentError("exec needs a command to run");
@@ -125,7 +132,8 @@ ExecRequest parse_request(const msgpack::object& args) {
 struct Pipe {
   int fd[2] = {-1, -1};
   Pipe() {
-    if (::pipe2(fd, O_CLOEXEC) != 0) throw Error(Errc::kInternal, std::string("pipe: ") + std::strerror(errno));
+    if (::pipe2(fd, O_CLOEXEC) != 0)
+      throw Error(Errc::kInternal, std::string("pipe: ") + std::strerror(errno));
   }
   ~Pipe() {
     for (int f : fd) if (f >= 0) ::close(f);
@@ -408,7 +416,8 @@ void exec(const msgpack::object& args, msgpack::sbuffer& out) {
   const auto start = Clock::now();
   CommandRun run(request.argv, request.timeout.has_value());
   Deadline deadline = kNever;
-  if (request.timeout) deadline = start + std::chrono::duration_cast<Clock::duration>(*request.timeout);
+  if (request.timeout)
+    deadline = start + std::chrono::duration_cast<Clock::duration>(*request.timeout);
   const bool timed_out = !run.wait(deadline);
   if (timed_out) run.stop();
   run.pack(out, timed_out, std::chrono::duration<double>(Clock::now() - start).count());

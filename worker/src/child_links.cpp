@@ -91,7 +91,8 @@ void Supervisor::check_links(Clock::time_point now) {
     if (c.pid <= 0 || c.killed || c.link) continue;
     if (c.broken.empty() && now < c.link_lost + kLinkGrace) continue;
     if (c.broken.empty()) {
-      log::warn("worker process {} closed its link to the supervisor and lives on: killing it", c.pid);
+      log::warn("worker process {} closed its link to the supervisor and lives on: killing it",
+                c.pid);
       c.broken = "it closed its link to the supervisor";
     }
     kill_child(c);

@@ -26,7 +26,8 @@ std::string describe_exit(pid_t pid, int status) {
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
     const char* name = sigabbrev_np(sig);
-    s += " killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+    s += " killed by signal " + std::to_string(sig) +
+         (name ? std::string(" (SIG") + name + ")" : "");
   } else if (WIFEXITED(status)) {
     s += " exited with code " + std::to_string(WEXITSTATUS(status));
   }
@@ -161,19 +162,24 @@ void Supervisor::on_child_outcomes(Child& c, Message& m) {
     results_.push_back(std::move(m.payloads[i]));
   }
   // Ahead of the rest: they were leased earlier. A draining host hands them back instead.
-  backlog_.insert(backlog_.begin(), std::make_move_iterator(skipped.begin()), std::make_move_iterator(skipped.end()));
+  backlog_.insert(backlog_.begin(), std::make_move_iterator(skipped.begin()),
+                  std::make_move_iterator(skipped.end()));
 }
 
 /* Past max_memory_per_child, the child is replaced once its running task is done. */
 void Supervisor::check_memory(Child& c) {
-  if (config_.max_memory_per_child == 0 || c.pid <= 0 || c.retiring || !c.retire_reason.empty()) return;
+  if (config_.max_memory_per_child == 0 || c.pid <= 0 || c.retiring || !c.retire_reason.empty())
+    return;
   const auto rss = resident_bytes(c.pid);
   if (!rss || *rss <= config_.max_memory_per_child) return;
-  log::info("worker process {} uses {} resident, over max_memory_per_child {}: replacing it after its running task",
-            c.pid, mib(*rss), format_size(config_.max_memory_per_child));
+  log::info(
+      "worker process {} uses {} resident, over max_memory_per_child {}: replacing it after its "
+      "running task",
+      c.pid, mib(*rss), format_size(config_.max_memory_per_child));
   c.retire_reason = "max memory per child";
   auto back = recall_unstarted(c);
-  backlog_.insert(backlog_.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
+  backlog_.insert(backlog_.begin(), std::make_move_iterator(back.begin()),
+                  std::make_move_iterator(back.end()));
 }
 
 /* Stops the child from starting any more tasks (slots.hpp) and returns those it is now known
@@ -186,8 +192,9 @@ std::deque<Supervisor::Item> Supervisor::recall_unstarted(Child& c) {
   slot.hold.store(1);
   const auto running = slot.task.load();
   std::deque<Item> back;
-  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
-                               [running](const Item& i) { return running != 0 && i.lease.task == running; });
+  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(), [running](const Item& i) {
+    return running != 0 && i.lease.task == running;
+  });
   if (it == c.assigned.end()) {
     for (auto& item : c.assigned) item.recalled = true;
     return back;
@@ -201,7 +208,8 @@ std::deque<Supervisor::Item> Supervisor::recall_unstarted(Child& c) {
  * its exit report starts a fresh one at once. */
 void Supervisor::maybe_retire(Child& c) {
   if (c.retiring || c.pid <= 0 || !c.assigned.empty()) return;
-  if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child) c.retire_reason = "max tasks per child";
+  if (config_.max_tasks_per_child && c.done >= config_.max_tasks_per_child)
+    c.retire_reason = "max tasks per child";
   if (c.retire_reason.empty()) return;
   c.retiring = true;
   if (!tell(c, Command::kDisconnect, wire::Disconnect{c.retire_reason})) {
@@ -240,10 +248,11 @@ void Supervisor::on_child_exit(Child& c, int status, std::string stderr_tail) {
   // breaking its link.
   const bool crashed = !recycled && (!c.killed || !c.broken.empty());
   c.quick_deaths = (crashed && now - c.started < kQuickDeath) ? c.quick_deaths + 1 : 0;
-  const auto delay = c.quick_deaths == 0
-                         ? std::chrono::milliseconds(0)
-                         : std::min<std::chrono::milliseconds>(
-                               std::chrono::milliseconds(100L << std::min(c.quick_deaths, 10u)), kMaxRestartDelay);
+  const auto delay =
+      c.quick_deaths == 0
+          ? std::chrono::milliseconds(0)
+          : std::min<std::chrono::milliseconds>(
+                std::chrono::milliseconds(100L << std::min(c.quick_deaths, 10u)), kMaxRestartDelay);
   c.restart_at = now + delay;
   c.pid = -1;
 }
@@ -255,8 +264,9 @@ std::pair<std::string, std::string> Supervisor::describe_loss(const Child& c, in
   if (!c.broken.empty()) return {"WorkerLost", what + " after " + c.broken};
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL || c.killed) return {"WorkerLost", what};
   if (oom_kills_.one_more()) {
-    return {"OutOfMemory", "worker process " + std::to_string(c.pid) +
-                               " was killed by the kernel for memory (out-of-memory killer, SIGKILL)"};
+    return {"OutOfMemory",
+            "worker process " + std::to_string(c.pid) +
+                " was killed by the kernel for memory (out-of-memory killer, SIGKILL)"};
   }
   return {"WorkerLost", what + ", possibly by the kernel's out-of-memory killer"};
 }
@@ -269,11 +279,14 @@ std::optional<Supervisor::TimedCall> Supervisor::timed_call(const Child& c) cons
   const auto key = slot.task.load(std::memory_order_acquire);
   const auto started = slot.call_started.load(std::memory_order_acquire);
   if (key == 0 || started == 0) return std::nullopt;
-  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(), [key](const Item& i) { return i.lease.task == key; });
+  const auto it = std::find_if(c.assigned.begin(), c.assigned.end(),
+                               [key](const Item& i) { return i.lease.task == key; });
   if (it == c.assigned.end() || it->lease.timeout_ms == 0) return std::nullopt;
   const Clock::time_point start{Clock::duration(started)};
-  const auto limit = std::chrono::milliseconds(static_cast<long long>(std::min<std::uint64_t>(it->lease.timeout_ms, 1ULL << 40)));
-  return TimedCall{key, start, start + limit, &it->lease, slot.item.load(std::memory_order_relaxed)};
+  const auto limit = std::chrono::milliseconds(
+      static_cast<long long>(std::min<std::uint64_t>(it->lease.timeout_ms, 1ULL << 40)));
+  return TimedCall{key, start, start + limit, &it->lease,
+                   slot.item.load(std::memory_order_relaxed)};
 }
 
 /* Kills every child whose call has run past its lease's limit; on_child_exit reports it. */
@@ -285,13 +298,14 @@ void Supervisor::enforce_time_limits(Clock::time_point now) {
     if (!again || again->task != call->task || again->started != call->started) continue;
     const double ran = std::chrono::duration<double>(now - call->started).count();
     const double limit = static_cast<double>(call->lease->timeout_ms) / 1000;
-    std::string where = call->lease->items > 0 ? " in item " + std::to_string(call->item + 1) + " of " +
-                                                     std::to_string(call->lease->items)
+    std::string where = call->lease->items > 0 ? " in item " + std::to_string(call->item + 1) +
+                                                     " of " + std::to_string(call->lease->items)
                                                : "";
     c.timed_out = call->task;
-    c.timeout_message = "killed after " + seconds(ran) + where + ": over its " + seconds(limit) + " time limit" +
-                        (call->lease->items > 0 ? " per item" : "");
-    log::warn("task {} ('{}') on worker process {}: {}", call->task, call->lease->function, c.pid, c.timeout_message);
+    c.timeout_message = "killed after " + seconds(ran) + where + ": over its " + seconds(limit) +
+                        " time limit" + (call->lease->items > 0 ? " per item" : "");
+    log::warn("task {} ('{}') on worker process {}: {}", call->task, call->lease->function, c.pid,
+              c.timeout_message);
     kill_child(c);
   }
 }

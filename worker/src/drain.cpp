@@ -18,7 +18,9 @@ namespace {
 
 constexpr const char* kReturned = "handed back unstarted: the worker is draining";
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 }  // namespace
 
@@ -36,8 +38,8 @@ void Supervisor::begin_drain() {
       ++handed_back;
     }
   }
-  log::info("draining: {} tasks running, {} handed back; waiting up to {} for the running ones", running,
-            handed_back, format_duration(config_.drain_timeout));
+  log::info("draining: {} tasks running, {} handed back; waiting up to {} for the running ones",
+            running, handed_back, format_duration(config_.drain_timeout));
 }
 
 /* Hands back what waits in the backlog (children that died or skipped tasks put them there). */
@@ -51,8 +53,10 @@ void Supervisor::drain_turn(Clock::time_point now) {
   if (held() == 0) {
     drained_ = true;
   } else if (now >= drain_deadline_) {
-    log::warn("drain timeout ({}) passed with {} tasks still held: stopping; the broker runs them elsewhere",
-              format_duration(config_.drain_timeout), held());
+    log::warn(
+        "drain timeout ({}) passed with {} tasks still held: stopping; the broker runs them "
+        "elsewhere",
+        format_duration(config_.drain_timeout), held());
     stopping_.store(true);
   }
 }

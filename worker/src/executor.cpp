@@ -98,8 +98,9 @@ struct Failure {
  * the call is timed from its own start in the slot. Without one, nobody reads the slot's start
  * time, and reading the clock twice a call was 40 % of a child's time on a chunk of squares
  * (perf, bench W1 with the default chunksize). */
-std::optional<Failure> call_item(const TaskInfo& task, const msgpack::object& args, std::uint32_t index,
-                                 msgpack::sbuffer& value, SlotState& slot, bool timed) {
+std::optional<Failure> call_item(const TaskInfo& task, const msgpack::object& args,
+                                 std::uint32_t index, msgpack::sbuffer& value, SlotState& slot,
+                                 bool timed) {
   value.clear();
   if (timed) slot.begin_call(index);
   std::optional<Failure> failure;
@@ -116,11 +117,12 @@ std::optional<Failure> call_item(const TaskInfo& task, const msgpack::object& ar
 
 /* Runs a chunk: `args` is an array of argument arrays. Each item's outcome is packed on its
  * own, [0, value] or [1, error type, message], so one failing item costs only itself. */
-void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Lease& lease, msgpack::sbuffer& out,
-               SlotState& slot) {
+void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Lease& lease,
+               msgpack::sbuffer& out, SlotState& slot) {
   const std::uint32_t items = lease.items;
   if (args.type != msgpack::type::ARRAY || args.via.array.size != items) {
-    throw ArgumentError(task.name + ": a chunk of " + std::to_string(items) + " calls needs as many argument arrays");
+    throw ArgumentError(task.name + ": a chunk of " + std::to_string(items) +
+                        " calls needs as many argument arrays");
   }
   msgpack::packer<msgpack::sbuffer> packer(out);
   packer.pack_array(items);
@@ -152,25 +154,30 @@ void run_chunk(const TaskInfo& task, const msgpack::object& args, const wire::Le
  * and the task fails only if its real result does not fit. */
 msgpack::sbuffer result_buffer(std::size_t last_result) {
   try {
-    return msgpack::sbuffer(std::clamp(last_result + last_result / 16, kMinResultBuffer, kMaxResultHint));
+    return msgpack::sbuffer(
+        std::clamp(last_result + last_result / 16, kMinResultBuffer, kMaxResultHint));
   } catch (const std::bad_alloc&) {
     return msgpack::sbuffer();
   }
 }
 
 /* `result_size`: the octets of the function's last result, as the size to pack into. */
-wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot, std::size_t result_size) {
+wire::Outcome run_one(Item& item, zmq::message_t& result, SlotState& slot,
+                      std::size_t result_size) {
   wire::Outcome o;
   o.task = item.lease.task;
   o.attempt = item.lease.attempt;
   o.pid = static_cast<std::uint32_t>(::getpid());
   const TaskInfo* task = find_task(item.lease.function);
   try {
-    if (!task) throw Error(Errc::kUsage, "no task named '" + item.lease.function + "' on this worker");
+    if (!task)
+      throw Error(Errc::kUsage, "no task named '" + item.lease.function + "' on this worker");
     msgpack::object_handle args;
     if (!detail::unpack_body(item.payload, args, kArgumentLimits)) {
-      throw ArgumentError(item.lease.function + ": the arguments are not valid msgpack, or nest deeper than " +
-                          std::to_string(kArgumentLimits.max_depth) + " levels (the list of arguments counts as one)");
+      throw ArgumentError(item.lease.function +
+                          ": the arguments are not valid msgpack, or nest deeper than " +
+                          std::to_string(kArgumentLimits.max_depth) +
+                          " levels (the list of arguments counts as one)");
     }
     msgpack::sbuffer out = result_buffer(result_size);
     if (item.lease.items > 0) run_chunk(*task, args.get(), item.lease, out, slot);
@@ -193,7 +200,8 @@ extern "C" void ignore_signal(int) {}
 
 class Executor {
  public:
-  explicit Executor(const ExecutorSetup& setup) : setup_(setup), link_(Fd(setup.link), kFromSupervisor) {}
+  explicit Executor(const ExecutorSetup& setup)
+      : setup_(setup), link_(Fd(setup.link), kFromSupervisor) {}
 
   /* Tells the supervisor this child is connected and initialised: it may now get tasks. */
   void announce() {
@@ -293,7 +301,8 @@ class Executor {
     auto cancel = decode<wire::Cancel>(m, drops_, "supervisor");
     if (!cancel) return;
     for (auto key : cancel->ids) {
-      auto it = std::find_if(queue_.begin(), queue_.end(), [key](const Item& i) { return i.lease.task == key; });
+      auto it = std::find_if(queue_.begin(), queue_.end(),
+                             [key](const Item& i) { return i.lease.task == key; });
       if (it == queue_.end()) continue;
       report_skipped(it->lease, "cancelled before it started");
       queue_.erase(it);
@@ -305,7 +314,8 @@ class Executor {
   void skip_all(Item next) {
     setup_.slot->end_task();
     report_skipped(next.lease, "not started: this worker process stops");
-    for (const auto& item : queue_) report_skipped(item.lease, "not started: this worker process stops");
+    for (const auto& item : queue_)
+      report_skipped(item.lease, "not started: this worker process stops");
     queue_.clear();
     flush();
   }

@@ -50,7 +50,8 @@ void store(char* p, T v) {
 }
 
 std::string over(const char* what, std::uint64_t size, std::uint64_t cap) {
-  return std::string(what) + " of " + std::to_string(size) + " octets, over the link's cap of " + format_size(cap);
+  return std::string(what) + " of " + std::to_string(size) + " octets, over the link's cap of " +
+         format_size(cap);
 }
 
 }  // namespace
@@ -70,7 +71,8 @@ Fd::~Fd() {
 std::pair<Fd, Fd> make_link_pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    throw Error(Errc::kInternal, std::string("cannot make a link to a worker process: ") + std::strerror(errno));
+    throw Error(Errc::kInternal,
+                std::string("cannot make a link to a worker process: ") + std::strerror(errno));
   }
   // A large payload then crosses in a few wake-ups of each side rather than one per 200 KiB.
   // The kernel caps it at net.core.wmem_max (unprivileged), and holds only what is in flight.
@@ -96,7 +98,8 @@ void Link::queue(Command command, std::string_view body, std::vector<zmq::messag
   store(p + 8, static_cast<std::uint32_t>(payloads.size()));
   o.size = o.head.size() + body.size();
   for (std::size_t i = 0; i < payloads.size(); ++i) {
-    store(p + kPrefixSize + sizeof(std::uint64_t) * i, static_cast<std::uint64_t>(payloads[i].size()));
+    store(p + kPrefixSize + sizeof(std::uint64_t) * i,
+          static_cast<std::uint64_t>(payloads[i].size()));
     o.size += payloads[i].size();
   }
   o.head.append(body);
@@ -265,7 +268,8 @@ void Link::begin_message() {
   const auto* h = reinterpret_cast<const unsigned char*>(prefix_.data());
   const auto body = load<std::uint32_t>(prefix_.data() + 4);
   const auto count = load<std::uint32_t>(prefix_.data() + 8);
-  if (h[0] != static_cast<unsigned char>(kSignature[0]) || h[1] != static_cast<unsigned char>(kSignature[1])) {
+  if (h[0] != static_cast<unsigned char>(kSignature[0]) ||
+      h[1] != static_cast<unsigned char>(kSignature[1])) {
     fail(State::kBroken, "a message without the 'DP' signature");
   } else if (h[2] != kProtocolVersion) {
     fail(State::kBroken, "a message of protocol version " + std::to_string(h[2]));

@@ -26,7 +26,8 @@ class Pacing {
   static constexpr double kPrefetchWorkMicros = 2000;  // kPrefetchWork: work held per process
   static constexpr std::uint32_t kMaxDepth = 1000;    // tasks held per process at most
 
-  Pacing(std::uint32_t processes, std::uint32_t prefetch) : processes_(processes), prefetch_(prefetch) {}
+  Pacing(std::uint32_t processes, std::uint32_t prefetch)
+      : processes_(processes), prefetch_(prefetch) {}
 
   /* One task's run time in its process (0: not measured, ignored). */
   void observe(std::uint32_t micros) {

@@ -35,7 +35,8 @@ std::optional<Mount> cgroup_mount(bool v2) {
     while (f >> word && word != "-") {
     }
     f >> type >> source >> super;
-    const bool memory_v1 = type == "cgroup" && ("," + super + ",").find(",memory,") != std::string::npos;
+    const bool memory_v1 =
+        type == "cgroup" && ("," + super + ",").find(",memory,") != std::string::npos;
     if ((v2 && type == "cgroup2") || (!v2 && memory_v1)) return Mount{point, root};
   }
   return std::nullopt;
@@ -49,7 +50,8 @@ std::optional<std::string> cgroup_path(bool v2) {
     const auto first = line.find(':'), second = line.find(':', first + 1);
     if (first == std::string::npos || second == std::string::npos) continue;
     const auto controllers = line.substr(first + 1, second - first - 1);
-    if (v2 ? line.rfind("0::", 0) == 0 : ("," + controllers + ",").find(",memory,") != std::string::npos) {
+    if (v2 ? line.rfind("0::", 0) == 0
+           : ("," + controllers + ",").find(",memory,") != std::string::npos) {
       return line.substr(second + 1);
     }
   }
@@ -64,9 +66,11 @@ std::string oom_events_file() {
     const auto mount = cgroup_mount(v2);
     auto path = cgroup_path(v2);
     if (!mount || !path) continue;
-    if (mount->root != "/" && path->rfind(mount->root, 0) == 0) path = path->substr(mount->root.size());
+    if (mount->root != "/" && path->rfind(mount->root, 0) == 0)
+      path = path->substr(mount->root.size());
     const std::vector<std::string> names =
-        v2 ? std::vector<std::string>{"/memory.events.local", "/memory.events"} : std::vector<std::string>{"/memory.oom_control"};
+        v2 ? std::vector<std::string>{"/memory.events.local", "/memory.events"}
+           : std::vector<std::string>{"/memory.oom_control"};
     for (const auto& name : names) {
       if (std::ifstream(mount->point + *path + name)) return mount->point + *path + name;
     }

@@ -63,7 +63,9 @@ std::string type_name(const std::type_info& t) {
   std::string name = status == 0 && demangled ? demangled.get() : t.name();
   // The standard library's long spellings help nobody reading an error message.
   for (const auto& [from, to] :
-       {std::pair<std::string, std::string>{"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string"},
+       {std::pair<std::string, std::string>{
+            "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+            "std::string"},
         {"std::__cxx11::", "std::"}}) {
     for (auto pos = name.find(from); pos != std::string::npos; pos = name.find(from, pos)) {
       name.replace(pos, from.size(), to);

@@ -89,33 +89,46 @@ struct Flags {
 
 void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--config", f.config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
-  app.add_flag("--print-config", f.print_config, "print the effective configuration as YAML and exit");
-  app.add_option("--broker", f.broker, "broker address (default: $DPOOL_BROKER, the file, tcp://127.0.0.1:5555)");
-  app.add_option("--broker-key", f.broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
-  app.add_option("--curve-key", f.curve_key, "CURVE: this host's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
+  app.add_flag("--print-config", f.print_config,
+               "print the effective configuration as YAML and exit");
+  app.add_option("--broker", f.broker,
+                 "broker address (default: $DPOOL_BROKER, the file, tcp://127.0.0.1:5555)");
+  app.add_option("--broker-key", f.broker_key,
+                 "CURVE: the broker's public key, its .pub file or Z85 (default: "
+                 "$DPOOL_BROKER_KEY, the file)");
+  app.add_option("--curve-key", f.curve_key,
+                 "CURVE: this host's secret key, PREFIX.key from dpool keygen --out PREFIX "
+                 "(default: $DPOOL_CURVE_KEY, the file)");
   app.add_option("--processes,-p", f.processes, "worker processes (default 0: one per core)")
       ->transform(count_validator(limits::kProcesses));
-  app.add_option("--prefetch", f.prefetch, "tasks queued per process beyond the one it runs (default 2)")
+  app.add_option("--prefetch", f.prefetch,
+                 "tasks queued per process beyond the one it runs (default 2)")
       ->transform(count_validator(limits::kPrefetch));
   app.add_flag("--allow-exec", f.allow_exec, "offer the exec task (runs shell commands)");
-  app.add_option("--max-tasks-per-child", f.max_tasks, "replace a process after this many tasks (default 0: never)")
+  app.add_option("--max-tasks-per-child", f.max_tasks,
+                 "replace a process after this many tasks (default 0: never)")
       ->transform(count_validator(limits::kMaxTasksPerChild));
   app.add_option("--max-memory-per-child", f.max_memory,
                  "replace a process once its resident memory passes this, after its running task; "
                  "like 512MiB, 2G, 300MB or bytes (default 0: no limit)")
       ->transform(CLI::Validator(size_flag(limits::kMemoryPerChild), "SIZE"));
-  app.add_option("--drain-timeout", f.drain_timeout_ms,
-                 "first SIGTERM/SIGINT: hand back the waiting tasks and give the running ones this long, "
-                 "like 30s or 5m; 0: stop at once; a second signal stops at once (default 30s)")
+  app.add_option(
+         "--drain-timeout", f.drain_timeout_ms,
+         "first SIGTERM/SIGINT: hand back the waiting tasks and give the running ones this long, "
+         "like 30s or 5m; 0: stop at once; a second signal stops at once (default 30s)")
       ->transform(CLI::Validator(duration_flag(limits::kDrainTimeoutMs), "DURATION"));
-  app.add_option("--plugin", f.plugins, "shared library with DPOOL_TASK functions to load (repeatable)")
+  app.add_option("--plugin", f.plugins,
+                 "shared library with DPOOL_TASK functions to load (repeatable)")
       ->check(CLI::ExistingFile);
   app.add_option("--tag", f.tags, "KEY=VALUE tag offered to the broker (repeatable)");
-  app.add_option("--heartbeat-interval", f.heartbeat_ms, "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
+  app.add_option("--heartbeat-interval", f.heartbeat_ms,
+                 "heartbeat interval, like 500ms or 1s; a bare number is ms (default 1s)")
       ->transform(CLI::Validator(duration_flag(limits::kHeartbeatMs, true), "DURATION"));
-  app.add_option("--heartbeat-liveness", f.liveness, "heartbeats missed before the broker is dead (default 3)")
+  app.add_option("--heartbeat-liveness", f.liveness,
+                 "heartbeats missed before the broker is dead (default 3)")
       ->transform(count_validator(limits::kLiveness));
-  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off (default info)")
+  app.add_option("--log-level", f.log_level,
+                 "trace, debug, info, warn, error or off (default info)")
       ->check(CLI::IsMember(log_levels()));
 }
 
@@ -123,16 +136,19 @@ void add_flags(CLI::App& app, Flags& f) {
  * value. */
 void add_lists(const Flags& f, WorkerConfig& config) {
   for (const auto& p : f.plugins) {
-    if (std::find(config.plugins.begin(), config.plugins.end(), p) == config.plugins.end()) config.plugins.push_back(p);
+    if (std::find(config.plugins.begin(), config.plugins.end(), p) == config.plugins.end())
+      config.plugins.push_back(p);
   }
   for (const auto& t : f.tags) {
     const auto eq = t.find('=');
-    if (eq == std::string::npos || eq == 0) throw Error(Errc::kUsage, "--tag wants KEY=VALUE, got '" + t + "'");
+    if (eq == std::string::npos || eq == 0)
+      throw Error(Errc::kUsage, "--tag wants KEY=VALUE, got '" + t + "'");
     config.tags[t.substr(0, eq)] = t.substr(eq + 1);
   }
 }
 
-/* Defaults, then the file, then $DPOOL_BROKER, $DPOOL_BROKER_KEY and $DPOOL_CURVE_KEY, then the flags. */
+/* Defaults, then the file, then $DPOOL_BROKER, $DPOOL_BROKER_KEY and $DPOOL_CURVE_KEY, then the
+ * flags. */
 WorkerConfig effective_config(const Flags& f) {
   WorkerConfig config;
   if (auto path = config_file_path(f.config_file)) load_config_file(*path, config);

@@ -49,7 +49,8 @@ namespace dpool::detail {
 
 struct SlotState {
   std::atomic<std::uint64_t> task{0};          // the running task's key; 0: none
-  std::atomic<std::int64_t> call_started{0};   // steady clock (ns) when the current call began; 0: between calls
+  std::atomic<std::int64_t> call_started{
+      0};  // steady clock (ns) when the current call began; 0: between calls
   std::atomic<std::uint32_t> item{0};          // in a chunk: the current item, from 0
   std::atomic<std::uint32_t> hold{0};          // set by the supervisor: start no more tasks
   std::atomic<std::uint64_t> skip{0};          // set by the supervisor: [from, to) not to start
@@ -77,7 +78,8 @@ struct SlotState {
                     static_cast<std::uint32_t>(range));
   }
 };
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free,
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free &&
+                  std::atomic<std::int64_t>::is_always_lock_free,
               "slots are shared between processes: their atomics must not hide a lock");
 static_assert(std::is_same_v<Clock::duration, std::chrono::nanoseconds>);
 

@@ -37,13 +37,18 @@ WorkerConfig resolved(WorkerConfig c) {
 }  // namespace
 
 Supervisor::Supervisor(WorkerConfig config, WorkerHooks hooks)
-    : config_(resolved(std::move(config))), hooks_(std::move(hooks)), running_(config_.processes),
+    : config_(resolved(std::move(config))),
+      hooks_(std::move(hooks)),
+      running_(config_.processes),
       zygote_([this](std::size_t slot, int link) {
         run_executor(ExecutorSetup{link, &running_[slot], hooks_.initializer, ::getppid()});
       }),
-      context_(1), broker_(context_, zmq::socket_type::dealer), handshakes_(context_, zmq::socket_type::pair),
+      context_(1),
+      broker_(context_, zmq::socket_type::dealer),
+      handshakes_(context_, zmq::socket_type::pair),
       identity_(make_peer_id('w')),
-      host_(host_name()), pacing_(config_.processes, config_.prefetch) {
+      host_(host_name()),
+      pacing_(config_.processes, config_.prefetch) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(Errc::kInternal, "cannot set up the supervisor");
 
@@ -108,7 +113,8 @@ int Supervisor::run() {
   while (!stopping_.load() && !drained_) turn();
   log_stop();
   flush_outcomes();
-  send_message(broker_, {}, Command::kDisconnect, wire::Disconnect{draining_ ? "worker drained" : "worker stopping"});
+  send_message(broker_, {}, Command::kDisconnect,
+               wire::Disconnect{draining_ ? "worker drained" : "worker stopping"});
   shutdown_children();
   return exit_code_;
 }
@@ -158,7 +164,8 @@ void Supervisor::turn() {
     send_heartbeat();
     next_heartbeat_ = now + heartbeat_gap(now);
     if (now - last_heard_ > config_.heartbeat.expiry() && !broker_silent_logged_) {
-      log::warn("broker {} silent for {} ms; still trying", config_.broker, config_.heartbeat.expiry().count());
+      log::warn("broker {} silent for {} ms; still trying", config_.broker,
+                config_.heartbeat.expiry().count());
       broker_silent_logged_ = true;
     }
   }
@@ -236,7 +243,8 @@ void Supervisor::send_ready() {
 }
 
 bool Supervisor::idle() const {
-  return backlog_.empty() && std::all_of(children_.begin(), children_.end(), [](const Child& c) { return c.assigned.empty(); });
+  return backlog_.empty() && std::all_of(children_.begin(), children_.end(),
+                                         [](const Child& c) { return c.assigned.empty(); });
 }
 
 void Supervisor::send_heartbeat() {
@@ -279,7 +287,8 @@ void Supervisor::on_broker_message(Message& m) {
       if (!hb || hb->instance == broker_instance_) return;
       // A new broker knows none of our leases; unstarted ones would be run for nobody.
       if (broker_instance_ != 0) {
-        log::warn("broker restarted: registering again, dropping {} unstarted tasks", backlog_.size());
+        log::warn("broker restarted: registering again, dropping {} unstarted tasks",
+                  backlog_.size());
         forget_unstarted();
       }
       broker_instance_ = hb->instance;
@@ -310,7 +319,8 @@ void Supervisor::on_broker_message(Message& m) {
     case Command::kDone:
     case Command::kResult:
     case Command::kAck:
-      drops_.drop(DropReason::kCommand, "broker", std::string(to_string(m.command)) + " sent to a worker");
+      drops_.drop(DropReason::kCommand, "broker",
+                  std::string(to_string(m.command)) + " sent to a worker");
       break;
   }
 }
@@ -326,7 +336,8 @@ void Supervisor::on_tasks(Message& m) {
   for (std::size_t i = 0; i < batch->leases.size(); ++i) {
     if (draining_) {
       // Sent before the broker heard that we drain: straight back, uncharged.
-      report(batch->leases[i], Status::kReturned, "Returned", "handed back unstarted: the worker is draining", 0);
+      report(batch->leases[i], Status::kReturned, "Returned",
+             "handed back unstarted: the worker is draining", 0);
       continue;
     }
     backlog_.push_back(Item{std::move(batch->leases[i]), std::move(m.payloads[i])});
@@ -371,8 +382,8 @@ void Supervisor::on_cancel(Message& m) {
   }
 }
 
-void Supervisor::report(const wire::Lease& lease, Status status, std::string type, std::string message, pid_t pid,
-                        std::string stderr_tail) {
+void Supervisor::report(const wire::Lease& lease, Status status, std::string type,
+                        std::string message, pid_t pid, std::string stderr_tail) {
   wire::Outcome o;
   o.task = lease.task;
   o.attempt = lease.attempt;

@@ -124,8 +124,8 @@ class Supervisor {
   void on_tasks(Message& m);
   void on_cancel(Message& m);
   void forget_unstarted();
-  void report(const wire::Lease& lease, Status status, std::string type, std::string message, pid_t pid,
-              std::string stderr_tail = {});
+  void report(const wire::Lease& lease, Status status, std::string type, std::string message,
+              pid_t pid, std::string stderr_tail = {});
   void report_cancelled(const wire::Lease& lease, pid_t pid);
   void assign();
   [[nodiscard]] bool takes_tasks(const Child& c) const;
@@ -167,7 +167,8 @@ class Supervisor {
     return write_link(c);
   }
   [[nodiscard]] std::vector<std::size_t> poll_links(std::vector<zmq::pollitem_t>& items) const;
-  void serve_links(const std::vector<zmq::pollitem_t>& items, std::size_t first, const std::vector<std::size_t>& polled);
+  void serve_links(const std::vector<zmq::pollitem_t>& items, std::size_t first,
+                   const std::vector<std::size_t>& polled);
   void read_link(Child& c);
   bool write_link(Child& c);
   void close_link(Child& c);

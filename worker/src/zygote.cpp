@@ -86,7 +86,8 @@ class ZygoteLoop {
       if (fds[1].revents & POLLIN) reap();
       if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !take_request()) break;
     }
-    for (const auto& [pid, io] : children_) ::kill(-pid, SIGKILL);  // each child leads a process group
+    for (const auto& [pid, io] : children_)
+      ::kill(-pid, SIGKILL);  // each child leads a process group
     for (const auto& [pid, io] : children_) ::waitpid(pid, nullptr, 0);
     std::_Exit(0);
   }
@@ -176,7 +177,8 @@ class ZygoteLoop {
     const auto n = ::recvmsg(fd_, &header, MSG_CMSG_CLOEXEC);
     if (n < 0) return n;
     for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+          c->cmsg_len == CMSG_LEN(sizeof(int))) {
         std::memcpy(&link, CMSG_DATA(c), sizeof link);
       }
     }
@@ -306,7 +308,8 @@ std::vector<Zygote::Event> Zygote::events(bool& alive) {
       continue;
     }
     if (n > 0) continue;  // not an event of ours: skip it
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) alive = false;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      alive = false;
     break;
   }
   return out;

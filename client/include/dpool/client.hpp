@@ -120,8 +120,10 @@ class Client {
   /* Requests answered by the broker. Each is sent again until answered (none changes anything
    * when repeated); the future fails with Error(kUnreachable) on the same terms as a task, and
    * with Error(kCancelled) when the Client is destroyed first. Thread-safe. */
-  [[nodiscard]] std::future<wire::JobInfo> job(std::string job, JobOp op = JobOp::kInfo, std::uint64_t total = 0);
-  [[nodiscard]] std::future<JobPage> fetch(std::string job, std::uint64_t from, std::uint32_t max = 1000);
+  [[nodiscard]] std::future<wire::JobInfo> job(std::string job, JobOp op = JobOp::kInfo,
+                                               std::uint64_t total = 0);
+  [[nodiscard]] std::future<JobPage> fetch(std::string job, std::uint64_t from,
+                                           std::uint32_t max = 1000);
   [[nodiscard]] std::future<wire::Report> status();
 
   /* Worker processes connected to the broker, as of its last heartbeat (0 before one). */

@@ -58,7 +58,8 @@ class WaitPolicy {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     const auto took = static_cast<std::uint32_t>(std::min<long long>(us, 1'000'000));
     auto& recent = recent_us();
-    recent.store((3 * recent.load(std::memory_order_relaxed) + took) / 4, std::memory_order_relaxed);
+    recent.store((3 * recent.load(std::memory_order_relaxed) + took) / 4,
+                 std::memory_order_relaxed);
   }
 
  private:
@@ -216,8 +217,9 @@ class [[nodiscard]] AsyncResult {
   /* Waits for the result; false if `timeout` passed first. */
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_until(std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+    return state_->wait_until(
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
   void wait() const { state_->wait(); }
   [[nodiscard]] bool ready() const { return state_->done(); }
@@ -290,7 +292,8 @@ struct WaitResult {
 
 /* concurrent.futures.wait: blocks until the condition holds or `timeout` passes. */
 template <class R>
-WaitResult<R> wait(const std::vector<Future<R>>& futures, ReturnWhen when = ReturnWhen::kAllCompleted,
+WaitResult<R> wait(const std::vector<Future<R>>& futures,
+                   ReturnWhen when = ReturnWhen::kAllCompleted,
                    std::optional<std::chrono::milliseconds> timeout = std::nullopt) {
   struct Shared {
     std::mutex mutex;
@@ -338,8 +341,10 @@ class AsCompleted {
 
  public:
   AsCompleted(std::vector<Future<R>> futures, std::optional<std::chrono::milliseconds> timeout)
-      : futures_(std::move(futures)), shared_(std::make_shared<Shared>()),
-        deadline_(timeout ? std::optional(std::chrono::steady_clock::now() + *timeout) : std::nullopt) {
+      : futures_(std::move(futures)),
+        shared_(std::make_shared<Shared>()),
+        deadline_(timeout ? std::optional(std::chrono::steady_clock::now() + *timeout)
+                          : std::nullopt) {
     for (std::size_t i = 0; i < futures_.size(); ++i) {
       futures_[i].add_done_callback([s = shared_, i](const Future<R>&) {
         {

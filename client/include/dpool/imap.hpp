@@ -31,10 +31,14 @@ class Imap {
 
  public:
   template <class Range>
-  Imap(std::shared_ptr<detail::PoolCore> core, std::string function, Range&& xs, std::size_t chunksize,
-       bool ordered, std::shared_ptr<const TaskPolicy> policy = nullptr)
-      : core_(std::move(core)), function_(std::move(function)), chunksize_(std::max<std::size_t>(1, chunksize)),
-        ordered_(ordered), shared_(std::make_shared<Shared>()), policy_(std::move(policy)) {
+  Imap(std::shared_ptr<detail::PoolCore> core, std::string function, Range&& xs,
+       std::size_t chunksize, bool ordered, std::shared_ptr<const TaskPolicy> policy = nullptr)
+      : core_(std::move(core)),
+        function_(std::move(function)),
+        chunksize_(std::max<std::size_t>(1, chunksize)),
+        ordered_(ordered),
+        shared_(std::make_shared<Shared>()),
+        policy_(std::move(policy)) {
     auto view = std::make_shared<decltype(std::views::all(std::forward<Range>(xs)))>(
         std::views::all(std::forward<Range>(xs)));
     auto it = std::make_shared<std::ranges::iterator_t<decltype(*view)>>(std::ranges::begin(*view));

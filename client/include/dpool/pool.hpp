@@ -134,13 +134,15 @@ Stored<R> decode_value(const msgpack::object& o, const std::string& function) {
     try {
       return o.as<R>();
     } catch (const std::exception& e) {
-      throw Error(Errc::kUsage, function + " returned a value that is not the type asked for (" + e.what() + ")");
+      throw Error(Errc::kUsage,
+                  function + " returned a value that is not the type asked for (" + e.what() + ")");
     }
   }
 }
 
 std::exception_ptr failure_of(const TaskResult& r, const std::string& function);
-std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item, const std::string& function);
+std::exception_ptr item_failure(const TaskResult& r, const msgpack::object& item,
+                                const std::string& function);
 
 /* Packs one call's arguments: map passes each element as the only argument, starmap unpacks
  * tuples into the argument list. */
@@ -194,7 +196,8 @@ using ItemResult = std::variant<Stored<R>, std::exception_ptr>;
 /* Splits a chunk's result into its `count` items; a failure of the whole chunk (a lost worker,
  * a cancellation) becomes every item's failure. */
 template <class R>
-std::vector<ItemResult<R>> decode_chunk(const TaskResult& r, std::size_t count, const std::string& function) {
+std::vector<ItemResult<R>> decode_chunk(const TaskResult& r, std::size_t count,
+                                        const std::string& function) {
   std::vector<ItemResult<R>> items;
   items.reserve(count);
   if (auto failure = failure_of(r, function)) {
@@ -226,7 +229,8 @@ std::vector<ItemResult<R>> decode_chunk(const TaskResult& r, std::size_t count, 
 }
 
 template <class R>
-void finish_chunk(MapJob<R>& job, std::size_t first, std::size_t count, TaskResult& r, const std::string& function) {
+void finish_chunk(MapJob<R>& job, std::size_t first, std::size_t count, TaskResult& r,
+                  const std::string& function) {
   auto items = decode_chunk<R>(r, count, function);
   bool last = false;
   {
@@ -261,8 +265,9 @@ inline std::size_t default_chunksize(std::size_t n, std::size_t workers) {
 }
 
 template <class R, class Pack, class Range>
-AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core, const std::string& function,
-                                      const Range& xs, std::size_t chunksize, const TaskPolicy* policy) {
+AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core,
+                                      const std::string& function, const Range& xs,
+                                      std::size_t chunksize, const TaskPolicy* policy) {
   auto job = std::make_shared<MapJob<R>>();
   const auto n = static_cast<std::size_t>(std::ranges::distance(xs));
   job->values.resize(n);
@@ -291,9 +296,12 @@ AsyncResult<std::vector<R>> map_async(const std::shared_ptr<PoolCore>& core, con
       Pack::pack(p1, *std::ranges::begin(xs));
       check_arguments(function, one);
     }
-    core->submit(function, std::move(payload), static_cast<std::uint32_t>(count),
-                 [job, first, count, function](TaskResult&& r) { finish_chunk(*job, first, count, r, function); },
-                 {}, policy);
+    core->submit(
+        function, std::move(payload), static_cast<std::uint32_t>(count),
+        [job, first, count, function](TaskResult&& r) {
+          finish_chunk(*job, first, count, r, function);
+        },
+        {}, policy);
   }
   return AsyncResult<std::vector<R>>(job->state);
 }
@@ -344,38 +352,48 @@ class Pool {
     return map_async(fn, xs, chunksize).get();
   }
   template <class R, class Range>
-  [[nodiscard]] std::vector<R> map(const std::string& function, const Range& xs, std::size_t chunksize = 0) {
+  [[nodiscard]] std::vector<R> map(const std::string& function, const Range& xs,
+                                   std::size_t chunksize = 0) {
     return map_async<R>(function, xs, chunksize).get();
   }
   template <class R, class... A, class Range>
   AsyncResult<std::vector<R>> map_async(R (*fn)(A...), const Range& xs, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArgument>(core_, detail::name_of(detail::address_of(fn)), xs, chunksize, policy_.get());
+    return detail::map_async<R, detail::AsArgument>(core_, detail::name_of(detail::address_of(fn)),
+                                                    xs, chunksize, policy_.get());
   }
   template <class R, class Range>
-  AsyncResult<std::vector<R>> map_async(const std::string& function, const Range& xs, std::size_t chunksize = 0) {
+  AsyncResult<std::vector<R>> map_async(const std::string& function, const Range& xs,
+                                        std::size_t chunksize = 0) {
     return detail::map_async<R, detail::AsArgument>(core_, function, xs, chunksize, policy_.get());
   }
   template <class R, class... A, class Range>
-  [[nodiscard]] std::vector<R> starmap(R (*fn)(A...), const Range& tuples, std::size_t chunksize = 0) {
+  [[nodiscard]] std::vector<R> starmap(R (*fn)(A...), const Range& tuples,
+                                       std::size_t chunksize = 0) {
     return starmap_async(fn, tuples, chunksize).get();
   }
   template <class R, class Range>
-  [[nodiscard]] std::vector<R> starmap(const std::string& function, const Range& tuples, std::size_t chunksize = 0) {
+  [[nodiscard]] std::vector<R> starmap(const std::string& function, const Range& tuples,
+                                       std::size_t chunksize = 0) {
     return starmap_async<R>(function, tuples, chunksize).get();
   }
   template <class R, class... A, class Range>
-  AsyncResult<std::vector<R>> starmap_async(R (*fn)(A...), const Range& tuples, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArguments>(core_, detail::name_of(detail::address_of(fn)), tuples, chunksize, policy_.get());
+  AsyncResult<std::vector<R>> starmap_async(R (*fn)(A...), const Range& tuples,
+                                            std::size_t chunksize = 0) {
+    return detail::map_async<R, detail::AsArguments>(core_, detail::name_of(detail::address_of(fn)),
+                                                     tuples, chunksize, policy_.get());
   }
   template <class R, class Range>
-  AsyncResult<std::vector<R>> starmap_async(const std::string& function, const Range& tuples, std::size_t chunksize = 0) {
-    return detail::map_async<R, detail::AsArguments>(core_, function, tuples, chunksize, policy_.get());
+  AsyncResult<std::vector<R>> starmap_async(const std::string& function, const Range& tuples,
+                                            std::size_t chunksize = 0) {
+    return detail::map_async<R, detail::AsArguments>(core_, function, tuples, chunksize,
+                                                     policy_.get());
   }
 
   /* Lazily: results in input order, each as soon as it and those before it are in. */
   template <class R, class... A, class Range>
   [[nodiscard]] Imap<R> imap(R (*fn)(A...), Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, true, policy_);
+    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs),
+                   chunksize, true, policy_);
   }
   template <class R, class Range>
   [[nodiscard]] Imap<R> imap(const std::string& function, Range&& xs, std::size_t chunksize = 1) {
@@ -384,10 +402,12 @@ class Pool {
   /* Lazily: results as they finish. */
   template <class R, class... A, class Range>
   [[nodiscard]] Imap<R> imap_unordered(R (*fn)(A...), Range&& xs, std::size_t chunksize = 1) {
-    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs), chunksize, false, policy_);
+    return Imap<R>(core_, detail::name_of(detail::address_of(fn)), std::forward<Range>(xs),
+                   chunksize, false, policy_);
   }
   template <class R, class Range>
-  [[nodiscard]] Imap<R> imap_unordered(const std::string& function, Range&& xs, std::size_t chunksize = 1) {
+  [[nodiscard]] Imap<R> imap_unordered(const std::string& function, Range&& xs,
+                                       std::size_t chunksize = 1) {
     return Imap<R>(core_, function, std::forward<Range>(xs), chunksize, false, policy_);
   }
 
@@ -403,7 +423,8 @@ class Pool {
   template <class R, class... A, class... Args>
   AsyncResult<R> apply_async(R (*fn)(A...), Args&&... args) {
     static_assert(sizeof...(A) == sizeof...(Args), "wrong number of arguments for this function");
-    return call<R>(detail::name_of(detail::address_of(fn)), {}, static_cast<A>(std::forward<Args>(args))...);
+    return call<R>(detail::name_of(detail::address_of(fn)), {},
+                   static_cast<A>(std::forward<Args>(args))...);
   }
   template <class R, class... Args>
   AsyncResult<R> apply_async(const std::string& function, Args&&... args) {
@@ -466,8 +487,8 @@ class Pool {
     }
     auto packed = pack_args(args...);
     detail::check_arguments(function, packed);
-    const auto id = core_->submit(function, std::move(packed), 0, detail::complete_state<R>(state, function), {},
-                                  policy_.get());
+    const auto id = core_->submit(function, std::move(packed), 0,
+                                  detail::complete_state<R>(state, function), {}, policy_.get());
     state->bind(core_, id);
     return AsyncResult<R>(state);
   }

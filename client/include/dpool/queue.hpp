@@ -23,7 +23,9 @@ class JoinableQueue {
   JoinableQueue(Pool& pool, R (*function)(A...), std::string name = {})
       : JoinableQueue(pool, detail::name_of(detail::address_of(function)), std::move(name)) {}
   JoinableQueue(Pool& pool, std::string function, std::string name = {})
-      : core_(pool.core_), function_(std::move(function)), name_(name.empty() ? make_peer_id('q') : std::move(name)),
+      : core_(pool.core_),
+        function_(std::move(function)),
+        name_(name.empty() ? make_peer_id('q') : std::move(name)),
         shared_(std::make_shared<Shared>()) {}
 
   /* Puts one call; thread-safe. ArgumentError if the arguments do not fit (where known). */
@@ -75,7 +77,8 @@ class JoinableQueue {
   /* The same, or nullopt if none is in within `timeout` (Python raises queue.Empty). */
   std::optional<detail::Stored<R>> get(std::chrono::milliseconds timeout) {
     std::unique_lock lock(shared_->mutex);
-    if (!shared_->changed.wait_for(lock, timeout, [&] { return !shared_->results.empty(); })) return std::nullopt;
+    if (!shared_->changed.wait_for(lock, timeout, [&] { return !shared_->results.empty(); }))
+      return std::nullopt;
     return take(lock);
   }
 

@@ -37,11 +37,13 @@ void print_failure(const std::string& function, const wire::Result& meta) {
   std::string where = function;
   if (!meta.host.empty()) where += " on " + meta.host + " pid " + std::to_string(meta.pid);
   if (meta.attempts > 1) where += ", after " + std::to_string(meta.attempts) + " attempts";
-  std::fprintf(stderr, "dpool: %s: %s (%s)\n", meta.error_type.c_str(), meta.error_message.c_str(), where.c_str());
+  std::fprintf(stderr, "dpool: %s: %s (%s)\n", meta.error_type.c_str(), meta.error_message.c_str(),
+               where.c_str());
   if (meta.history.size() > 1) {
     for (const auto& a : meta.history) {
-      std::fprintf(stderr, "  attempt %u on %s: %s: %s\n", a.attempt, a.host.empty() ? "?" : a.host.c_str(),
-                   a.error_type.c_str(), one_line(a.error_message).c_str());
+      std::fprintf(stderr, "  attempt %u on %s: %s: %s\n", a.attempt,
+                   a.host.empty() ? "?" : a.host.c_str(), a.error_type.c_str(),
+                   one_line(a.error_message).c_str());
     }
   }
   if (!meta.history.empty() && !meta.history.back().stderr_tail.empty()) {
@@ -65,8 +67,9 @@ int run_call(const CallOptions& options) {
       throw Error(Errc::kUsage, which + " is not JSON: " + e.what() +
                                     " (a string is written \"\\\"text\\\"\")");
     } catch (const Error& e) {
-      throw Error(Errc::kUsage, which + " " + e.what() +
-                                    ", more than a task's arguments may (a worker would refuse it)");
+      throw Error(
+          Errc::kUsage,
+          which + " " + e.what() + ", more than a task's arguments may (a worker would refuse it)");
     }
     pack_json(packer, value);
   }
@@ -76,8 +79,10 @@ int run_call(const CallOptions& options) {
   if (broker.empty()) broker = kDefaultBroker;
   config.broker = broker;
   if (options.timeout) {
-    const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*options.timeout));
-    config.connect_timeout = std::max(std::chrono::milliseconds(1), std::min(config.connect_timeout, limit));
+    const auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::duration<double>(*options.timeout));
+    config.connect_timeout =
+        std::max(std::chrono::milliseconds(1), std::min(config.connect_timeout, limit));
   }
   const auto connect_timeout = config.connect_timeout;
   Client client(config);
@@ -91,14 +96,15 @@ int run_call(const CallOptions& options) {
   auto future = promise->get_future();
   TaskOptions task;
   static_cast<TaskPolicy&>(task) = options.policy;
-  const auto id = client.submit(options.function, std::string(packed.data(), packed.size()),
-                                [promise](TaskResult&& r) { promise->set_value(std::move(r)); }, std::move(task));
-  if (options.timeout &&
-      future.wait_for(std::chrono::duration<double>(*options.timeout)) != std::future_status::ready) {
+  const auto id = client.submit(
+      options.function, std::string(packed.data(), packed.size()),
+      [promise](TaskResult&& r) { promise->set_value(std::move(r)); }, std::move(task));
+  if (options.timeout && future.wait_for(std::chrono::duration<double>(*options.timeout)) !=
+                             std::future_status::ready) {
     client.cancel({id});
     if (!client.connected()) {
-      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n", broker.c_str(),
-                   seconds_text(connect_timeout).c_str());
+      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n",
+                   broker.c_str(), seconds_text(connect_timeout).c_str());
       return 2;
     }
     std::fprintf(stderr, "dpool: %s did not finish within %s\n", options.function.c_str(),
@@ -113,7 +119,8 @@ int run_call(const CallOptions& options) {
         auto handle = unpack_in_place(r.value);
         value = to_json(handle.get());
       } catch (const std::exception& e) {
-        throw Error(Errc::kInternal, options.function + " returned a value that is not msgpack: " + e.what());
+        throw Error(Errc::kInternal,
+                    options.function + " returned a value that is not msgpack: " + e.what());
       }
       std::printf("%s\n", dump_line(value).c_str());
       return std::fflush(stdout) == 0 ? 0 : 3;
@@ -125,15 +132,16 @@ int run_call(const CallOptions& options) {
       print_failure(options.function, r.meta);
       return 1;
     case Status::kRejected:
-      std::fprintf(stderr, "dpool: %s: %s: %s\n", options.function.c_str(), r.meta.error_type.c_str(),
-                   r.meta.error_message.c_str());
+      std::fprintf(stderr, "dpool: %s: %s: %s\n", options.function.c_str(),
+                   r.meta.error_type.c_str(), r.meta.error_message.c_str());
       return 2;
     case Status::kUnreachable:
-      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n", broker.c_str(),
-                   seconds_text(connect_timeout).c_str());
+      std::fprintf(stderr, "dpool: cannot reach the broker at %s (no answer within %s)\n",
+                   broker.c_str(), seconds_text(connect_timeout).c_str());
       return 2;
     case Status::kCancelled:
-      std::fprintf(stderr, "dpool: %s was cancelled: %s\n", options.function.c_str(), r.meta.error_message.c_str());
+      std::fprintf(stderr, "dpool: %s was cancelled: %s\n", options.function.c_str(),
+                   r.meta.error_message.c_str());
       return 1;
   }
   return 3;
@@ -189,19 +197,22 @@ std::vector<std::string> cut_after_mark(int& argc, char** argv, std::string_view
 
 Command add_call(CLI::App& parent, std::vector<std::string> after_mark) {
   auto options = std::make_shared<CallOptions>();
-  auto* cmd = parent.add_subcommand("call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
+  auto* cmd = parent.add_subcommand(
+      "call", "calls FUNCTION on a worker with JSON arguments; prints the result as JSON");
   // Not required() to CLI11: after a "--" it is the first word cut off before parsing.
   cmd->add_option("function", options->function, "the task function's name");
   // The arguments are not a vector option: CLI11 reads "[1,2]" given to one as its own list
   // syntax, two arguments 1 and 2. So the first is a plain string positional and every later
   // one is an extra, left as it is in remaining() (call_arguments).
-  cmd->add_option("arg", options->first_arg, "its arguments, one JSON value each, like 7 or '[1,2]' or '\"text\"'");
+  cmd->add_option("arg", options->first_arg,
+                  "its arguments, one JSON value each, like 7 or '[1,2]' or '\"text\"'");
   cmd->allow_extras();
   cmd->footer(
       "ARG...: every word after FUNCTION that is not an option is an argument, and every word "
       "after --.");
   add_broker_option(*cmd, options->broker);
-  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")->check(seconds_validator());
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds")
+      ->check(seconds_validator());
   add_policy_options(*cmd, options->policy, true);
   return {cmd, [options, cmd, after_mark = std::move(after_mark)] {
             auto words = call_arguments(options->first_arg, cmd->remaining(), after_mark);

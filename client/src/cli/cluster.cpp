@@ -16,7 +16,9 @@
 namespace dpool::cli {
 
 void add_broker_option(CLI::App& cmd, std::string& broker) {
-  cmd.add_option("--broker", broker, std::string("broker address (default: $DPOOL_BROKER, the config file, ") + kDefaultBroker + ")");
+  cmd.add_option("--broker", broker,
+                 std::string("broker address (default: $DPOOL_BROKER, the config file, ") +
+                     kDefaultBroker + ")");
 }
 
 std::unique_ptr<Client> connect_client(const std::string& flag) {
@@ -25,9 +27,9 @@ std::unique_ptr<Client> connect_client(const std::string& flag) {
   config.broker = broker.empty() ? kDefaultBroker : broker;
   auto client = std::make_unique<Client>(config);
   if (!client->wait_connected(config.connect_timeout)) {
-    throw Error(Errc::kUnreachable, "cannot reach the broker at " + config.broker + " (no answer within " +
-                                        seconds_text(config.connect_timeout) + ")" +
-                                        unreachable_hint(config.curve));
+    throw Error(Errc::kUnreachable,
+                "cannot reach the broker at " + config.broker + " (no answer within " +
+                    seconds_text(config.connect_timeout) + ")" + unreachable_hint(config.curve));
   }
   return client;
 }
@@ -60,8 +62,10 @@ void require_worker_for(Client& client, const std::string& function, const std::
       for (const auto& w : report.workers) names.insert(w.functions.begin(), w.functions.end());
       std::string known;
       for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-      throw Error(Errc::kUsage, "no worker connected to " + client.config().broker + " offers '" + function + "'" +
-                                    (report.workers.empty() ? " (no worker is connected)" : " (they offer: " + known + ")") +
+      throw Error(Errc::kUsage, "no worker connected to " + client.config().broker + " offers '" +
+                                    function + "'" +
+                                    (report.workers.empty() ? " (no worker is connected)"
+                                                            : " (they offer: " + known + ")") +
                                     (hint.empty() ? "" : "; " + hint));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -66,7 +66,9 @@ ExecOutcome decode_exec(const msgpack::object& m, std::optional<double> timeout)
     }
     if (!o.exit_code) throw std::runtime_error("no exit_code");
     o.ok = *o.exit_code == 0 && o.signal == 0 && !o.timed_out;
-    if (o.timed_out) o.error = timeout ? "timed out after " + seconds_text(std::chrono::duration<double>(*timeout)) : "timed out";
+    if (o.timed_out)
+      o.error = timeout ? "timed out after " + seconds_text(std::chrono::duration<double>(*timeout))
+                        : "timed out";
   } catch (const std::exception& e) {
     o.ok = false;
     o.error = std::string("exec returned a malformed result (") + e.what() + ")";
@@ -75,7 +77,8 @@ ExecOutcome decode_exec(const msgpack::object& m, std::optional<double> timeout)
 }
 
 /* The failure of a whole task (every item of its chunk), or of one item that threw. */
-ExecOutcome failed_outcome(const std::string& type, const std::string& message, const wire::Result& meta) {
+ExecOutcome failed_outcome(const std::string& type, const std::string& message,
+                           const wire::Result& meta) {
   ExecOutcome o;
   o.error = type + ": " + message;
   if (!meta.host.empty()) o.error += " (on " + meta.host + " pid " + std::to_string(meta.pid) + ")";
@@ -83,16 +86,21 @@ ExecOutcome failed_outcome(const std::string& type, const std::string& message, 
 }
 
 /* A chunk's result: [0, exec's map] or [1, error type, message] per item (protocol 4.6). */
-std::vector<ExecOutcome> decode_exec_chunk(const msgpack::object& a, std::size_t count, const wire::Result& meta,
+std::vector<ExecOutcome> decode_exec_chunk(const msgpack::object& a, std::size_t count,
+                                           const wire::Result& meta,
                                            std::optional<double> timeout) {
-  if (a.type != msgpack::type::ARRAY || a.via.array.size != count) throw std::runtime_error("not one entry per item");
+  if (a.type != msgpack::type::ARRAY || a.via.array.size != count)
+    throw std::runtime_error("not one entry per item");
   std::vector<ExecOutcome> out;
   for (std::size_t i = 0; i < count; ++i) {
     const auto& entry = a.via.array.ptr[i];
-    if (entry.type != msgpack::type::ARRAY || entry.via.array.size < 2) throw std::runtime_error("a malformed item");
+    if (entry.type != msgpack::type::ARRAY || entry.via.array.size < 2)
+      throw std::runtime_error("a malformed item");
     const auto* e = entry.via.array.ptr;
     if (e[0].as<int>() == 0) out.push_back(decode_exec(e[1], timeout));
-    else out.push_back(failed_outcome(e[1].as<std::string>(), entry.via.array.size > 2 ? e[2].as<std::string>() : "", meta));
+    else
+      out.push_back(failed_outcome(e[1].as<std::string>(),
+                                   entry.via.array.size > 2 ? e[2].as<std::string>() : "", meta));
   }
   return out;
 }
@@ -125,8 +133,10 @@ std::string stderr_text(const ExecOutcome& o) {
   }
   if (o.ok) return err;
   if (!o.error.empty()) err.append(prefix).append("dpool: ").append(o.error).append("\n");
-  else if (o.signal) err.append(prefix).append("dpool: killed by signal " + std::to_string(o.signal) + "\n");
-  else if (o.err.empty()) err.append(prefix).append("dpool: exit code " + std::to_string(*o.exit_code) + "\n");
+  else if (o.signal)
+    err.append(prefix).append("dpool: killed by signal " + std::to_string(o.signal) + "\n");
+  else if (o.err.empty())
+    err.append(prefix).append("dpool: exit code " + std::to_string(*o.exit_code) + "\n");
   return err;
 }
 

@@ -34,17 +34,21 @@ struct ExecOutcome {
 [[nodiscard]] std::string label(const std::string& text);
 
 /* exec's arguments for one item. */
-[[nodiscard]] std::string pack_exec_args(const std::vector<std::string>& argv, std::optional<double> timeout);
+[[nodiscard]] std::string pack_exec_args(const std::vector<std::string>& argv,
+                                         std::optional<double> timeout);
 
 /* An exec result map as an outcome; `timeout` (when known) names the limit of a timed-out one. */
 [[nodiscard]] ExecOutcome decode_exec(const msgpack::object& m, std::optional<double> timeout);
 
 /* The failure of a whole task (every item of its chunk), or of one item that threw. */
-[[nodiscard]] ExecOutcome failed_outcome(const std::string& type, const std::string& message, const wire::Result& meta);
+[[nodiscard]] ExecOutcome failed_outcome(const std::string& type, const std::string& message,
+                                         const wire::Result& meta);
 
 /* A chunk's result, one outcome per item; throws std::runtime_error when it is malformed. */
-[[nodiscard]] std::vector<ExecOutcome> decode_exec_chunk(const msgpack::object& a, std::size_t count,
-                                                         const wire::Result& meta, std::optional<double> timeout);
+[[nodiscard]] std::vector<ExecOutcome> decode_exec_chunk(const msgpack::object& a,
+                                                         std::size_t count,
+                                                         const wire::Result& meta,
+                                                         std::optional<double> timeout);
 
 /* One JSON object and a newline: item, exit_code, stdout, stderr, host, seconds (and signal,
  * timed_out, error when they apply). */

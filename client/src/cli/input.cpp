@@ -35,7 +35,8 @@ std::size_t count_lines(int fd, off_t offset) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return kUnknown;
     if (n == 0) break;
-    for (const char* p = buffer.data(), *end = p + n; (p = static_cast<const char*>(std::memchr(p, '\n', end - p))); ++p) {
+    for (const char *p = buffer.data(), *end = p + n;
+         (p = static_cast<const char*>(std::memchr(p, '\n', end - p))); ++p) {
       ++lines;
     }
     last = buffer[static_cast<std::size_t>(n) - 1];
@@ -113,14 +114,16 @@ class LinesSource final : public ItemSource {
         return true;
       }
       if (n == 0) return false;
-      if (errno != EINTR) throw Error(Errc::kUsage, std::string("cannot read stdin: ") + std::strerror(errno));
+      if (errno != EINTR)
+        throw Error(Errc::kUsage, std::string("cannot read stdin: ") + std::strerror(errno));
     }
   }
 
   int fd_;
   bool started_ = false;
   std::size_t count_ = 0;
-  std::shared_ptr<std::atomic<std::size_t>> total_ = std::make_shared<std::atomic<std::size_t>>(kUnknown);
+  std::shared_ptr<std::atomic<std::size_t>> total_ =
+      std::make_shared<std::atomic<std::size_t>>(kUnknown);
   char buffer_[1u << 16];
   std::size_t pos_ = 0, len_ = 0;
 };
@@ -238,13 +241,15 @@ std::optional<CommandTemplate::Piece> replacement(std::string_view inner, std::s
   using Piece = CommandTemplate::Piece;
   if (inner == "#") return Piece{Piece::kNumber, {}, 0, Modifier::kNone};
   std::size_t digits = 0;
-  while (digits < inner.size() && digits < 9 && inner[digits] >= '0' && inner[digits] <= '9') ++digits;
+  while (digits < inner.size() && digits < 9 && inner[digits] >= '0' && inner[digits] <= '9')
+    ++digits;
   const auto modifier = modifier_of(inner.substr(digits));
   if (!modifier) return std::nullopt;
   if (digits == 0) return Piece{Piece::kValue, {}, 0, *modifier};
   const auto source = static_cast<std::size_t>(std::stoul(std::string(inner.substr(0, digits))));
   if (source == 0 || source > sources) {
-    throw Error(Errc::kUsage, "{" + std::string(inner) + "} names input source " + std::to_string(source) + ", but there " +
+    throw Error(Errc::kUsage, "{" + std::string(inner) + "} names input source " +
+                                  std::to_string(source) + ", but there " +
                                   (sources == 1 ? "is 1" : "are " + std::to_string(sources)) +
                                   " (one per ::: group, or stdin)");
   }
@@ -257,8 +262,9 @@ std::vector<CommandTemplate::Piece> compile(const std::string& arg, std::size_t 
   std::string literal;
   for (std::size_t i = 0; i < arg.size(); ++i) {
     const auto close = arg[i] == '{' ? arg.find('}', i + 1) : std::string::npos;
-    auto piece = close == std::string::npos ? std::nullopt
-                                            : replacement(std::string_view(arg).substr(i + 1, close - i - 1), sources);
+    auto piece = close == std::string::npos
+                     ? std::nullopt
+                     : replacement(std::string_view(arg).substr(i + 1, close - i - 1), sources);
     if (!piece) {
       literal += arg[i];
       continue;
@@ -268,7 +274,8 @@ std::vector<CommandTemplate::Piece> compile(const std::string& arg, std::size_t 
     pieces.push_back(std::move(*piece));
     i = close;
   }
-  if (!literal.empty() || pieces.empty()) pieces.push_back(Piece{Piece::kLiteral, std::move(literal)});
+  if (!literal.empty() || pieces.empty())
+    pieces.push_back(Piece{Piece::kLiteral, std::move(literal)});
   return pieces;
 }
 
@@ -307,7 +314,8 @@ std::unique_ptr<ItemSource> open_input(const CommandLine& line) {
 }
 
 CommandTemplate::CommandTemplate(std::vector<std::string> command, std::size_t sources) {
-  if (command.empty() || command[0].empty()) throw Error(Errc::kUsage, "no command to run (give it after --)");
+  if (command.empty() || command[0].empty())
+    throw Error(Errc::kUsage, "no command to run (give it after --)");
   for (const auto& arg : command) {
     args_.push_back(compile(arg, sources));
     for (const auto& piece : args_.back()) {
@@ -354,7 +362,8 @@ std::vector<std::string> command_words(const std::string& subcommand, const std:
   if (it != left.end() && *it == "--") {
     ++it;
   } else if (it != left.end() && it->size() > 1 && it->front() == '-') {
-    throw Error(Errc::kUsage, subcommand + ": unknown option " + *it + " (the command goes after --)");
+    throw Error(Errc::kUsage,
+                subcommand + ": unknown option " + *it + " (the command goes after --)");
   }
   words.insert(words.end(), it, left.end());
   return words;

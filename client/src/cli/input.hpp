@@ -60,7 +60,8 @@ struct CommandLine {
 [[nodiscard]] std::unique_ptr<ItemSource> lines_source(int fd);
 
 /* Every combination of one value from each group, in GNU parallel's order. */
-[[nodiscard]] std::unique_ptr<ItemSource> arguments_source(std::vector<std::vector<std::string>> groups);
+[[nodiscard]] std::unique_ptr<ItemSource> arguments_source(
+    std::vector<std::vector<std::string>> groups);
 
 /* The groups of `line`, or the lines of stdin when it has none. */
 [[nodiscard]] std::unique_ptr<ItemSource> open_input(const CommandLine& line);
@@ -90,7 +91,8 @@ class CommandTemplate {
 /* A command line from its first word (the parser's positional) and what the parser left over
  * (CLI11's prefix command, which keeps later words as typed): `--` may come first, an option
  * the parser did not know is an error of `subcommand`. */
-[[nodiscard]] std::vector<std::string> command_words(const std::string& subcommand, const std::string& first,
+[[nodiscard]] std::vector<std::string> command_words(const std::string& subcommand,
+                                                     const std::string& first,
                                                      const std::vector<std::string>& left);
 
 }  // namespace dpool::cli

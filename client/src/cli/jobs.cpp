@@ -37,7 +37,8 @@ constexpr std::ptrdiff_t kMaxUnaccepted = 10000;  // tasks submitted, not yet he
 
 std::string new_job_id() {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "j-%012llx", static_cast<unsigned long long>(random_u64() & 0xffffffffffffULL));
+  std::snprintf(buf, sizeof buf, "j-%012llx",
+                static_cast<unsigned long long>(random_u64() & 0xffffffffffffULL));
   return buf;
 }
 
@@ -51,7 +52,7 @@ struct SubmitOptions {
   std::uint32_t chunksize = 1;
   std::optional<double> timeout;      // per command (exec jobs)
   std::vector<std::string> command;  // COMMAND ARG... [::: VALUE...]...
-  TaskPolicy policy;                 // priority, required tags, deadline, retries of --function tasks
+  TaskPolicy policy;  // priority, required tags, deadline, retries of --function tasks
 };
 
 /* Puts tasks into a job, at most kMaxUnaccepted not yet held by the broker at a time. */
@@ -83,11 +84,13 @@ class JobWriter {
     for (std::ptrdiff_t i = 0; i < kMaxUnaccepted; ++i) state_->slots.acquire();
     {
       std::lock_guard lock(state_->mutex);
-      if (!state_->error.empty()) throw Error(Errc::kRejected, "job " + job_ + ": " + state_->error);
+      if (!state_->error.empty())
+        throw Error(Errc::kRejected, "job " + job_ + ": " + state_->error);
     }
     const auto info = client_.job(job_, JobOp::kSeal, sent_).get();
     if (sent_ > 0 && (!info.found || info.total != sent_)) {
-      throw Error(Errc::kRejected, "job " + job_ + " is incomplete: " + (info.note.empty() ? "the broker lost it" : info.note));
+      throw Error(Errc::kRejected, "job " + job_ + " is incomplete: " +
+                                       (info.note.empty() ? "the broker lost it" : info.note));
     }
   }
 
@@ -133,7 +136,8 @@ class Chunker {
       writer_.add(function_, std::move(pending_.front()), 0);
     } else {
       msgpack::sbuffer head;
-      msgpack::packer<msgpack::sbuffer>(head).pack_array(static_cast<std::uint32_t>(pending_.size()));
+      msgpack::packer<msgpack::sbuffer>(head).pack_array(
+          static_cast<std::uint32_t>(pending_.size()));
       std::string args(head.data(), head.size());
       for (auto& p : pending_) args += p;
       writer_.add(function_, std::move(args), static_cast<std::uint32_t>(pending_.size()));
@@ -149,13 +153,15 @@ class Chunker {
 };
 
 /* The calls of `--function`: one JSON argument list a line of the file (or stdin). */
-void submit_calls(const SubmitOptions& options, Client& client, const std::string& job, Chunker& chunker) {
+void submit_calls(const SubmitOptions& options, Client& client, const std::string& job,
+                  Chunker& chunker) {
   std::ifstream file;
   std::istream* in = &std::cin;
   const std::string name = options.args_file == "-" ? "stdin" : options.args_file;
   if (options.args_file != "-") {
     file.open(options.args_file);
-    if (!file) throw Error(Errc::kUsage, "cannot read " + options.args_file + ": " + std::strerror(errno));
+    if (!file)
+      throw Error(Errc::kUsage, "cannot read " + options.args_file + ": " + std::strerror(errno));
     in = &file;
   }
   msgpack::sbuffer packed;
@@ -171,7 +177,8 @@ void submit_calls(const SubmitOptions& options, Client& client, const std::strin
       value = parse_json(line, kArgumentLimits.max_depth - (is_list ? 0 : 1));
     } catch (const nlohmann::json::exception& e) {
       (void)client.job(job, JobOp::kForget).wait_for(std::chrono::seconds(5));
-      throw Error(Errc::kUsage, name + ":" + std::to_string(number) + ": not JSON (" + e.what() + "); the job was dropped");
+      throw Error(Errc::kUsage, name + ":" + std::to_string(number) + ": not JSON (" + e.what() +
+                                    "); the job was dropped");
     } catch (const Error& e) {
       (void)client.job(job, JobOp::kForget).wait_for(std::chrono::seconds(5));
       throw Error(Errc::kUsage, name + ":" + std::to_string(number) + ": " + e.what() +
@@ -189,20 +196,26 @@ void submit_commands(const SubmitOptions& options, Chunker& chunker) {
   const auto line = split_command_line(options.command);
   auto source = open_input(line);
   const CommandTemplate command(line.command, source->sources());
-  while (auto item = source->next()) chunker.add(pack_exec_args(command.expand(*item), options.timeout));
+  while (auto item = source->next())
+    chunker.add(pack_exec_args(command.expand(*item), options.timeout));
 }
 
 int run_submit(const SubmitOptions& options) {
   const bool commands = !options.command.empty();
   if (commands == !options.function.empty()) {
-    throw Error(Errc::kUsage, "submit takes either --function NAME (arguments from --args or stdin) or a command after --");
+    throw Error(Errc::kUsage,
+                "submit takes either --function NAME (arguments from --args or stdin) or a command "
+                "after --");
   }
-  if (options.timeout && !commands) throw Error(Errc::kUsage, "--timeout applies to commands (after --), not to --function");
+  if (options.timeout && !commands)
+    throw Error(Errc::kUsage, "--timeout applies to commands (after --), not to --function");
   auto client = connect_client(options.broker);
   const std::string function = commands ? "exec" : options.function;
-  require_worker_for(*client, function, commands ? "start a worker with --allow-exec to run commands" : "");
+  require_worker_for(*client, function,
+                     commands ? "start a worker with --allow-exec to run commands" : "");
   const std::string job = options.id.empty() ? new_job_id() : options.id;
-  if (client->job(job).get().found) throw Error(Errc::kUsage, "a job " + job + " exists already on " + client->config().broker);
+  if (client->job(job).get().found)
+    throw Error(Errc::kUsage, "a job " + job + " exists already on " + client->config().broker);
   JobWriter writer(*client, job, options.policy);
   Chunker chunker(writer, function, options.chunksize);
   if (commands) submit_commands(options, chunker);
@@ -235,8 +248,9 @@ wire::JobInfo job_info(Client& client, const std::string& job) {
 bool finished(const wire::JobInfo& info) { return info.sealed && info.finished == info.total; }
 
 std::string summary(const wire::JobInfo& info) {
-  std::string s = "job " + info.job + ": " + std::to_string(info.finished) + " of " + std::to_string(info.total) +
-                  " tasks done, " + std::to_string(info.failed) + " failed";
+  std::string s = "job " + info.job + ": " + std::to_string(info.finished) + " of " +
+                  std::to_string(info.total) + " tasks done, " + std::to_string(info.failed) +
+                  " failed";
   if (info.cancelled) s += " (" + std::to_string(info.cancelled) + " cancelled)";
   if (!info.note.empty()) s += "; " + info.note;
   return s;
@@ -244,13 +258,16 @@ std::string summary(const wire::JobInfo& info) {
 
 int run_wait(const JobOptions& options) {
   auto client = connect_client(options.broker);
-  const auto deadline = options.timeout ? std::optional(Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                                            std::chrono::duration<double>(*options.timeout)))
-                                        : std::nullopt;
+  const auto deadline =
+      options.timeout
+          ? std::optional(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(*options.timeout)))
+          : std::nullopt;
   Progress progress(Progress::wanted(std::nullopt));
   for (;;) {
     const auto info = job_info(*client, options.job);
-    progress.update(info.finished, info.failed, info.sealed ? std::optional(info.total) : std::nullopt);
+    progress.update(info.finished, info.failed,
+                    info.sealed ? std::optional(info.total) : std::nullopt);
     if (finished(info)) {
       progress.finish();
       if (info.failed > 0 || !info.note.empty()) {
@@ -278,7 +295,8 @@ int run_result(const JobOptions& options) {
   std::uint64_t next = 0;
   for (;;) {
     auto page = client->fetch(options.job, next).get();
-    if (!page.meta.found) throw Error(Errc::kUsage, "job " + options.job + " was forgotten while being read");
+    if (!page.meta.found)
+      throw Error(Errc::kUsage, "job " + options.job + " was forgotten while being read");
     for (std::size_t i = 0; i < page.meta.results.size(); ++i) {
       printer.print(page.meta.results[i], page.values[i]);
     }
@@ -292,7 +310,8 @@ int run_result(const JobOptions& options) {
   if (options.forget) (void)client->job(options.job, JobOp::kForget).get();
   if (printer.failed() > 0 || !info.note.empty()) {
     std::fprintf(stderr, "dpool: job %s: %llu of %llu items failed%s\n", info.job.c_str(),
-                 static_cast<unsigned long long>(printer.failed()), static_cast<unsigned long long>(printer.items()),
+                 static_cast<unsigned long long>(printer.failed()),
+                 static_cast<unsigned long long>(printer.items()),
                  info.note.empty() ? "" : ("; " + info.note).c_str());
     return 1;
   }
@@ -320,42 +339,55 @@ CLI::App* job_command(CLI::App& parent, const char* name, const char* what, JobO
 
 Command add_submit(CLI::App& parent) {
   auto options = std::make_shared<SubmitOptions>();
-  auto* cmd = parent.add_subcommand("submit", "submits a detached job, prints its id and exits; the broker keeps the results");
+  auto* cmd = parent.add_subcommand(
+      "submit", "submits a detached job, prints its id and exits; the broker keeps the results");
   add_broker_option(*cmd, options->broker);
   cmd->add_option("--id", options->id, "the job's id (default: a new random one)");
-  cmd->add_option("--function", options->function, "the task function each line of arguments calls");
-  cmd->add_option("--args", options->args_file, "with --function: a file of one JSON argument list a line (default: stdin)");
-  cmd->add_option("--chunksize", options->chunksize, "calls per task (default 1)")->transform(count_validator({1, 100000}));
-  cmd->add_option("--timeout", options->timeout, "fail a command that runs longer than this many seconds")
+  cmd->add_option("--function", options->function,
+                  "the task function each line of arguments calls");
+  cmd->add_option("--args", options->args_file,
+                  "with --function: a file of one JSON argument list a line (default: stdin)");
+  cmd->add_option("--chunksize", options->chunksize, "calls per task (default 1)")
+      ->transform(count_validator({1, 100000}));
+  cmd->add_option("--timeout", options->timeout,
+                  "fail a command that runs longer than this many seconds")
       ->check(seconds_validator(limits::kCommandTimeoutMs));
   add_policy_options(*cmd, options->policy, true);
   cmd->prefix_command();  // the command's words are kept as typed (see dpool map)
   auto first = std::make_shared<std::string>();
-  cmd->add_option("command", *first, "or: a command to run per item, after -- (items from stdin or after :::, as in dpool map)");
+  cmd->add_option(
+      "command", *first,
+      "or: a command to run per item, after -- (items from stdin or after :::, as in dpool map)");
   return {cmd, [options, first, cmd] {
-            if (!first->empty()) options->command = command_words("submit", *first, cmd->remaining());
+            if (!first->empty())
+              options->command = command_words("submit", *first, cmd->remaining());
             return run_submit(*options);
           }};
 }
 
 Command add_wait(CLI::App& parent) {
   auto options = std::make_shared<JobOptions>();
-  auto* cmd = job_command(parent, "wait", "waits until a detached job is done; exit 1 if any task failed", *options);
-  cmd->add_option("--timeout", options->timeout, "give up after this many seconds (exit 1)")->check(seconds_validator());
+  auto* cmd = job_command(
+      parent, "wait", "waits until a detached job is done; exit 1 if any task failed", *options);
+  cmd->add_option("--timeout", options->timeout, "give up after this many seconds (exit 1)")
+      ->check(seconds_validator());
   return {cmd, [options] { return run_wait(*options); }};
 }
 
 Command add_result(CLI::App& parent) {
   auto options = std::make_shared<JobOptions>();
-  auto* cmd = job_command(parent, "result", "prints a detached job's results in order, as they arrive", *options);
+  auto* cmd = job_command(parent, "result",
+                          "prints a detached job's results in order, as they arrive", *options);
   cmd->add_flag("--json", options->json, "one JSON object per result");
-  cmd->add_flag("--forget", options->forget, "drop the job from the broker once every result is printed");
+  cmd->add_flag("--forget", options->forget,
+                "drop the job from the broker once every result is printed");
   return {cmd, [options] { return run_result(*options); }};
 }
 
 Command add_cancel(CLI::App& parent) {
   auto options = std::make_shared<JobOptions>();
-  auto* cmd = job_command(parent, "cancel", "cancels a detached job's queued and running tasks", *options);
+  auto* cmd =
+      job_command(parent, "cancel", "cancels a detached job's queued and running tasks", *options);
   return {cmd, [options] { return run_cancel(*options); }};
 }
 

@@ -11,7 +11,8 @@ nlohmann::json parse_json(std::string_view text, std::size_t max_depth) {
   // The callback's depth counts the containers around the event; an array or object opened at
   // depth d holds values at d + 1.
   const auto limit = [max_depth](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-    if ((event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start) &&
+    if ((event == nlohmann::json::parse_event_t::array_start ||
+         event == nlohmann::json::parse_event_t::object_start) &&
         static_cast<std::size_t>(depth) >= max_depth) {
       throw Error(Errc::kUsage, "nests deeper than " + std::to_string(max_depth) + " levels");
     }
@@ -45,7 +46,8 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& 
     case T::binary: {
       const auto& bin = value.get_binary();
       packer.pack_bin(static_cast<std::uint32_t>(bin.size()));
-      packer.pack_bin_body(reinterpret_cast<const char*>(bin.data()), static_cast<std::uint32_t>(bin.size()));
+      packer.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
+                           static_cast<std::uint32_t>(bin.size()));
       return;
     }
     case T::array:
@@ -64,13 +66,15 @@ void pack_json(msgpack::packer<msgpack::sbuffer>& packer, const nlohmann::json& 
 }
 
 std::string base64(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
     const std::uint32_t n = (static_cast<std::uint8_t>(bytes[i]) << 16) |
-                            (static_cast<std::uint8_t>(bytes[i + 1]) << 8) | static_cast<std::uint8_t>(bytes[i + 2]);
+                            (static_cast<std::uint8_t>(bytes[i + 1]) << 8) |
+                            static_cast<std::uint8_t>(bytes[i + 2]);
     out += kAlphabet[(n >> 18) & 63];
     out += kAlphabet[(n >> 12) & 63];
     out += kAlphabet[(n >> 6) & 63];
@@ -115,7 +119,8 @@ bool valid_utf8(std::string_view s) {
       if ((cc & 0xC0) != 0x80) return false;
       cp = (cp << 6) | (cc & 0x3F);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000))
+      return false;
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
     i += len;
   }
@@ -152,7 +157,8 @@ nlohmann::json to_json(const msgpack::object& o) {
       return bytes_to_json(std::string_view(o.via.ext.data(), o.via.ext.size));
     case msgpack::type::ARRAY: {
       auto out = nlohmann::json::array();
-      for (std::uint32_t i = 0; i < o.via.array.size; ++i) out.push_back(to_json(o.via.array.ptr[i]));
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i)
+        out.push_back(to_json(o.via.array.ptr[i]));
       return out;
     }
     case msgpack::type::MAP: {

@@ -51,8 +51,10 @@ int run_keygen(const std::string& prefix) {
 
 Command add_keygen(CLI::App& parent) {
   auto prefix = std::make_shared<std::string>();
-  auto* cmd = parent.add_subcommand("keygen", "makes a CURVE key pair (printed, or written to PREFIX.key and PREFIX.pub)");
-  cmd->add_option("--out", *prefix, "write the secret to PREFIX.key (mode 0600) and the public key to PREFIX.pub");
+  auto* cmd = parent.add_subcommand(
+      "keygen", "makes a CURVE key pair (printed, or written to PREFIX.key and PREFIX.pub)");
+  cmd->add_option("--out", *prefix,
+                  "write the secret to PREFIX.key (mode 0600) and the public key to PREFIX.pub");
   return {cmd, [prefix] { return run_keygen(*prefix); }};
 }
 

@@ -40,10 +40,15 @@ int main(int argc, char** argv) {
   std::string config_file;
   bool print = false;
   app.add_option("--config", config_file, "YAML configuration file (default: $DPOOL_CONFIG)");
-  app.add_flag("--print-config", print, "print the effective client configuration as YAML and exit");
+  app.add_flag("--print-config", print,
+               "print the effective client configuration as YAML and exit");
   std::string broker_key, curve_key;
-  app.add_option("--broker-key", broker_key, "CURVE: the broker's public key, its .pub file or Z85 (default: $DPOOL_BROKER_KEY, the file)");
-  app.add_option("--curve-key", curve_key, "CURVE: this client's secret key, PREFIX.key from dpool keygen --out PREFIX (default: $DPOOL_CURVE_KEY, the file)");
+  app.add_option("--broker-key", broker_key,
+                 "CURVE: the broker's public key, its .pub file or Z85 (default: "
+                 "$DPOOL_BROKER_KEY, the file)");
+  app.add_option("--curve-key", curve_key,
+                 "CURVE: this client's secret key, PREFIX.key from dpool keygen --out PREFIX "
+                 "(default: $DPOOL_CURVE_KEY, the file)");
 
   auto after_mark = dpool::cli::cut_after_mark(argc, argv, "call", app);
   const dpool::cli::Command commands[] = {

@@ -126,9 +126,16 @@ void write_all(std::FILE* f, const std::string& s) {
 
 class Runner {
  public:
-  Runner(const MapOptions& options, Client& client, std::string broker, ItemSource& source, const CommandTemplate& command)
-      : options_(options), client_(client), broker_(std::move(broker)), source_(source), command_(command),
-        progress_(Progress::wanted(options.progress ? std::optional(true) : options.no_progress ? std::optional(false) : std::nullopt)),
+  Runner(const MapOptions& options, Client& client, std::string broker, ItemSource& source,
+         const CommandTemplate& command)
+      : options_(options),
+        client_(client),
+        broker_(std::move(broker)),
+        source_(source),
+        command_(command),
+        progress_(Progress::wanted(options.progress      ? std::optional(true)
+                                   : options.no_progress ? std::optional(false)
+                                                         : std::nullopt)),
         slots_(static_cast<std::ptrdiff_t>(options.window)) {}
 
   int run() {
@@ -147,7 +154,8 @@ class Runner {
     progress_.finish();
     std::fflush(stdout);
     if (failed_ == 0) return 0;
-    std::string summary = std::to_string(failed_) + " of " + std::to_string(finished_) + " items failed";
+    std::string summary =
+        std::to_string(failed_) + " of " + std::to_string(finished_) + " items failed";
     if (timed_out_ > 0) summary += " (" + std::to_string(timed_out_) + " timed out)";
     std::fprintf(stderr, "dpool: %s\n", summary.c_str());
     return 1;
@@ -219,7 +227,8 @@ class Runner {
   void flush_pending(bool all) {
     while (pending_.size() >= options_.chunksize || (all && !pending_.empty())) {
       const auto n = std::min(pending_.size(), options_.chunksize);
-      std::vector<std::size_t> chunk(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+      std::vector<std::size_t> chunk(pending_.begin(),
+                                     pending_.begin() + static_cast<std::ptrdiff_t>(n));
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
       submit(std::move(chunk));
     }
@@ -235,8 +244,10 @@ class Runner {
       args = items_.at(chunk[0]).args;
     } else {
       msgpack::sbuffer buffer;
-      msgpack::packer<msgpack::sbuffer>(buffer).pack_array(static_cast<std::uint32_t>(chunk.size()));
-      for (auto index : chunk) buffer.write(items_.at(index).args.data(), items_.at(index).args.size());
+      msgpack::packer<msgpack::sbuffer>(buffer).pack_array(
+          static_cast<std::uint32_t>(chunk.size()));
+      for (auto index : chunk)
+        buffer.write(items_.at(index).args.data(), items_.at(index).args.size());
       args.assign(buffer.data(), buffer.size());
       task.items = static_cast<std::uint32_t>(chunk.size());
     }
@@ -272,19 +283,24 @@ class Runner {
       case Status::kRejected:
         fatal("the broker refused exec: " + r.meta.error_type + ": " + r.meta.error_message);
       case Status::kCancelled:
-        return std::vector<ExecOutcome>(count, failed_outcome("Cancelled", r.meta.error_message, r.meta));
+        return std::vector<ExecOutcome>(count,
+                                        failed_outcome("Cancelled", r.meta.error_message, r.meta));
       case Status::kError:
       case Status::kLost:
       case Status::kTimeout:
       case Status::kReturned:
-        return std::vector<ExecOutcome>(count, failed_outcome(r.meta.error_type, r.meta.error_message, r.meta));
+        return std::vector<ExecOutcome>(
+            count, failed_outcome(r.meta.error_type, r.meta.error_message, r.meta));
     }
     try {
       auto handle = unpack_in_place(r.value);
       if (count == 1) return {decode_exec(handle.get(), options_.timeout)};
       return decode_exec_chunk(handle.get(), count, r.meta, options_.timeout);
     } catch (const std::exception& e) {
-      return std::vector<ExecOutcome>(count, failed_outcome("Malformed", std::string("exec returned a malformed result (") + e.what() + ")", r.meta));
+      return std::vector<ExecOutcome>(
+          count, failed_outcome("Malformed",
+                                std::string("exec returned a malformed result (") + e.what() + ")",
+                                r.meta));
     }
   }
 
@@ -362,37 +378,45 @@ detail::EmbeddedOptions embedded_options(std::size_t processes) {
 
 int run_map(const MapOptions& options) {
   auto line = split_command_line(options.command);
-  if (line.command.empty() || line.command[0].empty()) throw Error(Errc::kUsage, "map needs a command to run, after --");
+  if (line.command.empty() || line.command[0].empty())
+    throw Error(Errc::kUsage, "map needs a command to run, after --");
   // Opening the input starts no thread: the embedded cluster below forks.
   auto source = open_input(line);
   const CommandTemplate command(line.command, source->sources());
   if (line.groups.empty() && ::isatty(STDIN_FILENO) == 1) {
     // Most likely a forgotten pipe or :::, which would look like a hang.
-    std::fprintf(stderr, "dpool: reading the items from the terminal, one a line (Ctrl-D ends them)\n");
+    std::fprintf(stderr,
+                 "dpool: reading the items from the terminal, one a line (Ctrl-D ends them)\n");
   }
 
   ClientConfig config;
-  std::string broker = options.local ? std::string() : resolve_client_config(options.broker, config);
+  std::string broker =
+      options.local ? std::string() : resolve_client_config(options.broker, config);
   std::unique_ptr<detail::EmbeddedCluster> cluster;
   if (broker.empty()) {
     std::size_t processes = options.local.value_or(0);
     if (processes == 0) processes = std::max(1u, std::thread::hardware_concurrency());
-    cluster = std::make_unique<detail::EmbeddedCluster>(embedded_options(processes));  // forks: before any thread of ours
+    cluster = std::make_unique<detail::EmbeddedCluster>(
+        embedded_options(processes));  // forks: before any thread of ours
     config.broker = cluster->endpoint();
     config.curve = {};  // the embedded broker listens on loopback, without CURVE
   } else {
     config.broker = broker;
   }
   config.window = static_cast<std::uint32_t>(std::max<std::size_t>(options.window, 1));
-  if (!options.on_full.empty()) config.on_full = options.on_full == "error" ? ClientConfig::OnFull::kError : ClientConfig::OnFull::kWait;
+  if (!options.on_full.empty())
+    config.on_full =
+        options.on_full == "error" ? ClientConfig::OnFull::kError : ClientConfig::OnFull::kWait;
   Client client(config);
   if (!client.wait_connected(config.connect_timeout)) {
-    throw Error(Errc::kUnreachable, "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
-                                        " (no answer within " + seconds_text(config.connect_timeout) + ")" +
-                                        (broker.empty() ? std::string() : unreachable_hint(config.curve)));
+    throw Error(Errc::kUnreachable,
+                "cannot reach the broker at " + (broker.empty() ? config.broker : broker) +
+                    " (no answer within " + seconds_text(config.connect_timeout) + ")" +
+                    (broker.empty() ? std::string() : unreachable_hint(config.curve)));
   }
   // On a cluster, commands run only where a worker allows them: say so instead of waiting.
-  if (!broker.empty()) require_worker_for(client, "exec", "start dpool-worker with --allow-exec to run commands");
+  if (!broker.empty())
+    require_worker_for(client, "exec", "start dpool-worker with --allow-exec to run commands");
   Runner runner(options, client, broker.empty() ? config.broker : broker, *source, command);
   return runner.run();
 }
@@ -401,34 +425,46 @@ int run_map(const MapOptions& options) {
 
 Command add_map(CLI::App& parent) {
   auto options = std::make_shared<MapOptions>();
-  auto* cmd = parent.add_subcommand(
-      "map", "runs COMMAND once per item on the workers: items are the lines of stdin, or the values after ::: ({} is the item)");
-  auto* broker_opt = cmd->add_option("--broker", options->broker, "broker address (default: $DPOOL_BROKER, the config file, else a local cluster)");
+  auto* cmd = parent.add_subcommand("map",
+                                    "runs COMMAND once per item on the workers: items are the "
+                                    "lines of stdin, or the values after ::: ({} is the item)");
+  auto* broker_opt = cmd->add_option(
+      "--broker", options->broker,
+      "broker address (default: $DPOOL_BROKER, the config file, else a local cluster)");
   cmd->add_option("--local", options->local, "run on a local cluster of N worker processes")
       ->transform(count_validator({1, 4096}))
       ->excludes(broker_opt);
-  cmd->add_flag("--unordered", options->unordered, "print results as they finish, not in input order");
-  cmd->add_option("--timeout", options->timeout, "fail an item that runs longer than this many seconds (from its start)")
+  cmd->add_flag("--unordered", options->unordered,
+                "print results as they finish, not in input order");
+  cmd->add_option("--timeout", options->timeout,
+                  "fail an item that runs longer than this many seconds (from its start)")
       ->check(seconds_validator(limits::kCommandTimeoutMs));
   cmd->add_option("--retries", options->retries, "run a failed item again, up to N times")
       ->transform(count_validator({0, 1000}));
   cmd->add_flag("--json", options->json, "print one JSON object per item instead of its output");
   add_policy_options(*cmd, options->policy, false);
-  cmd->add_option("--window", options->window, "items read and not yet printed, at most (default 1000)")
+  cmd->add_option("--window", options->window,
+                  "items read and not yet printed, at most (default 1000)")
       ->transform(count_validator({1, 1000000}));
-  cmd->add_option("--on-full", options->on_full,
-                  "when the broker holds as many of this client's tasks as it allows: wait for room, "
-                  "or fail the item (default: the config file's on_full, else wait)")
+  cmd->add_option(
+         "--on-full", options->on_full,
+         "when the broker holds as many of this client's tasks as it allows: wait for room, "
+         "or fail the item (default: the config file's on_full, else wait)")
       ->check(CLI::IsMember({"wait", "error"}));
-  cmd->add_option("--chunksize", options->chunksize, "items sent to a worker in one task (default 1)")
+  cmd->add_option("--chunksize", options->chunksize,
+                  "items sent to a worker in one task (default 1)")
       ->transform(count_validator({1, 10000}));
-  auto* progress = cmd->add_flag("--progress", options->progress, "show a progress bar on stderr (default: when it is a terminal)");
-  cmd->add_flag("--no-progress", options->no_progress, "never show a progress bar")->excludes(progress);
+  auto* progress = cmd->add_flag("--progress", options->progress,
+                                 "show a progress bar on stderr (default: when it is a terminal)");
+  cmd->add_flag("--no-progress", options->no_progress, "never show a progress bar")
+      ->excludes(progress);
   // Only the command's first word is CLI11's: it would read a later argument like "[a,b]" as a
   // list. The rest is taken as typed from what the parser leaves over (a prefix command).
   cmd->prefix_command();
   auto first = std::make_shared<std::string>();
-  cmd->add_option("command", *first, "the command and its arguments, after --; then ::: and the items, if not on stdin")
+  cmd->add_option(
+         "command", *first,
+         "the command and its arguments, after --; then ::: and the items, if not on stdin")
       ->required();
   return {cmd, [options, first, cmd] {
             options->command = command_words("map", *first, cmd->remaining());

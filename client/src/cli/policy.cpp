@@ -19,7 +19,8 @@ void add_policy_options(CLI::App& cmd, TaskPolicy& policy, bool retries) {
          [&policy](const std::vector<std::string>& tags) {
            for (const auto& t : tags) {
              const auto eq = t.find('=');
-             if (eq == std::string::npos || eq == 0) throw CLI::ValidationError("--require", "wants KEY=VALUE, got '" + t + "'");
+             if (eq == std::string::npos || eq == 0)
+               throw CLI::ValidationError("--require", "wants KEY=VALUE, got '" + t + "'");
              policy.needs[t.substr(0, eq)] = t.substr(eq + 1);
            }
          },
@@ -31,14 +32,17 @@ void add_policy_options(CLI::App& cmd, TaskPolicy& policy, bool retries) {
       ->transform(CLI::Validator(duration_flag(limits::kTimeoutMs), "DURATION"));
   if (!retries) return;
   cmd.add_option_function<unsigned>(
-         "--retries", [&policy](unsigned n) { policy.retries = n; }, "run a task that threw again, up to N times")
+         "--retries", [&policy](unsigned n) { policy.retries = n; },
+         "run a task that threw again, up to N times")
       ->transform(count_validator({0, 1000}));
   cmd.add_option_function<long long>(
-         "--retry-delay", [&policy](long long ms) { policy.retry_delay = std::chrono::milliseconds(ms); },
+         "--retry-delay",
+         [&policy](long long ms) { policy.retry_delay = std::chrono::milliseconds(ms); },
          "wait this long before the first retry, twice as long before each later one (default 0)")
       ->transform(CLI::Validator(duration_flag(limits::kTimeoutMs), "DURATION"));
   cmd.add_option_function<long long>(
-         "--task-timeout", [&policy](long long ms) { policy.timeout = std::chrono::milliseconds(ms); },
+         "--task-timeout",
+         [&policy](long long ms) { policy.timeout = std::chrono::milliseconds(ms); },
          "kill a task that runs longer than this on its worker, like 30s (fails as a time-out)")
       ->transform(CLI::Validator(duration_flag(limits::kTimeoutMs), "DURATION"));
 }

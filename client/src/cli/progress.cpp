@@ -39,7 +39,8 @@ std::string rate_text(double rate) {
 /* "[=====>    ]" of `width` columns for `fraction` done. */
 std::string bar(double fraction, std::size_t width) {
   const std::size_t inner = width - 2;
-  const auto full = std::min(inner, static_cast<std::size_t>(fraction * static_cast<double>(inner)));
+  const auto full =
+      std::min(inner, static_cast<std::size_t>(fraction * static_cast<double>(inner)));
   std::string s = "[" + std::string(full, '=');
   if (full < inner) s += '>';
   s.resize(width - 1, ' ');
@@ -110,7 +111,8 @@ std::string Progress::text(std::size_t done, std::size_t failed, std::optional<s
   std::optional<double> fraction;
   if (total) {
     counts = std::to_string(done) + "/" + std::to_string(*total);
-    fraction = *total == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / static_cast<double>(*total));
+    fraction =
+        *total == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / static_cast<double>(*total));
     counts += " " + std::to_string(static_cast<int>(*fraction * 100)) + "%";
   } else {
     counts = std::to_string(done) + " done";

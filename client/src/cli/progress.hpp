@@ -49,7 +49,8 @@ class Progress {
 
   /* The bar's text for `width` columns: "[==>  ] 12/40 30% 5.1/s ETA 6s 1 failed", or
    * "12 done 5.1/s 1 failed" without a total. `rate` is items a second, when known. */
-  [[nodiscard]] static std::string text(std::size_t done, std::size_t failed, std::optional<std::size_t> total,
+  [[nodiscard]] static std::string text(std::size_t done, std::size_t failed,
+                                        std::optional<std::size_t> total,
                                         std::optional<double> rate, std::size_t width);
 
  private:

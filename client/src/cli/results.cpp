@@ -9,20 +9,23 @@
 
 namespace dpool::cli {
 
-ResultPrinter::ResultPrinter(std::string function, bool json) : function_(std::move(function)), json_(json) {}
+ResultPrinter::ResultPrinter(std::string function, bool json)
+    : function_(std::move(function)), json_(json) {}
 
 void ResultPrinter::print(const wire::JobResult& result, const zmq::message_t& value) {
   const auto& meta = result.meta;
   const std::size_t calls = result.items > 0 ? result.items : 1;
   if (meta.status != Status::kOk) {
-    for (std::size_t i = 0; i < calls; ++i) item(nullptr, meta, meta.error_type, meta.error_message);
+    for (std::size_t i = 0; i < calls; ++i)
+      item(nullptr, meta, meta.error_type, meta.error_message);
     return;
   }
   msgpack::object_handle handle;
   try {
     handle = unpack_in_place(value);
   } catch (const std::exception& e) {
-    for (std::size_t i = 0; i < calls; ++i) item(nullptr, meta, "BadResult", std::string("not msgpack: ") + e.what());
+    for (std::size_t i = 0; i < calls; ++i)
+      item(nullptr, meta, "BadResult", std::string("not msgpack: ") + e.what());
     return;
   }
   const auto& o = handle.get();
@@ -31,7 +34,8 @@ void ResultPrinter::print(const wire::JobResult& result, const zmq::message_t& v
     return;
   }
   if (o.type != msgpack::type::ARRAY || o.via.array.size != calls) {
-    for (std::size_t i = 0; i < calls; ++i) item(nullptr, meta, "BadResult", "a chunk came back with the wrong number of items");
+    for (std::size_t i = 0; i < calls; ++i)
+      item(nullptr, meta, "BadResult", "a chunk came back with the wrong number of items");
     return;
   }
   for (std::size_t i = 0; i < calls; ++i) {
@@ -45,18 +49,20 @@ void ResultPrinter::print(const wire::JobResult& result, const zmq::message_t& v
     } else {
       const auto text = [&](std::uint32_t k) {
         const auto& f = outcome.via.array.ptr[k];
-        return k < outcome.via.array.size && f.type == msgpack::type::STR ? f.as<std::string>() : std::string();
+        return k < outcome.via.array.size && f.type == msgpack::type::STR ? f.as<std::string>()
+                                                                          : std::string();
       };
       item(nullptr, meta, text(1), text(2));
     }
   }
 }
 
-void ResultPrinter::item(const msgpack::object* value, const wire::Result& meta, const std::string& error_type,
-                         const std::string& error_message) {
+void ResultPrinter::item(const msgpack::object* value, const wire::Result& meta,
+                         const std::string& error_type, const std::string& error_message) {
   const auto number = ++item_;
   if (function_ == "exec") {
-    auto o = value ? decode_exec(*value, std::nullopt) : failed_outcome(error_type, error_message, meta);
+    auto o =
+        value ? decode_exec(*value, std::nullopt) : failed_outcome(error_type, error_message, meta);
     o.text = "item " + std::to_string(number);
     o.host = meta.host;
     if (!o.ok) ++failed_;
@@ -89,8 +95,8 @@ void ResultPrinter::item(const msgpack::object* value, const wire::Result& meta,
     std::printf("%s\n", dump_line(to_json(*value)).c_str());
   } else {
     std::fflush(stdout);
-    std::fprintf(stderr, "item %llu: %s: %s\n", static_cast<unsigned long long>(number), error_type.c_str(),
-                 error_message.c_str());
+    std::fprintf(stderr, "item %llu: %s: %s\n", static_cast<unsigned long long>(number),
+                 error_type.c_str(), error_message.c_str());
   }
 }
 

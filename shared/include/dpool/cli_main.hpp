@@ -21,7 +21,8 @@ namespace dpool {
  * own Range says "Value abc not in range 1 to 1000" of a word, and prints DBL_MAX in full for
  * PositiveNumber. Use count_validator() with transform(), which keeps its decimal rewrite. */
 inline CLI::Validator count_validator(Limits limits) {
-  const auto range = "INT in [" + std::to_string(limits.min) + " - " + std::to_string(limits.max) + "]";
+  const auto range =
+      "INT in [" + std::to_string(limits.min) + " - " + std::to_string(limits.max) + "]";
   return CLI::Validator(count_flag(limits), range);
 }
 inline CLI::Validator seconds_validator(Limits limits = limits::kTimeoutMs) {

@@ -80,8 +80,8 @@ inline constexpr DecodeLimits kArgumentLimits{1u << 24, 1u << 20, 1u << 30, 16};
 /* Unpacks a body as T within `limits` (the broker's come from its config). Returns nullopt
  * (and counts kBody) when the body is not a msgpack array of the right field types. */
 template <class T>
-[[nodiscard]] std::optional<T> decode(const Message& m, DropCounters& drops,
-                                      std::string_view who, const DecodeLimits& limits = DecodeLimits{});
+[[nodiscard]] std::optional<T> decode(const Message& m, DropCounters& drops, std::string_view who,
+                                      const DecodeLimits& limits = DecodeLimits{});
 
 /* Packs `body` and sends header, body and payloads as one multipart message. `identity` is the
  * routing id when sending through a ROUTER (empty otherwise). Payload messages are moved into
@@ -110,7 +110,8 @@ namespace detail {
 [[nodiscard]] bool unpack_body(const zmq::message_t& body, msgpack::object_handle& out,
                                const DecodeLimits& limits) noexcept;
 bool send_frames(zmq::socket_ref socket, std::string_view identity, Command command,
-                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads, bool dontwait);
+                 const msgpack::sbuffer& body, std::vector<zmq::message_t>& payloads,
+                 bool dontwait);
 }  // namespace detail
 
 template <class T>

@@ -42,7 +42,8 @@ inline constexpr Limits kMaxAttempts{1, 1000};
 inline constexpr Limits kWindow{1, 1'000'000'000};
 inline constexpr Limits kHeartbeatMs{10, 600'000};               // 10ms to 10m
 inline constexpr Limits kTimeoutMs{1, kLongestMs};
-inline constexpr Limits kCommandTimeoutMs{1, 10'000'000'000LL};  // 1e7 s: what the exec built-in takes
+inline constexpr Limits kCommandTimeoutMs{1,
+                                          10'000'000'000LL};  // 1e7 s: what the exec built-in takes
 inline constexpr Limits kJobTtlMs{1000, kLongestMs};
 inline constexpr Limits kAgingMs{1, kLongestMs};
 inline constexpr Limits kResultDelayMs{0, 60'000};               // 0: every RESULT at once
@@ -93,7 +94,8 @@ struct BrokerConfig {
   std::string bind = kDefaultBroker;
   HeartbeatConfig heartbeat;
   std::uint32_t max_attempts = 3;              // leases a task may lose to dying workers
-  std::chrono::milliseconds client_timeout{60000};  // a silent client's tasks are dropped after this
+  std::chrono::milliseconds client_timeout{
+      60000};  // a silent client's tasks are dropped after this
   std::string log_level = "info";
   bool insecure = false;  // listening beyond loopback without CURVE is allowed
   // How long the results of a detached job are kept after the job finished.
@@ -131,7 +133,8 @@ struct WorkerConfig {
   std::uint32_t prefetch = 2;   // tasks queued per process beyond the one it runs
   bool allow_exec = false;
   std::uint32_t max_tasks_per_child = 0;  // 0: never recycle
-  std::uint64_t max_memory_per_child = 0;  // bytes resident; past it a process is recycled; 0: no limit
+  std::uint64_t max_memory_per_child =
+      0;  // bytes resident; past it a process is recycled; 0: no limit
   // After the first SIGTERM the running tasks get this long to finish; 0: stop at once.
   std::chrono::milliseconds drain_timeout{30000};
   std::vector<std::string> plugins;
@@ -198,7 +201,8 @@ std::string resolve_client_config(const std::string& explicit_broker, ClientConf
  * replaces the flag's text by its count of milliseconds and returns "", or returns what is
  * wrong. With `bare_ms` a plain number counts as milliseconds (what --heartbeat-interval took
  * before it took units). */
-[[nodiscard]] std::function<std::string(std::string&)> duration_flag(Limits limits, bool bare_ms = false);
+[[nodiscard]] std::function<std::string(std::string&)> duration_flag(Limits limits,
+                                                                     bool bare_ms = false);
 
 /* "512MiB", "2G", "300MB", "1.5GiB" or a bare number of bytes, as bytes. K, M, G, T and KiB ...
  * TiB count in powers of 1024, KB ... TB in powers of 1000 (the unit's case does not matter).

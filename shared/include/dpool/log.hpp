@@ -41,9 +41,21 @@ class Budget {
   std::uint64_t skipped_ = 0;
 };
 
-template <class... A> void debug(spdlog::format_string_t<A...> f, A&&... a) { logger().debug(f, std::forward<A>(a)...); }
-template <class... A> void info(spdlog::format_string_t<A...> f, A&&... a) { logger().info(f, std::forward<A>(a)...); }
-template <class... A> void warn(spdlog::format_string_t<A...> f, A&&... a) { logger().warn(f, std::forward<A>(a)...); }
-template <class... A> void error(spdlog::format_string_t<A...> f, A&&... a) { logger().error(f, std::forward<A>(a)...); }
+template <class... A>
+void debug(spdlog::format_string_t<A...> f, A&&... a) {
+  logger().debug(f, std::forward<A>(a)...);
+}
+template <class... A>
+void info(spdlog::format_string_t<A...> f, A&&... a) {
+  logger().info(f, std::forward<A>(a)...);
+}
+template <class... A>
+void warn(spdlog::format_string_t<A...> f, A&&... a) {
+  logger().warn(f, std::forward<A>(a)...);
+}
+template <class... A>
+void error(spdlog::format_string_t<A...> f, A&&... a) {
+  logger().error(f, std::forward<A>(a)...);
+}
 
 }  // namespace dpool::log

@@ -124,7 +124,7 @@ struct TaskSpec {
   std::uint64_t index = 0;
   // Scheduling and failure budgets (docs/protocol.md, "Priorities, routing and retries").
   std::uint8_t priority = kDefaultPriority;  // 0..kMaxPriority, higher first
-  std::uint64_t timeout_ms = 0;        // hard time limit of one attempt (per item in a chunk); 0: none
+  std::uint64_t timeout_ms = 0;  // hard time limit of one attempt (per item in a chunk); 0: none
   std::uint32_t retries = 0;           // attempts after one that threw
   std::uint32_t timeout_retries = 0;   // attempts after one that hit its time limit
   std::uint64_t retry_delay_ms = 0;    // wait before the first retry ...
@@ -224,7 +224,8 @@ struct Heartbeat {
   std::uint64_t max_tasks = 0;        // tasks held for it + results not yet ACKed
   std::uint64_t max_bytes = 0;        // payload bytes of those
   std::uint64_t max_message = 0;      // the largest frame the broker takes (ZMQ_MAXMSGSIZE)
-  MSGPACK_DEFINE(instance, last_seq, held, processes, draining, credit, max_tasks, max_bytes, max_message)
+  MSGPACK_DEFINE(instance, last_seq, held, processes, draining, credit, max_tasks, max_bytes,
+                 max_message)
 };
 
 /* Client -> broker: the client's task ids. Broker -> worker: the broker's task keys. */
@@ -313,8 +314,8 @@ struct WorkerStatus {
   std::uint64_t failed = 0;
   std::uint64_t heard_ms_ago = 0;  // the last message from it
   bool draining = false;
-  MSGPACK_DEFINE(host, pid, processes, credit, functions, tags, in_flight, done, failed, heard_ms_ago,
-                 draining)
+  MSGPACK_DEFINE(host, pid, processes, credit, functions, tags, in_flight, done, failed,
+                 heard_ms_ago, draining)
 };
 
 struct FunctionStatus {
@@ -376,7 +377,8 @@ struct Report {
   std::uint64_t unsent = 0;  // messages not sent to peers that did not read them, since start
   MSGPACK_DEFINE(request, version, instance, uptime_ms, workers, functions, jobs, clients, rate,
                  completed, failed, requeued, dropped, retried, expired, failures,
-                 max_tasks_per_client, max_bytes_per_client, max_message_size, limited, sessions, unsent)
+                 max_tasks_per_client, max_bytes_per_client, max_message_size, limited, sessions,
+                 unsent)
 };
 
 struct Disconnect {

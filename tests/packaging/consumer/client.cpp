@@ -13,7 +13,8 @@ template <class R, class... A>
 R call_bounded(dpool::Client& client, const std::string& function, const A&... args) {
   auto promise = std::make_shared<std::promise<dpool::TaskResult>>();
   auto future = promise->get_future();
-  client.submit(function, dpool::pack_args(args...), [promise](dpool::TaskResult&& r) { promise->set_value(std::move(r)); });
+  client.submit(function, dpool::pack_args(args...),
+                [promise](dpool::TaskResult&& r) { promise->set_value(std::move(r)); });
   if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
     throw std::runtime_error(function + ": no result within 30 s");
   }
@@ -47,10 +48,14 @@ int main(int argc, char** argv) {
         for (long long x = 0; x < 100; ++x) sum += call_bounded<long long>(client, "triple", x);
         ok &= expect("sum of triple(0..99) == 14850", sum, 14850LL);
       } else if (check == "plugin") {
-        ok &= expect("reverse(\"dpool\") == \"loopd\"", call_bounded<std::string>(client, "reverse", std::string("dpool")), std::string("loopd"));
-        ok &= expect("the plugin sees the host's built-in echo", call_bounded<bool>(client, "has_task", std::string("echo")), true);
+        ok &= expect("reverse(\"dpool\") == \"loopd\"",
+                     call_bounded<std::string>(client, "reverse", std::string("dpool")),
+                     std::string("loopd"));
+        ok &= expect("the plugin sees the host's built-in echo",
+                     call_bounded<bool>(client, "has_task", std::string("echo")), true);
       } else if (check.rfind("plugin-in:", 0) == 0) {
-        ok &= expect("the plugin runs in " + check.substr(10), call_bounded<std::string>(client, "host_of"), check.substr(10));
+        ok &= expect("the plugin runs in " + check.substr(10),
+                     call_bounded<std::string>(client, "host_of"), check.substr(10));
       } else {
         std::fprintf(stderr, "consumer-client: unknown check %s\n", check.c_str());
         return 2;

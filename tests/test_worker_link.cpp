@@ -243,8 +243,8 @@ namespace {
 
 /* A worker host with the link-abusing tasks beside the test plugin's. */
 struct LinkHost : Host {
-  explicit LinkHost(int processes, std::vector<std::string> extra = {})
-      : Host(processes, with_plugin(std::move(extra))) {}
+  explicit LinkHost(int count, std::vector<std::string> extra = {})
+      : Host(count, with_plugin(std::move(extra))) {}
   static std::vector<std::string> with_plugin(std::vector<std::string> extra) {
     extra.insert(extra.end(), {"--plugin", DPOOL_TEST_LINK_PLUGIN});
     return extra;

@@ -88,13 +88,13 @@ void send_naps(FakeBroker& broker, const std::string& log, std::uint64_t first,
   broker.send_tasks(leases, payloads);
 }
 
-/* Every one of the host's `processes` has started and run naps of `millis`: tasks sent from
+/* Every one of the host's processes has started and run naps of `millis`: tasks sent from
  * now on are dealt to all at once, and the host's mean run time is about `millis`. A process
  * slow to start (a loaded machine) leaves its rounds to the others, so rounds go on until each
  * has been seen running one. */
-void warm_up(Host& host, const std::string& log, std::size_t processes, int millis = 2) {
+void warm_up(Host& host, const std::string& log, int millis = 2) {
   std::set<int> seen;
-  for (std::uint64_t round = 0; seen.size() < processes; ++round) {
+  for (std::uint64_t round = 0; seen.size() < static_cast<std::size_t>(host.processes); ++round) {
     ASSERT_LT(round, 50u) << "only " << seen.size() << " processes ran tasks\n"
                           << host.worker.log();
     // Keys apart from the tests'.
@@ -104,6 +104,16 @@ void warm_up(Host& host, const std::string& log, std::size_t processes, int mill
       ASSERT_TRUE(d.has_value()) << host.worker.log();
       seen.insert(unpack_as<int>(d->payload));
     }
+  }
+}
+
+/* The next `n` outcomes, each a success, their tasks appended to `order`. */
+void collect(Host& host, int n, std::vector<std::uint64_t>& order) {
+  for (int i = 0; i < n; ++i) {
+    auto d = host.broker.next_outcome();
+    ASSERT_TRUE(d.has_value()) << host.worker.log();
+    EXPECT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
+    order.push_back(d->outcome.task);
   }
 }
 
@@ -136,7 +146,7 @@ TEST(TakeOver, TasksQueuedBehindALongOneRunOnAnIdleProcess) {
   TempDir dir;
   const auto log = dir.path() + "/runs";
   Host host(2);
-  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2, 2));
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log));
   expect_taken_over(host, log, 2);
 }
 
@@ -147,11 +157,26 @@ TEST(TakeOver, AmongQuickTasksALongOneLosesItsQueueOnceItHasRunAMillisecond) {
   TempDir dir;
   const auto log = dir.path() + "/runs";
   Host host(2, {"--heartbeat-interval", "10000"});
-  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2, 0));
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 0));
   expect_taken_over(host, log, 0);
 }
 
 namespace {
+
+/* A process held stopped (SIGSTOP) while in scope, so that it starts what it is dealt late;
+ * continued however the scope is left, a failed assertion included. */
+class Stopped {
+ public:
+  explicit Stopped(pid_t pid) : pid_(pid), ok_(::kill(pid, SIGSTOP) == 0) {}
+  ~Stopped() { ::kill(pid_, SIGCONT); }
+  Stopped(const Stopped&) = delete;
+  Stopped& operator=(const Stopped&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  pid_t pid_;
+  bool ok_;
+};
 
 /* A process that starts its long task late, after its sibling ran its own share of naps of
  * `quick` ms and went idle, still loses its queue as soon as that task runs: its start wakes
@@ -162,7 +187,7 @@ void expect_late_starter_loses_queue(int quick) {
   TempDir dir;
   const auto log = dir.path() + "/runs";
   Host host(2, {"--heartbeat-interval", "10000"});
-  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2, quick));
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, quick));
   send_naps(host.broker, log, 100, {quick, quick});  // dealt one each, slot 0 first
   pid_t first = 0;
   for (int i = 0; i < 2; ++i) {
@@ -171,24 +196,16 @@ void expect_late_starter_loses_queue(int quick) {
     if (d->outcome.task == 100) first = static_cast<pid_t>(d->outcome.pid);
   }
   ASSERT_GT(first, 0);
-  ASSERT_EQ(::kill(first, SIGSTOP), 0);
-  send_naps(host.broker, log, 1, {1500, quick, quick, quick, quick, quick});  // 1, 3, 5 to it
   std::vector<std::uint64_t> order;
-  for (int i = 0; i < 3; ++i) {
-    auto d = host.broker.next_outcome();
-    if (!d) ::kill(first, SIGCONT);
-    ASSERT_TRUE(d.has_value()) << host.worker.log();
-    order.push_back(d->outcome.task);
+  {
+    const Stopped stopped(first);
+    ASSERT_TRUE(stopped.ok());
+    send_naps(host.broker, log, 1, {1500, quick, quick, quick, quick, quick});  // 1, 3, 5 to it
+    ASSERT_NO_FATAL_FAILURE(collect(host, 3, order));
   }
-  ASSERT_EQ(::kill(first, SIGCONT), 0);
   EXPECT_EQ(std::set<std::uint64_t>(order.begin(), order.end()),
             (std::set<std::uint64_t>{2, 4, 6}));
-  for (int i = 0; i < 3; ++i) {
-    auto d = host.broker.next_outcome();
-    ASSERT_TRUE(d.has_value()) << host.worker.log();
-    EXPECT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
-    order.push_back(d->outcome.task);
-  }
+  ASSERT_NO_FATAL_FAILURE(collect(host, 3, order));
   EXPECT_EQ(order.back(), 1u) << "tasks 3 and 5 waited behind the long one";
   for (const auto& [key, runs] : runs_logged(log)) {
     EXPECT_EQ(runs, 1) << "task " << key << " ran " << runs << " times";
@@ -217,21 +234,12 @@ TEST(TakeOver, TasksTakenEarlierStaySkippedWhenMoreAreTaken) {
   TempDir dir;
   const auto log = dir.path() + "/runs";
   Host host(2);
-  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 2));
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log));
   send_naps(host.broker, log, 1, {1500, 1, 1, 1});  // L, x1, x2, x3
   std::vector<std::uint64_t> order;
-  for (int i = 0; i < 3; ++i) {
-    auto d = host.broker.next_outcome();
-    ASSERT_TRUE(d.has_value()) << host.worker.log();
-    order.push_back(d->outcome.task);
-  }
+  ASSERT_NO_FATAL_FAILURE(collect(host, 3, order));
   send_naps(host.broker, log, 11, {1, 1, 1, 1});  // q1..q4
-  for (int i = 0; i < 5; ++i) {
-    auto d = host.broker.next_outcome();
-    ASSERT_TRUE(d.has_value()) << host.worker.log();
-    EXPECT_EQ(d->outcome.status, Status::kOk) << d->outcome.error_message;
-    order.push_back(d->outcome.task);
-  }
+  ASSERT_NO_FATAL_FAILURE(collect(host, 5, order));
   EXPECT_EQ(order.back(), 1u) << "a quick task waited behind the long one";
   const auto runs = runs_logged(log);
   for (std::uint64_t key : {1, 2, 3, 4, 11, 12, 13, 14}) {
@@ -247,7 +255,7 @@ TEST(TakeOver, UnderChurnEveryTaskRunsOnceAndIsReportedOnce) {
   TempDir dir;
   const auto log = dir.path() + "/runs";
   Host host(3);
-  ASSERT_NO_FATAL_FAILURE(warm_up(host, log, 3));
+  ASSERT_NO_FATAL_FAILURE(warm_up(host, log));
   std::mt19937 random(7);
   std::uniform_int_distribution<int> quick(0, 3);
   std::uint64_t next = 1;

@@ -178,8 +178,9 @@ inline wire::Lease lease(std::uint64_t task, const std::string& function,
 struct Host {
   FakeBroker broker;
   Process worker;
-  explicit Host(int processes, std::vector<std::string> extra = {}) {
-    worker = start_limits_worker(broker.endpoint(), processes, std::move(extra));
+  int processes;
+  explicit Host(int count, std::vector<std::string> extra = {}) : processes(count) {
+    worker = start_limits_worker(broker.endpoint(), count, std::move(extra));
     EXPECT_TRUE(broker.wait_ready()) << worker.log();
   }
 };
